@@ -1,0 +1,183 @@
+"""The one protocol by which any optimizer, built-in or plugin, is driven.
+
+A framework module supplies a :class:`Session` (build, step, read back, save,
+restore); :func:`drive` owns the loop that every framework shares: the
+per-step learning rate, the mid-trajectory save and restore into a fresh
+subject, the per-case time limit, the check that input gradients are not
+mutated, and the wrapping of a subject's exception into a one-line
+:class:`~adapters.errors.SubjectError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from adapters.errors import SubjectError, one_line
+from adapters.namespaces import to_numpy
+
+
+class Session(abc.ABC):
+    """One live optimizer over a list of parameter tensors."""
+
+    @abc.abstractmethod
+    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
+        """Converts one step's gradients to the subject's arrays."""
+
+    @abc.abstractmethod
+    def step(self, grads: list[Any], lr: float, index: int) -> None:
+        """Applies one step with learning rate ``lr``; ``index`` is 0-based."""
+
+    @abc.abstractmethod
+    def params(self) -> list[np.ndarray]:
+        """The current parameters, as NumPy."""
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, np.ndarray]:
+        """The optimizer state as NumPy, keyed ``"<tensor index>.<name>"``."""
+
+    @abc.abstractmethod
+    def save(self) -> Any:
+        """A deep copy of the optimizer state, in the framework's own format."""
+
+    @abc.abstractmethod
+    def restore(self, saved: Any) -> None:
+        """Loads ``saved`` (from another session's :meth:`save`) into this fresh one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectInfo:
+    """A capability record for one subject.
+
+    Attributes:
+      name: the subject's id, e.g. ``"torch.optim.AdamW[foreach]"``.
+      framework: numpy, torch, jax or tensorflow.
+      rule: the spec rule it implements.
+      convention: the preset it follows (adam family), or None.
+      supports: spec hyperparameters (besides lr) it can express.
+      fixed: hyperparameters it fixes, e.g. ``{"amsgrad": True}``.
+      build: ``build(params0, hyper, lrs, dtype, device) -> Session``.
+      devices: the devices it runs on (None: all the framework sees).
+    """
+
+    name: str
+    framework: str
+    rule: str
+    convention: str | None
+    supports: frozenset[str]
+    build: Callable[..., Session]
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    devices: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass
+class Trajectory:
+    """What a subject produced: ``params[i]`` is ``(T, *shape_i)``.
+
+    ``mutated_at`` is the first step at which the subject changed the gradient
+    it was given, or None.
+    """
+
+    params: list[np.ndarray]
+    mutated_at: int | None = None
+    states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+
+
+class SubjectTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raises :class:`SubjectTimeout` in the main thread after ``seconds``."""
+    usable = seconds and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def _expired(signum: int, frame: object) -> None:
+        raise SubjectTimeout(f"no result within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def drive(
+    subject: SubjectInfo,
+    params0: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    lrs: Sequence[float],
+    hyper: Mapping[str, Any],
+    *,
+    dtype: str = "float64",
+    device: str | None = None,
+    restore_at: int | None = None,
+    time_limit_s: float | None = None,
+    record_state: bool = False,
+) -> Trajectory:
+    """Runs ``subject`` over ``grads`` (one ``(T, *shape)`` array per tensor).
+
+    If ``restore_at`` is a step k in ``1..T-1``, the state is saved after step k
+    and the rest of the run continues in a fresh subject that restored it, as a
+    resumed training job would.  A subject that raises or runs past
+    ``time_limit_s`` becomes a :class:`SubjectError` naming the step; the steps
+    completed so far travel with it.
+    """
+    steps = len(lrs)
+    history: list[list[np.ndarray]] = [[] for _ in params0]
+    result = Trajectory(params=[])
+    hyper = {**hyper, **subject.fixed}
+
+    def stacked() -> list[np.ndarray]:
+        return [np.stack(h) if h else np.zeros((0, *p.shape)) for h, p in zip(history, params0)]
+
+    index = 0
+    where = "construction"
+    try:
+        with time_limit(time_limit_s):
+            session = subject.build(list(params0), hyper, list(lrs), dtype, device)
+            where = "step"
+            for index in range(steps):
+                fed = session.feed([g[index] for g in grads])
+                before = [to_numpy(g) for g in fed]
+                session.step(fed, lrs[index], index)
+                if result.mutated_at is None and not all(
+                    np.array_equal(b, to_numpy(g), equal_nan=True) for b, g in zip(before, fed)
+                ):
+                    result.mutated_at = index + 1
+                current = session.params()
+                for h, p in zip(history, current):
+                    h.append(p)
+                if record_state:
+                    result.states.append(session.state())
+                if restore_at is not None and index + 1 == restore_at:
+                    saved = session.save()
+                    session = subject.build(current, hyper, list(lrs), dtype, device)
+                    session.restore(saved)
+    except SubjectError:
+        raise
+    except SubjectTimeout as exc:
+        raise SubjectError(
+            f"{subject.name} hung at {where} {index + 1}: {exc} (per-case time limit)",
+            step=index + 1, completed=stacked(),
+        ) from None
+    except Exception as exc:
+        at = where if where == "construction" else f"step {index + 1}"
+        raise SubjectError(
+            f"{subject.name} raised at {at}: {one_line(exc)}",
+            step=index + 1, completed=stacked(),
+        ) from None
+    result.params = stacked()
+    return result

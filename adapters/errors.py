@@ -1,0 +1,29 @@
+"""Errors a user can cause, each a one-line message that names the fix."""
+
+from __future__ import annotations
+
+
+class SetupError(Exception):
+    """A usage or setup problem: unknown framework, missing install, bad --impl, bad device.
+
+    The CLI prints ``str(error)`` on one line and exits with code 2.
+    """
+
+
+class SubjectError(Exception):
+    """The subject under test misbehaved: it raised, or rejected a hyperparameter.
+
+    Carries the step (1-based, 0 for construction) so that nothing else in the
+    run is lost: the steps before it are kept in :attr:`completed`.
+    """
+
+    def __init__(self, message: str, *, step: int = 0, completed: object = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.completed = completed
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` with newlines folded, for embedding in a one-line error."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,96 @@
+"""TensorFlow: Keras 3 optimizers (TensorFlow backend) and plugins.
+
+Keras evaluates a schedule at ``iterations``, the 0-based count, so the
+per-step learning rates are a table indexed by it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from adapters.driver import Session, SubjectInfo  # noqa: E402
+from adapters.namespaces import asarray, to_numpy  # noqa: E402
+from adapters.translation import KERAS, Translation  # noqa: E402
+
+
+class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The learning rate of step ``iterations + 1``, looked up in a table."""
+
+    def __init__(self, rates: Sequence[float]) -> None:
+        self.rates = tf.constant(np.asarray(rates, dtype=np.float64))
+
+    def __call__(self, step: Any) -> Any:
+        index = tf.minimum(tf.cast(step, tf.int32), tf.shape(self.rates)[0] - 1)
+        return tf.gather(self.rates, index)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"rates": self.rates.numpy().tolist()}
+
+
+class KerasSession(Session):
+    def __init__(self, cls: type, kwargs: Mapping[str, Any], lr_name: str,
+                 params0: Sequence[np.ndarray], lrs: Sequence[float], dtype: str,
+                 device: str | None) -> None:
+        self.dtype, self.device = dtype, device
+        self.variables = [
+            keras.Variable(asarray("tensorflow", p, dtype, device), dtype=dtype, name=f"p{i}")
+            for i, p in enumerate(params0)
+        ]
+        self.optimizer = cls(**{lr_name: TableSchedule(lrs or [0.0])}, **kwargs)
+        self.optimizer.build(self.variables)
+
+    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
+        return [asarray("tensorflow", g, self.dtype, self.device) for g in grads]
+
+    def step(self, grads: list[Any], lr: float, index: int) -> None:
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+
+    def params(self) -> list[np.ndarray]:
+        return [to_numpy(v.value) for v in self.variables]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {v.path: to_numpy(v.value) for v in self.optimizer.variables}
+
+    def save(self) -> Any:
+        return [to_numpy(v.value) for v in self.optimizer.variables]
+
+    def restore(self, saved: Any) -> None:
+        for variable, value in zip(self.optimizer.variables, saved):
+            variable.assign(value)
+
+
+def builder(cls: type, translation: Translation):
+    def build(params0, hyper, lrs, dtype, device) -> KerasSession:
+        return KerasSession(cls, translation.kwargs(hyper), translation.lr, params0, lrs, dtype, device)
+
+    return build
+
+
+SUBJECTS: tuple[SubjectInfo, ...] = tuple(
+    SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
+                "keras" if rule in ("adam", "adamw") else None,
+                KERAS[rule].supports, builder(cls, KERAS[rule]))
+    for rule, cls in (
+        ("sgd", keras.optimizers.SGD),
+        ("adagrad", keras.optimizers.Adagrad),
+        ("rmsprop", keras.optimizers.RMSprop),
+        ("adam", keras.optimizers.Adam),
+        ("adamw", keras.optimizers.AdamW),
+    )
+)
+
+
+def plugin(name: str, obj: Any) -> SubjectInfo:
+    """A drop-in for ``keras.optimizers.AdamW(learning_rate, beta_1, beta_2, epsilon, weight_decay, amsgrad)``."""
+    if not (isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)):
+        raise TypeError("it must be a keras.optimizers.Optimizer subclass")
+    return SubjectInfo(name=name, framework="tensorflow", rule="adamw", convention="keras",
+                       supports=KERAS["adamw"].supports, build=builder(obj, KERAS["adamw"]))

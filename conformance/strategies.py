@@ -1,0 +1,98 @@
+"""Hypothesis strategies that draw NumPy cases: shapes, gradient streams, hyperparameters, schedules.
+
+Every draw is labelled, so that a shrunk failure reads as a case description.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+#: Magnitudes a float64 run must survive: exact zeros, tiny, ordinary and huge.
+TINY, HUGE = 1e-30, 1e30
+
+
+def shapes(max_tensors: int = 3) -> st.SearchStrategy[list[tuple[int, ...]]]:
+    """Several parameter tensors of different shapes (0-d to 3-d)."""
+    shape = st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple)
+    return st.lists(shape, min_size=1, max_size=max_tensors)
+
+
+def gradient_values(magnitude: tuple[float, float] = (TINY, HUGE)) -> st.SearchStrategy[float]:
+    """Exact zeros, tiny, ordinary and huge values of either sign."""
+    low, high = magnitude
+    ordinary = st.floats(-10, 10, allow_nan=False, allow_subnormal=False)
+    extreme = st.sampled_from([low, 1e-12, 1e-8, 1e8, high]).flatmap(
+        lambda m: st.sampled_from([m, -m])
+    )
+    return st.one_of(st.just(0.0), ordinary, ordinary, extreme)
+
+
+def gradient_stream(shape: tuple[int, ...], steps: int,
+                    magnitude: tuple[float, float] = (TINY, HUGE)) -> st.SearchStrategy[np.ndarray]:
+    """``(steps, *shape)`` float64 gradients; rows may flip sign from step to step."""
+    base = hnp.arrays(np.float64, (steps, *shape), elements=gradient_values(magnitude))
+    flips = st.lists(st.sampled_from([1.0, -1.0]), min_size=steps, max_size=steps)
+    return st.tuples(base, flips).map(
+        lambda pair: pair[0] * np.asarray(pair[1]).reshape((steps,) + (1,) * len(shape))
+    )
+
+
+def parameters(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.float64, shape, elements=st.floats(-10, 10, allow_subnormal=False))
+
+
+def schedule(steps: int, base_lr: float) -> st.SearchStrategy[list[float]]:
+    """Per-step learning rates: constant, linear warm-up, cosine, or step drops."""
+
+    def warmup(k: int) -> list[float]:
+        return [base_lr * min(1.0, (t + 1) / k) for t in range(steps)]
+
+    def cosine(floor: float) -> list[float]:
+        return [floor + (base_lr - floor) * 0.5 * (1 + math.cos(math.pi * t / steps)) for t in range(steps)]
+
+    def drops(every: int) -> list[float]:
+        return [base_lr * 0.1 ** (t // every) for t in range(steps)]
+
+    return st.one_of(
+        st.just([base_lr] * steps),
+        st.integers(1, max(steps, 1)).map(warmup),
+        st.floats(0, base_lr / 10).map(cosine),
+        st.integers(1, max(steps, 1)).map(drops),
+    )
+
+
+#: Ranges of each hyperparameter over its whole valid range (not only defaults).
+HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
+    "lr": st.sampled_from([1e-4, 1e-3, 1e-2, 0.1, 0.5]) | st.floats(1e-5, 1.0),
+    "betas": st.tuples(
+        st.sampled_from([0.0, 0.5, 0.9, 0.99]) | st.floats(0.0, 0.999),
+        st.sampled_from([0.9, 0.99, 0.999, 0.9999]) | st.floats(0.5, 0.99999),
+    ),
+    "eps": st.sampled_from([1e-12, 1e-8, 1e-7, 1e-6, 1e-3, 0.1]),
+    "weight_decay": st.sampled_from([0.0, 1e-4, 1e-2, 0.1, 0.5]) | st.floats(0, 1),
+    "amsgrad": st.booleans(),
+    "maximize": st.booleans(),
+    "momentum": st.sampled_from([0.0, 0.5, 0.9]) | st.floats(0, 0.99),
+    "dampening": st.sampled_from([0.0, 0.1, 0.5]),
+    "nesterov": st.booleans(),
+    "alpha": st.sampled_from([0.9, 0.99]) | st.floats(0.5, 0.999),
+    "centered": st.booleans(),
+    "lr_decay": st.sampled_from([0.0, 1e-3, 0.1]),
+    "initial_accumulator_value": st.sampled_from([0.0, 0.1, 1.0]),
+}
+
+
+@st.composite
+def hyperparameters(draw: st.DrawFn, names: Iterable[str]) -> dict[str, Any]:
+    """A valid set of the named hyperparameters (lr excluded), e.g. nesterov only with momentum."""
+    hyper = {n: draw(HYPER_STRATEGIES[n], label=n) for n in sorted(names) if n in HYPER_STRATEGIES and n != "lr"}
+    if hyper.get("nesterov"):
+        if hyper.get("momentum", 0) <= 0 or hyper.get("dampening", 0) != 0:
+            hyper["nesterov"] = False
+    return hyper

@@ -1,0 +1,95 @@
+"""nox sessions for optspec: tests, lint, conformance, golden, golden_check, bench.
+
+Installs go through uv.  uv does not read pip's configuration, so pip's
+find-links (where the local CPU wheel of ``torch==2.13.0`` lives) are passed on
+as ``UV_FIND_LINKS``; without them uv would resolve the CUDA build from PyPI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["tests", "lint"]
+
+FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
+ALL_EXTRAS = ".[torch,jax,tensorflow,conformance,test]"
+
+
+def _pip_find_links() -> str:
+    links = os.environ.get("PIP_FIND_LINKS", "")
+    if links:
+        return links
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+if "UV_FIND_LINKS" not in os.environ and (links := _pip_find_links()):
+    os.environ["UV_FIND_LINKS"] = " ".join(links.split())
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The suite's own tests, on every framework (one environment holds them all)."""
+    session.install("-e", ALL_EXTRAS)
+    session.run(
+        "python", "-c",
+        "import torch, sys; v = torch.__version__; "
+        "sys.exit(0 if '+cu' not in v and not torch.version.cuda else f'CUDA torch installed: {v}')",
+    )
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
+    session.run("pytest", f"--hypothesis-profile={profile}", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff over the tree."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def conformance(session: nox.Session) -> None:
+    """Certifies built-in optimizers: ``nox -s conformance -- [FRAMEWORK] [CLI options]``.
+
+    With no arguments, every built-in subject of every framework, and the matrix.
+    """
+    session.install("-e", ALL_EXTRAS)
+    args = list(session.posargs)
+    if args and args[0] in FRAMEWORKS:
+        args = ["matrix", "--framework", args[0], *args[1:]]
+    elif not args or args[0].startswith("-"):
+        args = ["matrix", *args]
+    session.run("python", "-m", "conformance", *args)
+
+
+@nox.session(python="3.11")
+def golden(session: nox.Session) -> None:
+    """Regenerates the golden trajectories, deterministically and atomically."""
+    session.install("-e", ".[conformance]")
+    session.run("python", "-m", "conformance", "golden", "regenerate", *session.posargs)
+
+
+@nox.session(python="3.11")
+def golden_check(session: nox.Session) -> None:
+    """Verifies the committed golden files, then fails on any diff under golden/."""
+    session.install("-e", ".[conformance]")
+    session.run("python", "-m", "conformance", "golden", "verify", *session.posargs)
+    session.run("git", "diff", "--exit-code", "--stat", "--", "golden/", external=True)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks: certification throughput per framework."""
+    session.install("-e", ALL_EXTRAS)
+    session.run("python", "-m", "conformance.bench", *session.posargs)

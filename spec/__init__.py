@@ -1,0 +1,26 @@
+"""optspec's executable specification of optimizer update rules.
+
+Every rule is a pair of pure functions over the Array API standard:
+``init(xp, param) -> State`` and ``step(xp, param, grad, state, *, lr, **hyper)
+-> (param, State)``.  :func:`run` drives a whole trajectory.
+"""
+
+from spec.conventions import KNOBS, PRESETS, Convention, resolve
+from spec.rules import RULES, Rule, get_rule
+from spec.run import learning_rates, run
+
+#: Bumped whenever a change to the spec changes a number it produces.
+SPEC_VERSION = "1.0.0"
+
+__all__ = [
+    "KNOBS",
+    "PRESETS",
+    "RULES",
+    "SPEC_VERSION",
+    "Convention",
+    "Rule",
+    "get_rule",
+    "learning_rates",
+    "resolve",
+    "run",
+]

@@ -1,0 +1,196 @@
+r"""Adam with an L2 penalty, AdamW with decoupled weight decay, and AMSGrad.
+
+Both rules share one moment update; they differ only in where
+``weight_decay`` enters.  ``adam`` adds :math:`\lambda\theta` to the gradient
+(L2), so the penalty is divided by :math:`\sqrt{\hat v}` like the gradient is;
+``adamw`` decays the parameter directly (Loshchilov & Hutter, arXiv
+1711.05101, Algorithm 2).  How each framework computes the step is a
+:class:`spec.conventions.Convention`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from spec import _validate
+from spec.conventions import Convention, resolve
+from spec.sgd import _schedule_multiplier
+
+Array = Any
+
+
+class AdamState(NamedTuple):
+    """Step count, first moment :math:`m`, second moment :math:`v`, and the AMSGrad maximum."""
+
+    step: int
+    exp_avg: Array
+    exp_avg_sq: Array
+    max_exp_avg_sq: Array
+
+
+ADAM_DEFAULTS = {
+    "lr": 1e-3,
+    "betas": (0.9, 0.999),
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "amsgrad": False,
+    "maximize": False,
+}
+ADAMW_DEFAULTS = {**ADAM_DEFAULTS, "weight_decay": 1e-2}
+
+
+def validate(*, lr, betas, eps, weight_decay, amsgrad, maximize, convention) -> None:
+    _validate.nonnegative("lr", lr)
+    _validate.betas(betas)
+    _validate.nonnegative("eps", eps)
+    _validate.nonnegative("weight_decay", weight_decay)
+    conv = resolve(convention)
+    if amsgrad and conv.amsgrad == "off":
+        raise ValueError(
+            f"amsgrad=True is not defined for convention {convention!r}: it has "
+            "no AMSGrad variant (set amsgrad='raw' or 'corrected' on the Convention)"
+        )
+
+
+def init(xp: Any, param: Array) -> AdamState:
+    zeros = xp.zeros_like(param)
+    return AdamState(step=0, exp_avg=zeros, exp_avg_sq=zeros, max_exp_avg_sq=zeros)
+
+
+def adam_step(
+    xp: Any,
+    param: Array,
+    grad: Array,
+    state: AdamState,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    convention: str | Convention = "torch",
+) -> tuple[Array, AdamState]:
+    r"""One Adam step with an L2 penalty (Kingma & Ba, arXiv 1412.6980, Algorithm 1).
+
+    .. math::
+
+        g_t = \pm\nabla f(\theta_{t-1}) + \lambda\theta_{t-1}
+
+    then the moment update and parameter step of :func:`adamw_step` with no
+    decoupled decay.  The convention's ``epsilon``, ``bias_correction`` and
+    ``amsgrad`` knobs apply; its decay knobs do not.  Source:
+    ``torch/optim/adam.py`` ``_single_tensor_adam`` with
+    ``decoupled_weight_decay=False``; optax ``chain(add_decayed_weights(wd),
+    adam(lr))`` is the same.
+    """
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g + weight_decay * param
+    return _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, resolve(convention))
+
+
+def adamw_step(
+    xp: Any,
+    param: Array,
+    grad: Array,
+    state: AdamState,
+    *,
+    lr: float,
+    initial_lr: float | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    convention: str | Convention = "torch",
+) -> tuple[Array, AdamState]:
+    r"""One AdamW step, in the given convention.
+
+    With :math:`bc_1 = 1-\beta_1^t`, :math:`bc_2 = 1-\beta_2^t` (both 1 when
+    ``bias_correction`` is off) and :math:`g_t = \pm\nabla f(\theta_{t-1})`:
+
+    .. math::
+
+        d_t &= \begin{cases}\mathrm{lr}_t\lambda & \texttt{decay\_scale=lr}\\
+               (\mathrm{lr}_t/\mathrm{lr}_0)\lambda & \texttt{schedule}\\
+               \lambda & \texttt{none}\end{cases} \\
+        \theta' &= (1 - d_t)\,\theta_{t-1} \quad\text{if } \texttt{decay\_point=before}
+                   \text{ else } \theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        u_t &= \begin{cases}
+            \frac{\mathrm{lr}_t}{bc_1}\, m_t / (\sqrt{v_t}/\sqrt{bc_2} + \epsilon) & \texttt{epsilon=corrected} \\
+            \frac{\mathrm{lr}_t\sqrt{bc_2}}{bc_1}\, m_t / (\sqrt{v_t} + \epsilon) & \texttt{hat} \\
+            \frac{\mathrm{lr}_t}{bc_1}\, m_t / \sqrt{v_t/bc_2 + \epsilon} & \texttt{inside}
+        \end{cases} \\
+        \theta_t &= \theta' - u_t, \quad\text{then } \theta_t \leftarrow (1-d_t)\,\theta_t
+                    \text{ if } \texttt{decay\_point=after}
+
+    With ``amsgrad``, :math:`v_t` in :math:`u_t` is replaced by
+    :math:`\tilde v_t = \max(\tilde v_{t-1}, v_t)` (``raw``), or
+    :math:`v_t/bc_2` by :math:`\max(\tilde v_{t-1}, v_t/bc_2)` (``corrected``).
+    :math:`\mathrm{lr}_0` is ``initial_lr`` (:func:`spec.run` passes the first
+    step's lr).  The ``torch`` convention is ``torch/optim/adam.py``
+    ``_single_tensor_adam``; the others are listed in :mod:`spec.conventions`.
+    """
+    conv = resolve(convention)
+    g = -grad if maximize else grad
+    decay = _decay_factor(conv.decay_scale, lr, initial_lr, weight_decay)
+    if decay != 0 and conv.decay_point == "before":
+        param = (1 - decay) * param
+    param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv)
+    if decay != 0 and conv.decay_point == "after":
+        param = (1 - decay) * param
+    return param, state
+
+
+def _decay_factor(scale: str, lr: float, initial_lr: float | None, weight_decay: float) -> float:
+    if scale == "lr":
+        return lr * weight_decay
+    if scale == "schedule":
+        return _schedule_multiplier(lr, initial_lr) * weight_decay
+    return weight_decay
+
+
+def _adam_update(
+    xp: Any,
+    param: Array,
+    g: Array,
+    state: AdamState,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    amsgrad: bool,
+    conv: Convention,
+) -> tuple[Array, AdamState]:
+    beta1, beta2 = betas
+    t = state.step + 1
+    bc1 = 1 - beta1**t if conv.bias_correction else 1.0
+    bc2 = 1 - beta2**t if conv.bias_correction else 1.0
+    m = beta1 * state.exp_avg + (1 - beta1) * g
+    v = beta2 * state.exp_avg_sq + (1 - beta2) * (g * g)
+    v_max = state.max_exp_avg_sq
+    # ``second`` is the second moment the step divides by, in raw units
+    # (``second_is_corrected`` False) or already divided by bc2.
+    second, second_is_corrected = v, False
+    if amsgrad and conv.amsgrad == "corrected":
+        v_max = xp.maximum(v_max, v / bc2)
+        second, second_is_corrected = v_max, True
+    elif amsgrad:
+        v_max = xp.maximum(v_max, v)
+        second = v_max
+    sqrt_bc2 = math.sqrt(bc2)
+    if conv.epsilon == "corrected":
+        step_size = lr / bc1
+        root = xp.sqrt(second) if second_is_corrected else xp.sqrt(second) / sqrt_bc2
+        denom = root + eps
+    elif conv.epsilon == "hat":
+        step_size = lr * sqrt_bc2 / bc1
+        root = xp.sqrt(second) * sqrt_bc2 if second_is_corrected else xp.sqrt(second)
+        denom = root + eps
+    else:
+        step_size = lr / bc1
+        denom = xp.sqrt((second if second_is_corrected else second / bc2) + eps)
+    return param - step_size * (m / denom), AdamState(t, m, v, v_max)

@@ -1,0 +1,90 @@
+"""The registry of update rules: name -> (init, step, defaults, validate)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from spec import _validate, adagrad, adam, rmsprop, sgd
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One update rule of the spec.
+
+    Attributes:
+      name: the rule's name, as :func:`spec.run` takes it.
+      init: ``init(xp, param, **init_hyper) -> State``.
+      step: ``step(xp, param, grad, state, *, lr, **hyper) -> (param, State)``.
+      defaults: every hyperparameter the rule takes, with its default (torch's).
+      check: raises ``ValueError`` for an invalid set of hyperparameters.
+      takes_convention: whether ``convention`` is a hyperparameter (Adam family).
+      takes_initial_lr: whether the step needs :math:`\\mathrm{lr}_0` for
+        schedule-scaled decay.
+      init_hyper: the hyperparameters that :attr:`init` needs.
+    """
+
+    name: str
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+    defaults: Mapping[str, Any]
+    check: Callable[..., None]
+    takes_convention: bool = False
+    takes_initial_lr: bool = False
+    init_hyper: tuple[str, ...] = ()
+
+    def hyperparameters(self, convention: Any = None, **given: Any) -> dict[str, Any]:
+        """Validates ``given`` and returns the full set, defaults filled in.
+
+        ``lr`` and ``initial_lr`` are the caller's business and are not included.
+        """
+        accepted = [k for k in self.defaults if k != "lr"]
+        _validate.known_names(self.name, list(given), accepted)
+        if convention is not None and not self.takes_convention:
+            if convention != "torch":
+                raise ValueError(
+                    f"convention={convention!r} is not a hyperparameter of rule "
+                    f"{self.name!r}: only adam and adamw take a convention"
+                )
+        hyper = {k: v for k, v in self.defaults.items() if k != "lr"}
+        hyper.update(given)
+        if self.takes_convention:
+            hyper["convention"] = "torch" if convention is None else convention
+        self.check(lr=0.0, **hyper)
+        return hyper
+
+    def init_state(self, xp: Any, param: Any, hyper: Mapping[str, Any]) -> Any:
+        return self.init(xp, param, **{k: hyper[k] for k in self.init_hyper})
+
+
+RULES: Mapping[str, Rule] = MappingProxyType(
+    {
+        "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd),
+        "sgdw": Rule(
+            "sgdw", sgd.init, sgd.sgdw_step, sgd.SGDW_DEFAULTS, sgd.validate_sgdw,
+            takes_initial_lr=True,
+        ),
+        "adagrad": Rule(
+            "adagrad", adagrad.init, adagrad.step, adagrad.DEFAULTS, adagrad.validate,
+            init_hyper=("initial_accumulator_value",),
+        ),
+        "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate),
+        "adam": Rule(
+            "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
+            takes_convention=True,
+        ),
+        "adamw": Rule(
+            "adamw", adam.init, adam.adamw_step, adam.ADAMW_DEFAULTS, adam.validate,
+            takes_convention=True, takes_initial_lr=True,
+        ),
+    }
+)
+
+
+def get_rule(name: str) -> Rule:
+    try:
+        return RULES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown rule {name!r}: use one of {', '.join(RULES)}") from None

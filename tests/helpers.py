@@ -1,0 +1,33 @@
+"""Assertion helpers whose messages explain themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np.ndarray,
+                            *, rtol: float, what: str) -> None:
+    r"""Each step within ``rtol`` of the largest magnitude the element has had so far.
+
+    The rounding error of :math:`\theta_t = \theta_{t-1} - u_t` is a few ulps of
+    :math:`\max(|\theta_{t-1}|, |u_t|) \le |\theta_{t-1}| + |\theta_t|`, and it is
+    carried forward (a ±1e26 step that cancels leaves a residue of ~1e10 when one
+    side uses a fused multiply-add).  So the bound is ``rtol`` times the running
+    maximum of :math:`|\theta_s|, s \le t` elementwise; NaNs must agree.
+    """
+    __tracebackhide__ = True
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
+    history = np.abs(np.concatenate([np.asarray(param0, np.float64)[None], expected]))
+    with np.errstate(invalid="ignore"):
+        bound = rtol * 2 * np.fmax.accumulate(history, axis=0)[1:]
+    with np.errstate(invalid="ignore"):
+        bad = ~((np.abs(actual - expected) <= bound) | (np.isnan(actual) & np.isnan(expected))
+                | (actual == expected))
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what}: step {index[0] + 1}, element {index[1:]}: got {actual[index]!r}, "
+            f"expected {expected[index]!r} (|diff| {abs(actual[index] - expected[index]):.3g} > "
+            f"bound {bound[index]:.3g} = rtol {rtol:g} x step magnitude)"
+        )
