@@ -138,7 +138,10 @@ def drive(
     steps = len(lrs)
     history: list[list[np.ndarray]] = [[] for _ in params0]
     result = Trajectory(params=[])
-    hyper = {**hyper, **subject.fixed}
+    for name, value in subject.fixed.items():
+        if name in hyper and hyper[name] != value:
+            raise SubjectError(f"{subject.name} fixes {name}={value!r}; it cannot run with {hyper[name]!r}")
+    hyper = {k: v for k, v in hyper.items() if k not in subject.fixed}
 
     def stacked() -> list[np.ndarray]:
         return [np.stack(h) if h else np.zeros((0, *p.shape)) for h, p in zip(history, params0)]

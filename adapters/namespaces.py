@@ -78,7 +78,7 @@ def asarray(framework: str, x: np.ndarray, dtype: str, device: str | None = None
     if framework == "torch":
         return fw.as_tensor(np.asarray(x), device=device).to(target).clone()
     if framework == "jax":
-        jdev = [d for d in fw.devices() if device == "cpu" or d.platform == device][0]
+        jdev = next(d for d in fw.devices() if device == "cpu" or d.platform == device)
         return fw.device_put(fw.numpy.asarray(x, dtype=target), jdev)
     with fw.device("/GPU:0" if device == "gpu" else "/CPU:0"):
         return fw.cast(fw.constant(np.asarray(x)), target)

@@ -12,13 +12,13 @@ from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from adapters.driver import Session, SubjectInfo  # noqa: E402
-from adapters.namespaces import asarray, to_numpy  # noqa: E402
-from adapters.translation import KERAS, Translation  # noqa: E402
+from adapters.driver import Session, SubjectInfo
+from adapters.namespaces import asarray, to_numpy
+from adapters.translation import KERAS, Translation
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):

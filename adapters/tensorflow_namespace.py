@@ -21,7 +21,7 @@ float32 = tf.float32
 float64 = tf.float64
 int32 = tf.int32
 int64 = tf.int64
-bool = tf.bool  # noqa: A001 - the Array API's name
+bool = tf.bool
 
 Array = tf.Tensor
 
@@ -52,7 +52,7 @@ def sqrt(x: Array, /) -> Array:
     return tf.sqrt(x)
 
 
-def abs(x: Array, /) -> Array:  # noqa: A001 - the Array API's name
+def abs(x: Array, /) -> Array:
     return tf.abs(x)
 
 

@@ -1,0 +1,1 @@
+"""The certifier: cases, the tolerance model, certify, identify, golden replay, reports."""

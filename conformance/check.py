@@ -1,0 +1,187 @@
+"""Running one case against the reference: the one-step and trajectory checks, with evidence."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import array_api_compat.numpy as xp
+import numpy as np
+
+import adapters
+import spec
+from adapters.driver import SubjectInfo
+from conformance import tolerance
+from conformance.cases import Case
+
+
+@dataclasses.dataclass
+class CheckResult:
+    """The outcome of one case.
+
+    ``worst`` is the largest error/bound ratio of each check (<= 1 passes);
+    ``per_step`` holds, for the worst tensor of the failing check, the error
+    and bound at each step.
+    """
+
+    case: Case
+    passed: bool
+    worst: dict[str, float]
+    worst_ulps: float = 0.0
+    failure: str | None = None
+    check: str | None = None
+    step: int | None = None
+    per_step: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    hint: str | None = None
+
+
+def rounded(framework: str, x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` rounded to ``dtype`` exactly as the subject receives it, back in float64."""
+    if dtype == "float64":
+        return np.asarray(x, np.float64)
+    if dtype == "bfloat16" or framework != "numpy":
+        fw = framework if framework != "numpy" else "torch"
+        return adapters.to_numpy(adapters.asarray(fw, x, dtype)).astype(np.float64)
+    return np.asarray(x).astype(dtype).astype(np.float64)
+
+
+def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
+              subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
+              **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
+
+    ``step_lag`` models a step counter that lags by one after the first step
+    (t = 1, 1, 2, 3, ...), for :func:`explain`.
+    """
+    spec_rule = spec.get_rule(rule)
+    hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
+                                      **{**case.hyper, **override})
+    if spec_rule.takes_initial_lr:
+        hyper["initial_lr"] = case.lrs[0]
+    state = spec_rule.init_state(xp, theta0, hyper)
+    theta = theta0
+    free, resync = [], []
+    for t, lr in enumerate(case.lrs):
+        if subject_traj is not None:
+            previous = theta0 if t == 0 else subject_traj[t - 1]
+            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **hyper)[0])
+        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **hyper)
+        if step_lag and t == 0:
+            state = state._replace(step=0)
+        free.append(theta)
+    return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
+
+
+def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(error == 0, 0.0, error / bound)
+    return np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
+
+
+def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = "float64",
+             device: str | None = None, time_limit_s: float | None = 30.0) -> CheckResult:
+    """Drives ``subject`` on ``case`` and checks it against the spec in ``convention``.
+
+    Raises :class:`adapters.SubjectError` if the subject raises or hangs.
+    """
+    framework = subject.framework
+    params0 = [rounded(framework, p, dtype) for p in case.params0]
+    grads = [rounded(framework, g, dtype) for g in case.grads]
+    got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
+                         restore_at=case.restore_at, time_limit_s=time_limit_s)
+    result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
+    if got.mutated_at is not None:
+        return _fail(result, "gradient-mutation", got.mutated_at,
+                     f"the subject changed the gradient it was given at step {got.mutated_at}")
+    for index, (theta0, g, traj) in enumerate(zip(params0, grads, got.params)):
+        traj = traj.astype(np.float64)
+        free, resync = reference(subject.rule, convention, case, theta0, g, traj)
+        finite = np.isfinite(free)
+        bad = finite & ~np.isfinite(traj)
+        if bad.any():
+            step = int(np.argwhere(bad)[0][0]) + 1
+            return _fail(result, "non-finite", step,
+                         f"tensor {index} is {traj[bad][0]} at step {step} where the reference is finite")
+        previous = np.concatenate([theta0[None], traj[:-1]])
+        steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
+        checks = {
+            "one_step": (np.abs(traj - resync), tolerance.one_step_bound(previous, resync - previous, steps, dtype)),
+            "trajectory": (np.abs(traj - free), tolerance.trajectory_bounds(theta0, free, dtype)),
+        }
+        for name, (error, bound) in checks.items():
+            ratio = np.where(finite, _ratio(error, bound), 0.0)
+            result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
+            if name == "trajectory" and error.size:
+                at = np.unravel_index(np.argmax(np.where(finite, error, 0)), error.shape)
+                result.worst_ulps = max(result.worst_ulps, tolerance.ulps(error[at], free[at], dtype))
+            if (ratio > 1).any():
+                flat = ratio.reshape(case.steps, -1)
+                step = int(np.argwhere(flat > 1)[0][0]) + 1
+                element = tuple(int(i) for i in np.unravel_index(int(np.argmax(flat[step - 1])), theta0.shape))
+                worst_at = (step - 1, *element)
+                detail = (f"tensor {index} element {element} at step {step}: got {traj[worst_at]!r}, "
+                          f"expected {(resync if name == 'one_step' else free)[worst_at]!r}, "
+                          f"|error| {error[worst_at]:.3g} > bound {bound[worst_at]:.3g}")
+                per_step = [(float(e.max()), float(b.reshape(-1)[int(np.argmax(e.reshape(-1)))]))
+                            for e, b in zip(error.reshape(case.steps, -1), bound.reshape(case.steps, -1))]
+                failed = _fail(result, name, step, detail, per_step)
+                failed.hint = explain(subject, convention, case, theta0, g, traj, dtype)
+                return failed
+    return result
+
+
+def _fail(result: CheckResult, check: str, step: int, detail: str,
+          per_step: list[tuple[float, float]] | None = None) -> CheckResult:
+    result.passed = False
+    result.check, result.step, result.failure = check, step, detail
+    result.per_step = per_step or []
+    return result
+
+
+def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
+            traj: np.ndarray, dtype: str) -> str:
+    """The single change to the expected behaviour that best explains ``traj``.
+
+    Tries every other value of every convention knob, L2 in place of
+    decoupled decay, and an ignored ``maximize``; a change that removes most
+    of the error is named.  Otherwise a relative error near a reduced dtype's
+    roundoff points at state kept in reduced precision.
+    """
+    base_free, _ = reference(subject.rule, convention, case, theta0, grads)
+    base = float(np.nanmax(np.abs(traj - base_free)))
+    candidates: dict[str, tuple[str, Any, dict]] = {}
+    if subject.rule in ("adam", "adamw"):
+        candidates["bias_correction one step late (the step count lags by one)"] = (
+            subject.rule, convention, {"step_lag": True})
+    if spec.get_rule(subject.rule).takes_convention:
+        conv = spec.resolve(convention)
+        from spec.conventions import KNOB_VALUES
+
+        for knob, values in KNOB_VALUES.items():
+            for value in values:
+                if value != getattr(conv, knob) and not (knob == "amsgrad" and value == "off"):
+                    candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
+        if subject.rule == "adamw":
+            candidates["weight decay applied as an L2 term in the gradient (rule adam)"] = ("adam", conv, {})
+    if case.hyper.get("maximize"):
+        candidates["maximize ignored"] = (subject.rule, convention, {"maximize": False})
+    scores = {}
+    for name, (rule, conv, override) in candidates.items():
+        try:
+            free, _ = reference(rule, conv, case, theta0, grads, **override)
+        except ValueError:
+            continue
+        scores[name] = float(np.nanmax(np.abs(traj - free)))
+    if scores:
+        best = min(scores, key=scores.get)
+        if scores[best] < 0.1 * base:
+            return f"most likely knob: {best} (it leaves {scores[best]:.3g} of the {base:.3g} error)"
+    scale = float(np.nanmax(np.abs(np.diff(np.concatenate([theta0[None], base_free]), axis=0)))) or 1.0
+    relative = base / scale
+    if dtype in ("float32", "float64") and 2.0**-14 < relative < 2.0**-4:
+        return (f"most likely: state kept in reduced precision (error {relative:.2g} of the step, "
+                "near bfloat16/float16 roundoff)")
+    if scores:
+        best = min(scores, key=scores.get)
+        return f"no single knob explains it; closest: {best} ({scores[best]:.3g} of the {base:.3g} error remains)"
+    return "no single knob explains it"

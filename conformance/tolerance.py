@@ -1,0 +1,73 @@
+r"""The tolerance model: how far a correct subject may be from the float64 reference.
+
+Let :math:`u` be the unit roundoff of the subject's dtype (:math:`2^{-53}`,
+:math:`2^{-24}`, :math:`2^{-11}`, :math:`2^{-8}` for float64, float32, float16,
+bfloat16).  The reference is the spec in float64 on the very inputs the subject
+saw (rounded to its dtype), so only the subject's own arithmetic is measured.
+
+**One step.**  A step :math:`\theta_t = (1-d)\theta_{t-1} - \Delta_t` rounds the
+decay and the subtraction (2 ulps of :math:`|\theta_{t-1}|`), and computes
+:math:`\Delta_t` from :math:`m, v` through about :math:`K_0 = 16` rounded
+operations (the moment updates, root, ε, division, products with lr and the
+bias corrections, each possibly rounded to the dtype when cast).  The moments
+themselves carry the relative error of their own history: a geometric average
+of :math:`t` rounded terms is off by at most :math:`\approx 2t\,u`.  Hence, per
+element,
+
+.. math::
+
+    B^{(1)}_t = c\,u\,\bigl(2|\theta_{t-1}| + (K_0 + 2t)\,|\Delta_t|\bigr)
+
+with a safety factor :math:`c = 4` for the ops a kernel may fuse or reorder.
+The one-step check re-syncs the parameter: it compares the subject's
+:math:`\theta_t` with the reference step taken from the *subject's*
+:math:`\theta_{t-1}`, so error cannot build up.
+
+**Trajectory.**  Without re-syncing, each step adds its own error and passes on
+the previous ones at most unamplified (the AdamW map has
+:math:`\partial\theta_t/\partial\theta_{t-1} = 1-d \le 1`; for L2 variants the
+extra term is :math:`O(\mathrm{lr}\,\lambda)`).  The free-running bound is
+therefore the running sum :math:`B^{(T)}_t = \sum_{s \le t} B^{(1)}_s`, which
+grows with the step count as the error can.
+
+Non-finite values are checked separately: a subject that produces NaN or inf
+where the reference is finite fails at that step, whatever the bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNIT_ROUNDOFF = {
+    "float64": 2.0**-53,
+    "float32": 2.0**-24,
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+}
+OPS_PER_UPDATE = 16
+SAFETY = 4.0
+
+
+def unit_roundoff(dtype: str) -> float:
+    return UNIT_ROUNDOFF[dtype]
+
+
+def one_step_bound(theta_prev: np.ndarray, delta: np.ndarray, step: int, dtype: str) -> np.ndarray:
+    """:math:`B^{(1)}_t` elementwise, for 1-based ``step``."""
+    u = unit_roundoff(dtype)
+    return SAFETY * u * (2 * np.abs(theta_prev) + (OPS_PER_UPDATE + 2 * step) * np.abs(delta))
+
+
+def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str) -> np.ndarray:
+    """:math:`B^{(T)}_t` for every step: the running sum of one-step bounds along the reference."""
+    previous = np.concatenate([theta0[None], reference[:-1]])
+    steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
+    per_step = one_step_bound(previous, reference - previous, steps, dtype)
+    return np.cumsum(per_step, axis=0)
+
+
+def ulps(error: float, magnitude: float, dtype: str) -> float:
+    """``error`` in units of the last place of ``magnitude`` in ``dtype``."""
+    u = unit_roundoff(dtype)
+    scale = max(abs(magnitude), np.finfo(np.float64).tiny) * 2 * u
+    return float(error / scale)

@@ -1,0 +1,1 @@
+"""Small drop-in subjects used by the tests, importable as ``tests.plugins.<module>:<attr>``."""

@@ -1,0 +1,17 @@
+"""An optax drop-in for adamw, built from optax's own transforms in the torch order of operations."""
+
+from __future__ import annotations
+
+import optax
+
+
+def adamw_torch_order(learning_rate, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4):
+    return optax.chain(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.add_decayed_weights(weight_decay),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
+def not_a_transformation(learning_rate, **kwargs):
+    return 42

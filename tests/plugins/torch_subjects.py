@@ -1,0 +1,123 @@
+"""torch drop-ins for AdamW: a faithful one, and ones with exactly one deviation each."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class ReferenceAdamW(torch.optim.Optimizer):
+    """A plain re-implementation of torch's AdamW; ``deviation`` names one defect to inject."""
+
+    deviation: str | None = None
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, maximize=False):
+        if lr < 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        d = self.deviation
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["maximize"] and d != "ignore_maximize":
+                    g = -g
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0, dtype=torch.float64)
+                    moment_dtype = torch.bfloat16 if d == "bf16_second_moment" else p.dtype
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p, dtype=moment_dtype)
+                    state["max_exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = int(state["step"].item())
+                if d == "l2":
+                    g = g + wd * p
+                elif d == "decay_unscaled":
+                    p.mul_(1 - wd)
+                elif d != "decay_after":
+                    p.mul_(1 - lr * wd)
+                if d == "mutate_grad":
+                    p.grad.mul_(0.5)
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.copy_(v * beta2 + (1 - beta2) * g.to(v.dtype) * g.to(v.dtype))
+                tb = t - 1 if d == "bias_off_by_one" and t > 1 else t
+                bc1, bc2 = (1.0, 1.0) if d == "no_bias_correction" else (1 - beta1**tb, 1 - beta2**tb)
+                second = v.to(p.dtype)
+                if group["amsgrad"]:
+                    if d == "amsgrad_corrected":
+                        torch.maximum(state["max_exp_avg_sq"], second / bc2, out=state["max_exp_avg_sq"])
+                        second = state["max_exp_avg_sq"] * bc2
+                    else:
+                        torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
+                        second = state["max_exp_avg_sq"]
+                if d == "epsilon_hat":
+                    p.addcdiv_(m, second.sqrt() + eps, value=-lr * math.sqrt(bc2) / bc1)
+                elif d == "epsilon_inside":
+                    p.addcdiv_(m, (second / bc2 + eps).sqrt(), value=-lr / bc1)
+                elif d == "nan":
+                    p.fill_(float("nan"))
+                elif d == "raises" and t == 2:
+                    raise RuntimeError("kernel launch failed")
+                elif d == "hangs" and t == 2:
+                    while True:
+                        pass
+                else:
+                    p.addcdiv_(m, second.sqrt() / math.sqrt(bc2) + eps, value=-lr / bc1)
+                if d == "decay_after":
+                    p.mul_(1 - lr * wd)
+        return None
+
+
+class Float64Internals(ReferenceAdamW):
+    """Computes in float64 internally and rounds back: differs from torch only in rounding."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        originals = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                originals[p] = (p.data, p.grad)
+                p.data = p.data.double()
+                p.grad = p.grad.double()
+                for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                    if key in self.state[p]:
+                        self.state[p][key] = self.state[p][key].double()
+        super().step()
+        for p, (data, grad) in originals.items():
+            data.copy_(p.data.to(data.dtype))
+            p.data, p.grad = data, grad
+            for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                self.state[p][key] = self.state[p][key].to(data.dtype)
+        return None
+
+
+def _defective(name: str) -> type:
+    return type(f"AdamW_{name}", (ReferenceAdamW,), {"deviation": name})
+
+
+DEVIATIONS = (
+    "l2", "decay_after", "no_bias_correction", "epsilon_hat", "epsilon_inside", "decay_unscaled",
+    "bias_off_by_one", "amsgrad_corrected", "bf16_second_moment", "ignore_maximize",
+)
+for _name in (*DEVIATIONS, "nan", "raises", "hangs", "mutate_grad"):
+    globals()[f"AdamW_{_name}"] = _defective(_name)
+
+
+class NotAnOptimizer:
+    pass
+
+
+class RejectsEverything(ReferenceAdamW):
+    def __init__(self, params, **kwargs):
+        raise ValueError("unsupported argument betas")

@@ -1,0 +1,140 @@
+"""Every subject, built-in or plugin, is driven through the full protocol; bad input is one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import adapters
+import spec
+from adapters.frameworks import FRAMEWORKS
+from tests.conftest import needs
+
+RNG = np.random.default_rng(11)
+PARAMS0 = [RNG.normal(size=(3,)), RNG.normal(size=(2, 2)), RNG.normal(size=())]
+STEPS = 6
+GRADS = [RNG.normal(size=(STEPS, *p.shape)) for p in PARAMS0]
+LRS = [0.05 * min(1, (t + 1) / 3) for t in range(STEPS)]  # warm-up
+
+
+def all_subjects():
+    out = []
+    for framework in FRAMEWORKS:
+        if adapters.is_available(framework):
+            out += adapters.subjects(framework)
+    return out
+
+
+def hyper_for(subject):
+    candidates = {"betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.05, "momentum": 0.5,
+                  "alpha": 0.9, "initial_accumulator_value": 0.1}
+    return {k: v for k, v in candidates.items() if k in subject.supports}
+
+
+@pytest.mark.parametrize("subject", all_subjects(), ids=lambda s: s.name)
+def test_full_protocol_with_save_and_restore(subject):
+    hyper = hyper_for(subject)
+    straight = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, record_state=True)
+    resumed = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, restore_at=3)
+    assert [p.shape for p in straight.params] == [(STEPS, *p.shape) for p in PARAMS0]
+    for a, b in zip(straight.params, resumed.params):
+        np.testing.assert_array_equal(a, b, err_msg=f"{subject.name}: state round trip changed the run")
+    assert all(np.isfinite(p).all() for p in straight.params)
+    assert straight.states and straight.states[-1], f"{subject.name} exposes no state"
+    assert straight.mutated_at is None
+    # the schedule reached the subject: a constant lr gives a different run
+    constant = adapters.drive(subject, PARAMS0, GRADS, [LRS[-1]] * STEPS, hyper)
+    assert not np.array_equal(constant.params[0], straight.params[0])
+
+
+def adam_family():
+    return [s for s in all_subjects() if s.rule in ("adam", "adamw")]
+
+
+@pytest.mark.parametrize("subject", adam_family(), ids=lambda s: s.name)
+def test_adam_family_matches_its_preset(subject):
+    hyper = {**hyper_for(subject), **subject.fixed}
+    got = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper)
+    # Keras on TF rounds Python-float hyperparameters through float32 (tensorflow#35938)
+    rtol = 1e-5 if subject.framework == "tensorflow" else 1e-12
+    for param0, grads, traj in zip(PARAMS0, GRADS, got.params):
+        want = spec.run(subject.rule, param0, grads, lr=LRS, convention=subject.convention, **hyper)
+        np.testing.assert_allclose(traj, want, rtol=rtol, atol=rtol, err_msg=subject.name)
+
+
+PLUGINS = [
+    pytest.param("torch", "tests.plugins.torch_subjects:ReferenceAdamW", marks=needs("torch")),
+    pytest.param("jax", "tests.plugins.jax_subjects:adamw_torch_order", marks=needs("jax")),
+    pytest.param("tensorflow", "tests.plugins.keras_subjects:PlainAdamW", marks=needs("tensorflow")),
+]
+
+
+@pytest.mark.parametrize(("framework", "target"), PLUGINS)
+def test_plugin_is_driven_like_a_builtin(framework, target):
+    (subject,) = adapters.resolve_subject(framework, target)
+    hyper = {"betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.05}
+    straight = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper)
+    resumed = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, restore_at=2)
+    rtol = 1e-5 if framework == "tensorflow" else 1e-12
+    for param0, grads, a, b in zip(PARAMS0, GRADS, straight.params, resumed.params):
+        np.testing.assert_array_equal(a, b)
+        want = spec.run("adamw", param0, grads, lr=LRS, convention=subject.convention, **hyper)
+        np.testing.assert_allclose(a, want, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize(
+    ("framework", "target", "message"),
+    [
+        ("torch", "nosuchpkg.optim:AdamW", r"--impl 'nosuchpkg.optim:AdamW': module 'nosuchpkg.optim' does not import \(ModuleNotFoundError"),
+        ("torch", "tests.plugins.torch_subjects:Missing", r"module 'tests.plugins.torch_subjects' has no attribute 'Missing'"),
+        ("torch", "tests.plugins.torch_subjects", r"is not of the form MODULE:ATTR"),
+        ("torch", "tests.plugins.torch_subjects:NotAnOptimizer", r"is not a torch AdamW drop-in: TypeError: it must be a torch.optim.Optimizer subclass"),
+        ("jax", "tests.plugins.jax_subjects:not_a_transformation", r"is not a jax AdamW drop-in: TypeError: calling it returned int, not an optax.GradientTransformation"),
+        ("tensorflow", "tests.plugins.torch_subjects:NotAnOptimizer", r"must be a keras.optimizers.Optimizer subclass"),
+        ("torch", "AdamX", r"unknown subject 'AdamX' for torch: use MODULE:ATTR or one of torch.optim.SGD\[for-loop\]"),
+    ],
+)
+def test_bad_impl_is_one_line(framework, target, message):
+    if not adapters.is_available(framework):
+        pytest.skip(f"{framework} is not installed")
+    with pytest.raises(adapters.SetupError, match=message) as info:
+        adapters.resolve_subject(framework, target)
+    assert "\n" not in str(info.value)
+
+
+@needs("torch")
+def test_constructor_rejecting_a_hyperparameter():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:RejectsEverything")
+    with pytest.raises(adapters.SubjectError, match=r"raised at construction: ValueError: unsupported argument betas"):
+        adapters.drive(subject, PARAMS0, GRADS, LRS, {"betas": (0.9, 0.99)})
+
+
+@needs("torch")
+def test_subject_raising_mid_run_names_the_step_and_keeps_the_steps_before():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_raises")
+    with pytest.raises(adapters.SubjectError, match=r"raised at step 2: RuntimeError: kernel launch failed") as info:
+        adapters.drive(subject, PARAMS0, GRADS, LRS, {})
+    assert info.value.step == 2
+    assert [c.shape[0] for c in info.value.completed] == [1, 1, 1]
+
+
+@needs("torch")
+def test_subject_that_hangs_is_stopped():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_hangs")
+    with pytest.raises(adapters.SubjectError, match=r"hung at step 2: no result within 0.5 s"):
+        adapters.drive(subject, PARAMS0, GRADS, LRS, {}, time_limit_s=0.5)
+
+
+@needs("torch")
+def test_gradient_mutation_is_recorded():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_mutate_grad")
+    assert adapters.drive(subject, PARAMS0, GRADS, LRS, {}).mutated_at == 1
+
+
+@needs("torch")
+def test_unsupported_hyperparameter_for_subject():
+    (subject,) = adapters.resolve_subject("jax", "optax.adamw") if adapters.is_available("jax") else (None,)
+    if subject is None:
+        pytest.skip("jax is not installed")
+    with pytest.raises(adapters.SubjectError, match=r"hyperparameter 'maximize' has no equivalent in this subject"):
+        adapters.drive(subject, PARAMS0, GRADS, LRS, {"maximize": True})
