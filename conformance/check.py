@@ -79,12 +79,17 @@ def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
 
 
 def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = "float64",
-             device: str | None = None, time_limit_s: float | None = 30.0) -> CheckResult:
+             device: str | None = None, time_limit_s: float | None = 30.0,
+             stored: tuple[np.ndarray, list[np.ndarray]] | None = None) -> CheckResult:
     """Drives ``subject`` on ``case`` and checks it against the spec in ``convention``.
 
-    Raises :class:`adapters.SubjectError` if the subject raises or hangs.
+    With ``stored = (steps, trajectories)`` (a golden file), the trajectory
+    check compares against the stored values at those 1-based steps instead of
+    the spec's run.  Raises :class:`adapters.SubjectError` if the subject
+    raises or hangs.
     """
     framework = subject.framework
+    case = dataclasses.replace(case, hyper={**case.hyper, **subject.fixed})
     params0 = [rounded(framework, p, dtype) for p in case.params0]
     grads = [rounded(framework, g, dtype) for g in case.grads]
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
@@ -104,10 +109,17 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
                          f"tensor {index} is {traj[bad][0]} at step {step} where the reference is finite")
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
+        betas = _betas(subject.rule, case.hyper)
         checks = {
-            "one_step": (np.abs(traj - resync), tolerance.one_step_bound(previous, resync - previous, steps, dtype)),
-            "trajectory": (np.abs(traj - free), tolerance.trajectory_bounds(theta0, free, dtype)),
+            "one_step": (np.abs(traj - resync),
+                         tolerance.one_step_bound(previous, resync - previous, steps, dtype, betas)),
+            "trajectory": (np.abs(traj - free), tolerance.trajectory_bounds(theta0, free, dtype, betas)),
         }
+        if stored is not None:
+            kept = stored[0] - 1
+            error, bound = checks["trajectory"]
+            checks["trajectory"] = (np.zeros_like(error), bound)
+            checks["trajectory"][0][kept] = np.abs(traj[kept] - stored[1][index])
         for name, (error, bound) in checks.items():
             ratio = np.where(finite, _ratio(error, bound), 0.0)
             result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
@@ -128,6 +140,12 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
                 failed.hint = explain(subject, convention, case, theta0, g, traj, dtype)
                 return failed
     return result
+
+
+def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:
+    if rule not in ("adam", "adamw"):
+        return None
+    return tuple(hyper.get("betas", spec.get_rule(rule).defaults["betas"]))
 
 
 def _fail(result: CheckResult, check: str, step: int, detail: str,

@@ -19,6 +19,13 @@ element,
     B^{(1)}_t = c\,u\,\bigl(2|\theta_{t-1}| + (K_0 + 2t)\,|\Delta_t|\bigr)
 
 with a safety factor :math:`c = 4` for the ops a kernel may fuse or reorder.
+A subject may also hold :math:`\beta` in its dtype and compute
+:math:`1-\beta^t` there (Keras does).  :math:`\beta` is then perturbed by
+:math:`u`, and the bias correction amplifies that by its condition number
+:math:`\kappa_t(\beta) = t\beta^t/(1-\beta^t)` (1000 for
+:math:`\beta = 0.999, t = 1`).  The update depends on :math:`1/bc_1` and
+:math:`\sqrt{bc_2}`, so :math:`\kappa_t(\beta_1) + \kappa_t(\beta_2)/2`
+joins :math:`K_0 + 2t`.
 The one-step check re-syncs the parameter: it compares the subject's
 :math:`\theta_t` with the reference step taken from the *subject's*
 :math:`\theta_{t-1}`, so error cannot build up.
@@ -30,11 +37,17 @@ extra term is :math:`O(\mathrm{lr}\,\lambda)`).  The free-running bound is
 therefore the running sum :math:`B^{(T)}_t = \sum_{s \le t} B^{(1)}_s`, which
 grows with the step count as the error can.
 
+Below the normal range rounding is absolute, and XLA on CPU flushes
+subnormals to zero, so each step also allows the smallest normal number of the
+dtype (``np.finfo(dtype).tiny``, scaled like the rest).
+
 Non-finite values are checked separately: a subject that produces NaN or inf
 where the reference is finite fails at that step, whatever the bound.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +57,7 @@ UNIT_ROUNDOFF = {
     "float16": 2.0**-11,
     "bfloat16": 2.0**-8,
 }
+SMALLEST_NORMAL = {"float64": 2.0**-1022, "float32": 2.0**-126, "float16": 2.0**-14, "bfloat16": 2.0**-126}
 OPS_PER_UPDATE = 16
 SAFETY = 4.0
 
@@ -52,17 +66,32 @@ def unit_roundoff(dtype: str) -> float:
     return UNIT_ROUNDOFF[dtype]
 
 
-def one_step_bound(theta_prev: np.ndarray, delta: np.ndarray, step: int, dtype: str) -> np.ndarray:
+def bias_condition(step: Any, betas: tuple[float, float] | None) -> Any:
+    r""":math:`\kappa_t(\beta_1) + \kappa_t(\beta_2)/2`, 0 for rules without bias correction."""
+    if betas is None:
+        return 0.0
+    total = 0.0
+    for beta, weight in zip(betas, (1.0, 0.5)):
+        if beta > 0:
+            power = np.power(beta, step)
+            total = total + weight * step * power / (1 - power)
+    return total
+
+
+def one_step_bound(theta_prev: np.ndarray, delta: np.ndarray, step: Any, dtype: str,
+                   betas: tuple[float, float] | None = None) -> np.ndarray:
     """:math:`B^{(1)}_t` elementwise, for 1-based ``step``."""
     u = unit_roundoff(dtype)
-    return SAFETY * u * (2 * np.abs(theta_prev) + (OPS_PER_UPDATE + 2 * step) * np.abs(delta))
+    growth = OPS_PER_UPDATE + 2 * step + bias_condition(step, betas)
+    return SAFETY * (u * (2 * np.abs(theta_prev) + growth * np.abs(delta)) + SMALLEST_NORMAL[dtype])
 
 
-def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str) -> np.ndarray:
+def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
+                      betas: tuple[float, float] | None = None) -> np.ndarray:
     """:math:`B^{(T)}_t` for every step: the running sum of one-step bounds along the reference."""
     previous = np.concatenate([theta0[None], reference[:-1]])
     steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
-    per_step = one_step_bound(previous, reference - previous, steps, dtype)
+    per_step = one_step_bound(previous, reference - previous, steps, dtype, betas)
     return np.cumsum(per_step, axis=0)
 
 

@@ -129,10 +129,11 @@ def matching_presets(knobs: Mapping[str, object]) -> list[str]:
     """Names of the presets that agree with every knob given in ``knobs``.
 
     Knobs left out of ``knobs`` (because a subject cannot express them) match
-    any value.
+    any value, and so does any AMSGrad variant against a preset that has none.
     """
     return [
         name
         for name, preset in PRESETS.items()
-        if all(getattr(preset, k) == v for k, v in knobs.items())
+        if all(getattr(preset, k) == v or (k == "amsgrad" and preset.amsgrad == "off")
+               for k, v in knobs.items())
     ]

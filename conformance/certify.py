@@ -1,0 +1,162 @@
+"""``certify``: named cases, hypothesis cases (shrunk on failure) and golden replay, into a Certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+import adapters
+import spec
+from adapters.driver import SubjectInfo
+from conformance.cases import Case, named_cases_for, random_cases
+from conformance.check import CheckResult, run_case
+
+
+@dataclasses.dataclass
+class Certificate:
+    subject: str
+    framework: str
+    framework_version: str
+    device: str
+    dtype: str
+    spec_version: str
+    rule: str
+    convention: str | None
+    knobs: dict[str, Any] | None
+    seed: int
+    cases_run: int
+    checks: dict[str, dict[str, Any]]
+    golden: list[dict[str, Any]]
+    verdict: str
+    failure: dict[str, Any] | None = None
+    per_case_worst: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def conforms(self) -> bool:
+        return self.verdict == "conforms"
+
+
+class _CaseFailed(Exception):
+    pass
+
+
+def _convention_name(convention: Any) -> str | None:
+    if convention is None:
+        return None
+    return convention if isinstance(convention, str) else repr(convention)
+
+
+def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float64",
+            device: str | None = None, examples: int = 100, seed_value: int = 0,
+            time_limit_s: float = 30.0, golden_dir: str | None = None,
+            progress: Callable[[str], None] | None = None) -> Certificate:
+    """Certifies ``subject`` against the spec in ``convention`` (its own preset by default)."""
+    takes_convention = spec.get_rule(subject.rule).takes_convention
+    if takes_convention:
+        convention = convention or subject.convention or "torch"
+        knobs = dataclasses.asdict(spec.resolve(convention))
+    else:
+        if convention not in (None, "torch"):
+            raise adapters.SetupError(f"--convention applies to Adam-family subjects only; {subject.name} implements {subject.rule}")
+        convention, knobs = None, None
+    device = adapters.namespaces.check_device(subject.framework, device)
+    results: list[CheckResult] = []
+
+    def record(result: CheckResult) -> None:
+        results.append(result)
+        if progress and len(results) % max(1, examples // 10) == 0:
+            progress(f"{subject.name}: {len(results)} cases")
+
+    failure: CheckResult | None = None
+    for case in named_cases_for(subject):
+        result = run_case(subject, case, convention=convention, dtype=dtype, device=device, time_limit_s=time_limit_s)
+        record(result)
+        if not result.passed:
+            failure = result
+            break
+    if failure is None and examples > 0:
+        shrunk: list[CheckResult] = []
+
+        @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+                  phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+        @seed(seed_value)
+        @given(case=random_cases(subject, dtype))
+        def prop(case: Case) -> None:
+            result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
+                              time_limit_s=time_limit_s)
+            if not result.passed:
+                shrunk.append(result)
+                raise _CaseFailed(result.failure)
+            record(result)
+
+        try:
+            prop()
+        except _CaseFailed:
+            failure = shrunk[-1]
+            record(failure)
+    golden = []
+    if failure is None and golden_dir is not None:
+        from conformance.golden import replay
+
+        golden = replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
+        failing = [g for g in golden if not g["passed"]]
+        if failing:
+            failure = failing[0]["result"]
+    checks = {
+        name: {"passed": all(r.worst.get(name, 0) <= 1 for r in results if r.passed or r.check != name)
+               and not (failure and failure.check == name),
+               "worst_error_over_bound": max((r.worst.get(name, 0.0) for r in results), default=0.0)}
+        for name in ("one_step", "trajectory")
+    }
+    if failure and failure.check not in checks:
+        checks[failure.check] = {"passed": False, "worst_error_over_bound": None}
+    worst_ulps = max((r.worst_ulps for r in results), default=0.0)
+    checks["trajectory"]["worst_ulps"] = worst_ulps
+    return Certificate(
+        subject=subject.name, framework=subject.framework,
+        framework_version=adapters.frameworks.version(subject.framework), device=device, dtype=dtype,
+        spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=_convention_name(convention),
+        knobs=knobs, seed=seed_value, cases_run=len(results), checks=checks,
+        golden=[{k: v for k, v in g.items() if k != "result"} for g in golden],
+        verdict="conforms" if failure is None else "does not conform",
+        failure=None if failure is None else evidence(subject, failure, convention, dtype, seed_value, examples),
+        per_case_worst=[max(r.worst.values()) for r in results],
+    )
+
+
+def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype: str,
+             seed_value: int, examples: int) -> dict[str, Any]:
+    """What a failure needs to be understood and reproduced."""
+    case = failure.case
+    conv = f", convention={convention!r}" if convention else ""
+    arrays = "\n".join(
+        f"theta{i} = np.array({p.tolist()!r})\ngrads{i} = np.array({g.tolist()!r})"
+        for i, (p, g) in enumerate(zip(case.params0, case.grads))
+    )
+    runs = "\n".join(
+        f"print(spec.run({subject.rule!r}, theta{i}, grads{i}, lr={case.lrs!r}{conv}, **{case.hyper!r}))"
+        for i in range(len(case.params0))
+    )
+    impl = f"--impl {subject.name}" if ":" in subject.name else f"--impl '{subject.name}'"
+    return {
+        "check": failure.check,
+        "step": failure.step,
+        "detail": failure.failure,
+        "hint": failure.hint,
+        "case": case.describe(),
+        "hyperparameters": case.hyper,
+        "learning_rates": case.lrs,
+        "restore_at": case.restore_at,
+        "error_and_bound_per_step": failure.per_step,
+        "reproduce_cli": (f"python -m conformance certify --framework {subject.framework} {impl} "
+                          f"--dtype {dtype} --seed {seed_value} --examples {examples}"),
+        "reproduce_spec": f"import numpy as np, spec\n{arrays}\n{runs}",
+    }
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

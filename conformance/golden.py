@@ -1,0 +1,226 @@
+"""Golden trajectories: frozen float64 runs of the spec, hashed in a manifest, replayed against subjects.
+
+Scenarios are data (``conformance/scenarios.json``).  Each file
+``golden/<rule>/<scenario>.npz`` holds ``param0_<i>``, ``grads_<i>``, ``lrs``,
+``steps`` (the 1-based steps kept, every ``stride``-th) and ``params_<i>``.
+The zip is written with fixed timestamps, so regeneration is byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import spec
+from conformance.atomic import write_text
+
+SCENARIOS_PATH = Path(__file__).with_name("scenarios.json")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "golden"
+MIN_FILES = 20
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class GoldenError(Exception):
+    """A golden directory that cannot be read at all (one line, exit 2)."""
+
+
+def scenarios() -> list[dict[str, Any]]:
+    return json.loads(SCENARIOS_PATH.read_text())
+
+
+def _gradients(kind: str, shape: tuple[int, ...], steps: int, rng: np.random.Generator) -> np.ndarray:
+    g = rng.normal(size=(steps, *shape))
+    if kind == "tiny":
+        return g * 1e-30
+    if kind == "mixed":
+        scale = rng.choice([0.0, 1e-30, 1.0, 1e30], size=(steps, *shape))
+        return g * scale
+    if kind == "signflip":
+        return np.abs(g) * np.where(np.arange(steps) % 2, -1.0, 1.0).reshape((steps,) + (1,) * len(shape))
+    if kind == "decreasing":
+        return g * np.geomspace(1.0, 1e-3, steps).reshape((steps,) + (1,) * len(shape))
+    return g
+
+
+def _schedule(kind: str, lr: float, steps: int) -> list[float]:
+    if kind == "warmup":
+        return [lr * min(1.0, (t + 1) / (steps // 4)) for t in range(steps)]
+    if kind == "cosine":
+        return [lr * 0.5 * (1 + math.cos(math.pi * t / steps)) + lr * 1e-3 for t in range(steps)]
+    return [lr] * steps
+
+
+def build(scenario: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of one scenario, computed by the spec on NumPy in float64."""
+    rng = np.random.default_rng(sum(map(ord, scenario["name"])))
+    steps, stride = scenario["steps"], scenario.get("stride", 1)
+    lrs = _schedule(scenario.get("schedule", "constant"), scenario["lr"], steps)
+    kept = np.arange(stride, steps + 1, stride)
+    arrays: dict[str, np.ndarray] = {"lrs": np.asarray(lrs), "steps": kept}
+    kwargs = dict(scenario.get("hyper", {}))
+    if "convention" in scenario:
+        kwargs["convention"] = scenario["convention"]
+    for i, shape in enumerate(scenario["shapes"]):
+        theta0 = rng.normal(size=tuple(shape))
+        grads = _gradients(scenario.get("grads", "normal"), tuple(shape), steps, rng)
+        trajectory = spec.run(scenario["rule"], theta0, grads, lr=lrs, **kwargs)
+        arrays[f"param0_{i}"], arrays[f"grads_{i}"] = theta0, grads
+        arrays[f"params_{i}"] = trajectory[kept - 1]
+    return arrays
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            body = io.BytesIO()
+            np.lib.format.write_array(body, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, body.getvalue())
+    return buffer.getvalue()
+
+
+def load(path: Path) -> dict[str, np.ndarray]:
+    """Loads a golden file, refusing pickled objects."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as exc:
+        raise GoldenError(f"{path}: holds a pickled object or is not a plain npz ({exc}); regenerate it") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise GoldenError(f"{path}: is not a readable npz ({exc}); regenerate it") from None
+
+
+def _entry(scenario: dict[str, Any], data: bytes) -> dict[str, Any]:
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "rule": scenario["rule"],
+        "convention": scenario.get("convention"),
+        "hyperparameters": scenario.get("hyper", {}),
+        "steps": scenario["steps"],
+        "stride": scenario.get("stride", 1),
+        "dtype": "float64",
+    }
+
+
+def generate() -> tuple[dict[str, bytes], dict[str, Any]]:
+    files, entries = {}, {}
+    for scenario in scenarios():
+        relative = f"{scenario['rule']}/{scenario['name']}.npz"
+        files[relative] = npz_bytes(build(scenario))
+        entries[relative] = _entry(scenario, files[relative])
+    manifest = {"spec_version": spec.SPEC_VERSION, "files": entries}
+    return files, manifest
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def regenerate(golden_dir: str | Path = DEFAULT_DIR) -> int:
+    """Writes every file and the manifest into a fresh directory, then swaps it in.
+
+    Until the final rename the committed directory is untouched, so an
+    interruption leaves it intact.
+    """
+    golden_dir = Path(golden_dir).resolve()
+    files, manifest = generate()
+    staging = Path(tempfile.mkdtemp(dir=golden_dir.parent, prefix=f".{golden_dir.name}.new."))
+    try:
+        for relative, data in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_bytes(data)
+        write_text(staging / "MANIFEST.json", _manifest_text(manifest))
+        old = golden_dir.with_name(f".{golden_dir.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if golden_dir.exists():
+            golden_dir.rename(old)
+        staging.rename(golden_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return len(files)
+
+
+def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
+    """One line per problem; an empty list means every file is exactly what the spec produces."""
+    golden_dir = Path(golden_dir)
+    manifest_path = golden_dir / "MANIFEST.json"
+    if not manifest_path.is_file():
+        return [f"{manifest_path}: missing: run `python -m conformance golden regenerate`"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        recorded = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{manifest_path}: corrupt manifest ({exc}); regenerate it"]
+    if manifest.get("spec_version") != spec.SPEC_VERSION:
+        return [f"{manifest_path}: from another spec version ({manifest.get('spec_version')!r}, "
+                f"this spec is {spec.SPEC_VERSION!r}): regenerate the golden files"]
+    problems = []
+    if len(recorded) < MIN_FILES:
+        problems.append(f"{manifest_path}: lists {len(recorded)} files, fewer than the minimum {MIN_FILES}")
+    _, expected = generate()
+    present = {str(p.relative_to(golden_dir)) for p in golden_dir.rglob("*.npz")}
+    for relative in sorted(present - set(recorded)):
+        problems.append(f"{golden_dir / relative}: extra file not in the manifest")
+    for relative in sorted(set(expected["files"]) - set(recorded)):
+        problems.append(f"{golden_dir / relative}: scenario has no manifest entry: regenerate")
+    for relative, entry in sorted(recorded.items()):
+        path = golden_dir / relative
+        if relative not in expected["files"]:
+            problems.append(f"{path}: listed in the manifest but no scenario produces it")
+            continue
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+            continue
+        if entry != expected["files"][relative]:
+            changed = sorted(k for k in entry if entry.get(k) != expected["files"][relative].get(k))
+            problems.append(f"{path}: manifest entry edited ({', '.join(changed) or 'fields'} differ from the scenario)")
+            continue
+        if hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            problems.append(f"{path}: tampered with (sha256 differs from the manifest)")
+    return problems
+
+
+def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
+           golden_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
+    """Runs the subject on every golden scenario it supports, against the stored trajectory."""
+    from conformance.cases import Case
+    from conformance.check import run_case
+
+    golden_dir = Path(golden_dir)
+    out = []
+    for scenario in scenarios():
+        if scenario["rule"] != subject.rule:
+            continue
+        if spec.get_rule(subject.rule).takes_convention and scenario.get("convention") != convention:
+            continue
+        hyper = dict(scenario.get("hyper", {}))
+        if not set(hyper) <= set(subject.supports) | set(subject.fixed):
+            continue
+        if any(subject.fixed.get(k, v) != v for k, v in hyper.items()) or any(
+                hyper.get(k, False) != v for k, v in subject.fixed.items()):
+            continue
+        arrays = load(golden_dir / scenario["rule"] / f"{scenario['name']}.npz")
+        count = len(scenario["shapes"])
+        case = Case([arrays[f"param0_{i}"] for i in range(count)], [arrays[f"grads_{i}"] for i in range(count)],
+                    [float(x) for x in arrays["lrs"]], hyper, label=f"golden:{scenario['name']}")
+        stored = [arrays[f"params_{i}"] for i in range(count)]
+        result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
+                          time_limit_s=300.0, stored=(arrays["steps"], stored))
+        out.append({"scenario": scenario["name"], "passed": result.passed,
+                    "worst_error_over_bound": max(result.worst.values()),
+                    "detail": result.failure, "result": result})
+    return out

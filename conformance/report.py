@@ -1,0 +1,110 @@
+"""Writing a certificate as ``certificate.json``, ``junit.xml`` and ``report.md`` with plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from conformance.atomic import write_bytes, write_text
+from conformance.certify import Certificate
+
+
+def to_json(cert: Certificate) -> str:
+    data = dataclasses.asdict(cert)
+    data.pop("per_case_worst")
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def junit(certs: list[Certificate]) -> str:
+    cases = []
+    for cert in certs:
+        for name, check in cert.checks.items():
+            body = ""
+            if not check["passed"]:
+                fail = cert.failure or {}
+                message = f"{fail.get('detail')} | {fail.get('hint')}"
+                body = f'<failure message={quoteattr(message)}>{escape(json.dumps(fail, indent=2, default=str))}</failure>'
+            cases.append(f'  <testcase classname={quoteattr(cert.subject)} name={quoteattr(name)}>{body}</testcase>')
+        for replay in cert.golden:
+            body = "" if replay["passed"] else f'<failure message={quoteattr(str(replay.get("detail")))}/>'
+            cases.append(f'  <testcase classname={quoteattr(cert.subject)} name={quoteattr("golden:" + replay["scenario"])}>{body}</testcase>')
+    failures = sum("<failure" in c for c in cases)
+    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="optspec" tests="{len(cases)}" '
+            f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def _plot(cert: Certificate, path: Path) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if cert.failure and cert.failure.get("error_and_bound_per_step"):
+        pairs = cert.failure["error_and_bound_per_step"]
+        steps = range(1, len(pairs) + 1)
+        ax.semilogy(steps, [max(e, 1e-300) for e, _ in pairs], "o-", label="|error|")
+        ax.semilogy(steps, [max(b, 1e-300) for _, b in pairs], "--", label="bound")
+        ax.set_xlabel("step")
+        ax.set_title(f"{cert.failure['check']} check of the failing case")
+    else:
+        ax.plot(range(1, len(cert.per_case_worst) + 1), cert.per_case_worst, ".")
+        ax.axhline(1.0, color="red", linestyle="--", label="bound")
+        ax.set_xlabel("case")
+        ax.set_ylabel("worst error / bound")
+        ax.set_title("every case, worst step")
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    write_bytes(path, buffer.getvalue())
+    return path.name
+
+
+def markdown(cert: Certificate, plot: str | None) -> str:
+    lines = [
+        f"# optspec certificate: {cert.subject}",
+        "",
+        f"**Verdict: {cert.verdict}** against the spec rule `{cert.rule}`"
+        + (f", convention `{cert.convention}`" if cert.convention else ""),
+        "",
+        f"- framework: {cert.framework} {cert.framework_version}, device {cert.device}, dtype {cert.dtype}",
+        f"- spec version {cert.spec_version}, seed {cert.seed}, {cert.cases_run} cases",
+        "",
+        "| check | passed | worst error / bound |",
+        "|---|---|---|",
+    ]
+    for name, check in cert.checks.items():
+        worst = check.get("worst_error_over_bound")
+        lines.append(f"| {name} | {check['passed']} | {'' if worst is None else f'{worst:.3g}'} |")
+    if cert.golden:
+        lines += ["", "| golden scenario | passed | worst error / bound |", "|---|---|---|"]
+        lines += [f"| {g['scenario']} | {g['passed']} | {g['worst_error_over_bound']:.3g} |" for g in cert.golden]
+    if cert.failure:
+        fail = cert.failure
+        lines += ["", "## Failure", "", f"- check: {fail['check']}, step {fail['step']}",
+                  f"- {fail['detail']}", f"- {fail['hint']}", f"- case: {fail['case']}", "",
+                  "Reproduce:", "", "```", fail["reproduce_cli"], "```", "", "```python",
+                  fail["reproduce_spec"], "```"]
+    if plot:
+        lines += ["", f"![error against step]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def write(certs: list[Certificate], out: str | Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if len(certs) == 1:
+        write_text(out / "certificate.json", to_json(certs[0]))
+    else:
+        write_text(out / "certificate.json", "[\n" + ",\n".join(to_json(c) for c in certs) + "]\n")
+    write_text(out / "junit.xml", junit(certs))
+    parts = []
+    for index, cert in enumerate(certs):
+        plot = _plot(cert, out / f"errors-{index}.png")
+        parts.append(markdown(cert, plot))
+    write_text(out / "report.md", "\n---\n\n".join(parts))

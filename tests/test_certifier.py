@@ -1,0 +1,154 @@
+"""The certifier: detection power, no false alarms, identify, the CLI's verdicts and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import adapters
+from conformance.certify import certify
+from conformance.cli import main
+from conformance.identify import identify
+from tests.conftest import needs
+from tests.plugins.torch_subjects import DEVIATIONS
+
+PLUGIN = "tests.plugins.torch_subjects"
+EXPECTED_HINT = {
+    "l2": "L2 term",
+    "decay_after": "decay_point=after",
+    "no_bias_correction": "bias_correction=False",
+    "epsilon_hat": "epsilon=hat",
+    "epsilon_inside": "epsilon=inside",
+    "decay_unscaled": "decay_scale=none",
+    "bias_off_by_one": "bias_correction one step late",
+    "amsgrad_corrected": "amsgrad=corrected",
+    "bf16_second_moment": "reduced precision",
+    "ignore_maximize": "maximize ignored",
+}
+
+
+@needs("torch")
+@pytest.mark.parametrize("deviation", DEVIATIONS)
+def test_every_single_deviation_is_rejected_with_the_right_knob(deviation):
+    assert set(EXPECTED_HINT) == set(DEVIATIONS)
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_{deviation}")
+    dtype = "float32" if deviation == "bf16_second_moment" else "float64"
+    cert = certify(subject, convention="torch", dtype=dtype, examples=20)
+    assert not cert.conforms, f"{deviation} was not caught"
+    assert EXPECTED_HINT[deviation] in cert.failure["hint"], cert.failure
+
+
+@needs("torch")
+@pytest.mark.parametrize("target", [f"{PLUGIN}:ReferenceAdamW", f"{PLUGIN}:Float64Internals"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_rounding_only_differences_pass(target, dtype):
+    (subject,) = adapters.resolve_subject("torch", target)
+    cert = certify(subject, convention="torch", dtype=dtype, examples=60)
+    assert cert.conforms, cert.failure
+
+
+def builtin_adam_family():
+    out = []
+    for framework, examples in (("torch", 60), ("jax", 40), ("tensorflow", 8), ("numpy", 60)):
+        if adapters.is_available(framework):
+            out += [pytest.param(s, examples, id=s.name) for s in adapters.subjects(framework)
+                    if s.rule in ("adam", "adamw")]
+    return out
+
+
+@pytest.mark.parametrize(("subject", "examples"), builtin_adam_family())
+@pytest.mark.parametrize("seed", [1, 2])
+def test_builtin_subjects_pass_their_own_preset(subject, examples, seed):
+    cert = certify(subject, dtype="float32" if subject.framework == "tensorflow" else "float64",
+                   examples=examples, seed_value=seed)
+    assert cert.conforms, cert.failure
+
+
+@pytest.mark.parametrize(
+    ("framework", "impl", "preset"),
+    [
+        pytest.param("torch", "torch.optim.AdamW", "torch", marks=needs("torch")),
+        pytest.param("jax", "optax.adamw", "optax", marks=needs("jax")),
+        pytest.param("tensorflow", "keras.optimizers.AdamW", "keras", marks=needs("tensorflow")),
+        pytest.param("torch", f"{PLUGIN}:AdamW_epsilon_hat", "keras", marks=needs("torch")),
+        pytest.param("torch", f"{PLUGIN}:AdamW_no_bias_correction", "bert", marks=needs("torch")),
+        pytest.param("torch", f"{PLUGIN}:AdamW_decay_unscaled", "none", marks=needs("torch")),
+        pytest.param("torch", f"{PLUGIN}:AdamW_bias_off_by_one", "none", marks=needs("torch")),
+    ],
+)
+def test_identify_names_the_preset(framework, impl, preset, capsys):
+    assert main(["identify", "--framework", framework, "--impl", impl]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == preset
+    assert [line.split("=")[0] for line in lines[:-1]] == [
+        "decay_scale", "decay_point", "bias_correction", "epsilon", "amsgrad"]
+
+
+@needs("torch")
+def test_identify_describes_a_subject_matching_no_preset():
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_decay_after")
+    ident = identify(subject)
+    assert ident.knobs["decay_point"] == "after" and ident.knobs["epsilon"] == "corrected"
+    assert ident.preset is None
+
+
+@needs("torch")
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["certify", "--framework", "mxnet"], 2, "unknown framework 'mxnet'"),
+        (["certify", "--framework", "torch", "--convention", "pytorch"], 2, "unknown convention 'pytorch'"),
+        (["certify", "--framework", "torch", "--impl", "nope.mod:X"], 2, "does not import"),
+        (["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_raises", "--examples", "1"], 2, "raised at step 2: RuntimeError: kernel launch failed"),
+        (["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_nan", "--examples", "1"], 1, "non-finite at step 1"),
+        (["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_mutate_grad", "--examples", "1"], 1, "changed the gradient it was given at step 1"),
+    ],
+)
+def test_cli_exit_codes_and_one_line_errors(argv, code, message, capsys):
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert message in captured.out + captured.err
+    if code == 2:
+        assert len(captured.err.strip().splitlines()) == 1
+
+
+@needs("torch")
+def test_hanging_subject_hits_the_time_limit():
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_hangs")
+    with pytest.raises(adapters.SubjectError, match="hung at step 2"):
+        from conformance.cases import NAMED_CASES
+        from conformance.check import run_case
+
+        run_case(subject, NAMED_CASES[0], convention="torch", time_limit_s=0.5)
+
+
+@needs("torch")
+def test_out_writes_certificate_junit_and_report(tmp_path):
+    code = main(["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_epsilon_hat",
+                 "--examples", "5", "--seed", "7", "--out", str(tmp_path)])
+    assert code == 1
+    cert = json.loads((tmp_path / "certificate.json").read_text())
+    assert cert["verdict"] == "does not conform" and cert["seed"] == 7
+    assert cert["spec_version"] and cert["framework_version"] and cert["failure"]["hint"]
+    assert "<failure" in (tmp_path / "junit.xml").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "epsilon=hat" in report and "![error against step](errors-0.png)" in report
+    assert (tmp_path / "errors-0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs("torch")
+def test_pytest_plugin_certifies_inside_pytest(tmp_path):
+    skips = tmp_path / "skips.txt"
+    skips.write_text("no.such.subject reason\n")
+    (tmp_path / "test_empty.py").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-q", "-p", "no:cacheprovider",
+         "--optspec-framework", "torch", "--optspec-impl", f"{PLUGIN}:AdamW_epsilon_hat",
+         "--optspec-examples", "3", "--optspec-skips", str(skips)],
+        capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parent.parent))
+    assert result.returncode == 1, result.stdout
+    assert "epsilon=hat" in result.stdout
+    assert "matches no subject" in result.stdout
