@@ -44,7 +44,10 @@ def gradient_stream(shape: tuple[int, ...], steps: int,
 
 
 def parameters(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
-    return hnp.arrays(np.float64, shape, elements=st.floats(-10, 10, allow_subnormal=False))
+    """Initial parameters: exact zeros or magnitudes in [1e-6, 10] (far from the subnormal range)."""
+    magnitude = st.floats(1e-6, 10)
+    value = st.one_of(st.just(0.0), magnitude, magnitude.map(lambda x: -x))
+    return hnp.arrays(np.float64, shape, elements=value)
 
 
 def schedule(steps: int, base_lr: float) -> st.SearchStrategy[list[float]]:

@@ -20,7 +20,9 @@ def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
     history = np.abs(np.concatenate([np.asarray(param0, np.float64)[None], expected]))
     with np.errstate(invalid="ignore"):
-        bound = rtol * 2 * np.fmax.accumulate(history, axis=0)[1:]
+        # norm-wise floor: ill-conditioned updates (centered RMSprop's v - gbar**2) are
+        # only accurate relative to the tensor's scale, not each element's
+        bound = rtol * 2 * np.fmax(np.fmax.accumulate(history, axis=0)[1:], np.nanmax(history[0], initial=0.0))
     with np.errstate(invalid="ignore"):
         bad = ~((np.abs(actual - expected) <= bound) | (np.isnan(actual) & np.isnan(expected))
                 | (actual == expected))
