@@ -18,7 +18,9 @@ def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np
     __tracebackhide__ = True
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
-    history = np.abs(np.concatenate([np.asarray(param0, np.float64)[None], expected]))
+    values = np.concatenate([np.asarray(param0, np.float64)[None], expected])
+    history = np.abs(values)
+    history[1:] = np.fmax(history[1:], 1e3 * np.abs(np.diff(values, axis=0)))
     with np.errstate(invalid="ignore"):
         # norm-wise floor: ill-conditioned updates (centered RMSprop's v - gbar**2) are
         # only accurate relative to the tensor's scale, not each element's
