@@ -75,14 +75,17 @@ def load_plugin(framework: str, target: str) -> SubjectInfo:
 def resolve_subject(framework: str, impl: str | None) -> list[SubjectInfo]:
     """Subjects for ``--impl``: a plugin ``MODULE:ATTR``, a built-in name, or all built-ins."""
     check_framework(framework)
-    if impl and "." in impl and ":" not in impl and "[" not in impl and not impl.startswith(("torch.", "optax.", "keras.", "spec.")):
-        raise SetupError(f"--impl {impl!r} is not of the form MODULE:ATTR (e.g. mypkg.optim:AdamW)")
     if impl and ":" in impl:
         return [load_plugin(framework, impl)]
     found = subjects(framework)
     if impl is None:
         return list(found)
     chosen = [s for s in found if s.name == impl or s.name.split("[")[0] == impl]
+    if not chosen and "." in impl:
+        raise SetupError(
+            f"--impl {impl!r} is not of the form MODULE:ATTR (e.g. mypkg.optim:AdamW) nor a built-in "
+            f"{framework} subject ({', '.join(s.name for s in found)})"
+        )
     if not chosen:
         raise SetupError(
             f"unknown subject {impl!r} for {framework}: use MODULE:ATTR or one of "

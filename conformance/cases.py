@@ -96,14 +96,19 @@ NAMED_CASES: tuple[Case, ...] = (
 )
 
 
+def restricted(case: Case, subject: SubjectInfo) -> Case:
+    """``case`` without the hyperparameters that ``subject`` cannot express."""
+    return dataclasses.replace(case, hyper={k: v for k, v in case.hyper.items() if k in subject.supports})
+
+
 def named_cases_for(subject: SubjectInfo) -> list[Case]:
-    """The named cases whose hyperparameters the subject can express."""
-    out = []
-    for case in NAMED_CASES:
-        hyper = {k: v for k, v in case.hyper.items() if k in subject.supports}
-        if hyper.get("amsgrad", True) is False or (case.label == "amsgrad" and "amsgrad" not in subject.supports):
-            continue
-        if case.label == "maximize" and "maximize" not in subject.supports:
-            continue
-        out.append(dataclasses.replace(case, hyper=hyper))
-    return out
+    """The named cases whose hyperparameters the subject can express.
+
+    The ``amsgrad`` and ``maximize`` cases exist only to exercise that flag, so
+    they are dropped for a subject without it.
+    """
+    return [
+        restricted(case, subject)
+        for case in NAMED_CASES
+        if case.label not in ("amsgrad", "maximize") or case.label in subject.supports
+    ]

@@ -13,6 +13,7 @@ import spec
 from adapters.driver import SubjectInfo
 from conformance import tolerance
 from conformance.cases import Case
+from spec.conventions import KNOB_VALUES
 
 
 @dataclasses.dataclass
@@ -168,13 +169,10 @@ def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarra
     base_free, _ = reference(subject.rule, convention, case, theta0, grads)
     base = float(np.nanmax(np.abs(traj - base_free)))
     candidates: dict[str, tuple[str, Any, dict]] = {}
-    if subject.rule in ("adam", "adamw"):
+    if spec.get_rule(subject.rule).takes_convention:
         candidates["bias_correction one step late (the step count lags by one)"] = (
             subject.rule, convention, {"step_lag": True})
-    if spec.get_rule(subject.rule).takes_convention:
         conv = spec.resolve(convention)
-        from spec.conventions import KNOB_VALUES
-
         for knob, values in KNOB_VALUES.items():
             for value in values:
                 if value != getattr(conv, knob) and not (knob == "amsgrad" and value == "off"):

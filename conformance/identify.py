@@ -10,7 +10,7 @@ import adapters
 import spec
 from adapters.driver import SubjectInfo
 from adapters.translation import NATIVE_CONVENTION
-from conformance.cases import NAMED_CASES
+from conformance.cases import NAMED_CASES, restricted
 from conformance.check import run_case
 from spec.conventions import KNOB_VALUES
 
@@ -31,12 +31,13 @@ class Identification:
 
 
 def _score(subject: SubjectInfo, convention: spec.Convention, cases: list) -> float:
+    """The worst error/bound over ``cases``; inf when the subject fails outright (NaN, mutation)."""
     worst = 0.0
     for case in cases:
         result = run_case(subject, case, convention=convention, dtype=DTYPE)
-        worst = max(worst, *result.worst.values()) if result.passed or result.check in ("one_step", "trajectory") else float("inf")
         if not result.passed and result.check not in ("one_step", "trajectory"):
             return float("inf")
+        worst = max(worst, *result.worst.values())
     return worst
 
 
@@ -49,9 +50,7 @@ def identify(subject: SubjectInfo) -> Identification:
     """
     if subject.rule != "adamw":
         raise adapters.SetupError(f"identify needs an AdamW subject; {subject.name} implements {subject.rule}")
-    usable = [c for c in NAMED_CASES if c.label not in ("amsgrad", "maximize")]
-    cases = [dataclasses.replace(c, hyper={k: v for k, v in c.hyper.items() if k in subject.supports})
-             for c in usable]
+    cases = [restricted(c, subject) for c in NAMED_CASES if c.label not in ("amsgrad", "maximize")]
     native = NATIVE_CONVENTION[subject.framework]
     scored = []
     for values in itertools.product(*(KNOB_VALUES[k] for k in ("decay_scale", "decay_point", "bias_correction", "epsilon"))):
@@ -63,8 +62,7 @@ def identify(subject: SubjectInfo) -> Identification:
     best = (in_preset or fitting)[0]
     knobs = _core(best)
     if "amsgrad" in subject.supports:
-        (ams_case,) = [dataclasses.replace(c, hyper={k: v for k, v in c.hyper.items() if k in subject.supports})
-                       for c in NAMED_CASES if c.label == "amsgrad"]
+        (ams_case,) = [restricted(c, subject) for c in NAMED_CASES if c.label == "amsgrad"]
         variants = {v: _score(subject, best.replace(amsgrad=v), [ams_case]) for v in ("raw", "corrected")}
         knobs["amsgrad"] = min(variants, key=variants.get)
         best_error = max(best_error, variants[knobs["amsgrad"]])
