@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adapters.driver import Session, SubjectInfo, Trajectory, drive
+from adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
 from adapters.errors import SetupError, SubjectError, one_line
 from adapters.frameworks import FRAMEWORKS, check_framework, import_framework, is_available
 from adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
@@ -26,6 +26,7 @@ __all__ = [
     "asarray",
     "devices",
     "drive",
+    "drive_batch",
     "framework_module",
     "is_available",
     "load_plugin",

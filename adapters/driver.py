@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from adapters.batching import Member
 from adapters.errors import SubjectError, one_line
 from adapters.namespaces import to_numpy
 
@@ -65,6 +66,9 @@ class SubjectInfo:
       fixed: hyperparameters it fixes, e.g. ``{"amsgrad": True}``.
       build: ``build(params0, hyper, lrs, dtype, device) -> Session``.
       devices: the devices it runs on (None: all the framework sees).
+      build_batch: ``build_batch(members, steps, dtype, device) -> Session``
+        over every member's tensors (member-major), each step taking one
+        learning rate per member; None where the subject cannot be batched.
     """
 
     name: str
@@ -75,6 +79,7 @@ class SubjectInfo:
     build: Callable[..., Session]
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     devices: tuple[str, ...] | None = None
+    build_batch: Callable[..., Session] | None = None
 
 
 @dataclasses.dataclass
@@ -135,13 +140,68 @@ def drive(
     ``time_limit_s`` becomes a :class:`SubjectError` naming the step; the steps
     completed so far travel with it.
     """
-    steps = len(lrs)
-    history: list[list[np.ndarray]] = [[] for _ in params0]
-    result = Trajectory(params=[])
+    hyper = _without_fixed(subject, hyper)
+
+    def build(current: list[np.ndarray]) -> Session:
+        return subject.build(current, hyper, list(lrs), dtype, device)
+
+    return _loop(subject.name, build, params0, grads, list(lrs), restore_at, time_limit_s, record_state)
+
+
+def drive_batch(
+    subject: SubjectInfo,
+    members: Sequence[Member],
+    grads: Sequence[Sequence[np.ndarray]],
+    *,
+    dtype: str = "float64",
+    device: str | None = None,
+    restore_at: int | None = None,
+    time_limit_s: float | None = None,
+) -> list[Trajectory]:
+    """Runs many cases through one subject at once (see :mod:`adapters.batching`).
+
+    ``grads[i]`` is member ``i``'s list of ``(T, *shape)`` streams; every
+    member runs the same number of steps T (pad shorter cases and ignore the
+    extra steps).  Returns one trajectory per member.  A subject without
+    :attr:`SubjectInfo.build_batch` raises ``NotImplementedError``.
+    """
+    if subject.build_batch is None:
+        raise NotImplementedError(f"{subject.name} has no batched driver")
+    members = [dataclasses.replace(m, hyper=_without_fixed(subject, m.hyper)) for m in members]
+    counts = [len(m.params0) for m in members]
+    steps = len(grads[0][0])
+    lrs = np.stack([np.asarray(m.lrs, np.float64)[:steps] for m in members], axis=1)
+
+    def build(current: list[np.ndarray]) -> Session:
+        split = np.cumsum([0, *counts])
+        return subject.build_batch(
+            [dataclasses.replace(m, params0=current[a:b]) for m, a, b in zip(members, split, split[1:])],
+            steps, dtype, device)
+
+    flat_params = [p for m in members for p in m.params0]
+    flat_grads = [g for streams in grads for g in streams]
+    whole = _loop(subject.name, build, flat_params, flat_grads, list(lrs), restore_at, time_limit_s, False)
+    out, index = [], 0
+    for count in counts:
+        out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at))
+        index += count
+    return out
+
+
+def _without_fixed(subject: SubjectInfo, hyper: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in subject.fixed.items():
         if name in hyper and hyper[name] != value:
             raise SubjectError(f"{subject.name} fixes {name}={value!r}; it cannot run with {hyper[name]!r}")
-    hyper = {k: v for k, v in hyper.items() if k not in subject.fixed}
+    return {k: v for k, v in hyper.items() if k not in subject.fixed}
+
+
+def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequence[np.ndarray],
+          grads: Sequence[np.ndarray], lrs: list[Any], restore_at: int | None,
+          time_limit_s: float | None, record_state: bool) -> Trajectory:
+    """The loop every driver shares: steps, read-back, mutation check, restore, time limit, errors."""
+    steps = len(lrs)
+    history: list[list[np.ndarray]] = [[] for _ in params0]
+    result = Trajectory(params=[])
 
     def stacked() -> list[np.ndarray]:
         return [np.stack(h) if h else np.zeros((0, *p.shape)) for h, p in zip(history, params0)]
@@ -150,7 +210,7 @@ def drive(
     where = "construction"
     try:
         with time_limit(time_limit_s):
-            session = subject.build(list(params0), hyper, list(lrs), dtype, device)
+            session = build(list(params0))
             where = "step"
             for index in range(steps):
                 fed = session.feed([g[index] for g in grads])
@@ -167,19 +227,19 @@ def drive(
                     result.states.append(session.state())
                 if restore_at is not None and index + 1 == restore_at:
                     saved = session.save()
-                    session = subject.build(current, hyper, list(lrs), dtype, device)
+                    session = build(current)
                     session.restore(saved)
     except SubjectError:
         raise
     except SubjectTimeout as exc:
         raise SubjectError(
-            f"{subject.name} hung at {where} {index + 1}: {exc} (per-case time limit)",
+            f"{name} hung at {where} {index + 1}: {exc} (per-case time limit)",
             step=index + 1, completed=stacked(),
         ) from None
     except Exception as exc:
         at = where if where == "construction" else f"step {index + 1}"
         raise SubjectError(
-            f"{subject.name} raised at {at}: {one_line(exc)}",
+            f"{name} raised at {at}: {one_line(exc)}",
             step=index + 1, completed=stacked(),
         ) from None
     result.params = stacked()

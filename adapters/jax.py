@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, framework_dtype, to_numpy
 from adapters.translation import OPTAX, Translation
@@ -41,25 +42,49 @@ def _compiled(factory: Callable[..., Any], lr_name: str, kwargs: tuple) -> tuple
     return jax.jit(init), jax.jit(update)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_batch(factory: Callable[..., Any], lr_name: str, constants: tuple,
+                    vector_names: tuple[str, ...]) -> tuple[Any, Any]:
+    """Like :func:`_compiled`, with per-element hyperparameter vectors as arguments."""
+
+    def make(table: Any, vectors: Any) -> Any:
+        return factory(**{lr_name: lambda count: table[count]}, **dict(constants),
+                       **dict(zip(vector_names, vectors)))
+
+    def init(params: Any, table: Any, vectors: Any) -> Any:
+        return make(table, vectors).init(params)
+
+    def update(params: Any, state: Any, grads: Any, table: Any, vectors: Any) -> Any:
+        updates, state = make(table, vectors).update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.jit(init), jax.jit(update)
+
+
+def _padded_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` padded with its last row to a power of two, so that lengths share a compilation."""
+    size = 1 << max(len(rows) - 1, 0).bit_length()
+    return np.concatenate([rows, np.repeat(rows[-1:], size - len(rows), axis=0)])
+
+
 class OptaxSession(Session):
     def __init__(self, factory: Callable[..., Any], translation: Translation,
                  hyper: Mapping[str, Any], params0: Sequence[np.ndarray], lrs: Sequence[float],
                  dtype: str, device: str | None) -> None:
         self.dtype, self.device = dtype, device
         kwargs = tuple(sorted(translation.kwargs(hyper).items()))
-        self.init_fn, self.update_fn = _compiled(factory, translation.lr, kwargs)
-        size = 1 << max(len(lrs) - 1, 0).bit_length()
-        padded = np.full(size, lrs[-1] if lrs else 0.0)
-        padded[: len(lrs)] = lrs
-        self.table = jnp.asarray(padded, dtype=framework_dtype("jax", dtype))
-        self.tensors = [asarray("jax", p, dtype, device) for p in params0]
-        self.opt_state = self.init_fn(self.tensors, self.table)
+        init_fn, update_fn = _compiled(factory, translation.lr, kwargs)
+        table = jnp.asarray(_padded_rows(np.asarray(lrs or [0.0], np.float64)),
+                            dtype=framework_dtype("jax", dtype))
+        self.tensors = self.feed(params0)
+        self.opt_state = init_fn(self.tensors, table)
+        self.update_fn = functools.partial(update_fn, table=table)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
         return [asarray("jax", g, self.dtype, self.device) for g in grads]
 
     def step(self, grads: list[Any], lr: float, index: int) -> None:
-        self.tensors, self.opt_state = self.update_fn(self.tensors, self.opt_state, grads, self.table)
+        self.tensors, self.opt_state = self.update_fn(self.tensors, self.opt_state, grads)
 
     def params(self) -> list[np.ndarray]:
         return [to_numpy(p) for p in self.tensors]
@@ -75,11 +100,48 @@ class OptaxSession(Session):
         self.opt_state = jax.tree.map(jnp.asarray, saved)
 
 
+class BatchedOptaxSession(OptaxSession):
+    """Members packed elementwise into slots (:class:`adapters.batching.Packing`)."""
+
+    def __init__(self, factory: Callable[..., Any], translation: Translation,
+                 members: Sequence[Member], steps: int, dtype: str, device: str | None) -> None:
+        self.dtype, self.device = dtype, device
+        self.packing = Packing([[p.shape for p in m.params0] for m in members], align=256)
+        constants, vectors = elementwise_hyper(members, self.packing, translation.kwargs)
+        names = tuple(sorted(vectors))
+        init_fn, update_fn = _compiled_batch(factory, translation.lr, tuple(sorted(constants.items())), names)
+        as_jax = functools.partial(jnp.asarray, dtype=framework_dtype("jax", dtype))
+        table = as_jax(_padded_rows(lr_table(members, self.packing, steps)))
+        vector_args = tuple(as_jax(vectors[n]) for n in names)
+        self.tensors = self.feed([p for m in members for p in m.params0])
+        self.opt_state = init_fn(self.tensors, table, vector_args)
+        self.update_fn = functools.partial(update_fn, table=table, vectors=vector_args)
+
+    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
+        return [asarray("jax", s, self.dtype, self.device) for s in self.packing.pack(grads)]
+
+    def params(self) -> list[np.ndarray]:
+        return self.packing.unpack([to_numpy(p) for p in self.tensors])
+
+
 def builder(factory: Callable[..., Any], translation: Translation):
     def build(params0, hyper, lrs, dtype, device) -> OptaxSession:
         return OptaxSession(factory, translation, hyper, params0, lrs, dtype, device)
 
     return build
+
+
+def batch_builder(factory: Callable[..., Any], translation: Translation):
+    def build_batch(members, steps, dtype, device) -> BatchedOptaxSession:
+        return BatchedOptaxSession(factory, translation, members, steps, dtype, device)
+
+    return build_batch
+
+
+def _subject(name: str, rule: str, convention: str | None, factory: Callable[..., Any],
+             translation: Translation, **extra: Any) -> SubjectInfo:
+    return SubjectInfo(name, "jax", rule, convention, translation.supports, builder(factory, translation),
+                       build_batch=batch_builder(factory, translation), **extra)
 
 
 def _l2_adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -92,20 +154,13 @@ def _l2_adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float 
 _L2_ADAM = Translation({**OPTAX["adam"].names, "weight_decay": "weight_decay"}, lr="learning_rate")
 
 SUBJECTS: tuple[SubjectInfo, ...] = (
-    SubjectInfo("optax.sgd", "jax", "sgd", None, OPTAX["sgd"].supports,
-                builder(optax.sgd, OPTAX["sgd"])),
-    SubjectInfo("optax.adagrad", "jax", "adagrad", None, OPTAX["adagrad"].supports,
-                builder(optax.adagrad, OPTAX["adagrad"])),
-    SubjectInfo("optax.rmsprop", "jax", "rmsprop", None, OPTAX["rmsprop"].supports,
-                builder(optax.rmsprop, OPTAX["rmsprop"])),
-    SubjectInfo("optax.adam", "jax", "adam", "optax", OPTAX["adam"].supports,
-                builder(optax.adam, OPTAX["adam"])),
-    SubjectInfo("optax.chain(add_decayed_weights, adam)", "jax", "adam", "optax",
-                _L2_ADAM.supports, builder(_l2_adam, _L2_ADAM)),
-    SubjectInfo("optax.adamw", "jax", "adamw", "optax", OPTAX["adamw"].supports,
-                builder(optax.adamw, OPTAX["adamw"])),
-    SubjectInfo("optax.amsgrad", "jax", "adam", "optax", OPTAX["adam"].supports,
-                builder(optax.amsgrad, OPTAX["adam"]), fixed={"amsgrad": True}),
+    _subject("optax.sgd", "sgd", None, optax.sgd, OPTAX["sgd"]),
+    _subject("optax.adagrad", "adagrad", None, optax.adagrad, OPTAX["adagrad"]),
+    _subject("optax.rmsprop", "rmsprop", None, optax.rmsprop, OPTAX["rmsprop"]),
+    _subject("optax.adam", "adam", "optax", optax.adam, OPTAX["adam"]),
+    _subject("optax.chain(add_decayed_weights, adam)", "adam", "optax", _l2_adam, _L2_ADAM),
+    _subject("optax.adamw", "adamw", "optax", optax.adamw, OPTAX["adamw"]),
+    _subject("optax.amsgrad", "adam", "optax", optax.amsgrad, OPTAX["adam"], fixed={"amsgrad": True}),
 )
 
 
@@ -116,5 +171,4 @@ def plugin(name: str, obj: Any) -> SubjectInfo:
     probe = obj(learning_rate=1e-3)
     if not (hasattr(probe, "init") and hasattr(probe, "update")):
         raise TypeError(f"calling it returned {type(probe).__name__}, not an optax.GradientTransformation")
-    return SubjectInfo(name=name, framework="jax", rule="adamw", convention="optax",
-                       supports=OPTAX["adamw"].supports, build=builder(obj, OPTAX["adamw"]))
+    return _subject(name, "adamw", "optax", obj, OPTAX["adamw"])

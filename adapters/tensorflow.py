@@ -16,15 +16,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, to_numpy
 from adapters.translation import KERAS, Translation
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate of step ``iterations + 1``, looked up in a table."""
+    """The learning rate of step ``iterations + 1``, looked up in a table (rows: one per step)."""
 
-    def __init__(self, rates: Sequence[float]) -> None:
+    def __init__(self, rates: Any) -> None:
         self.rates = tf.constant(np.asarray(rates, dtype=np.float64))
 
     def __call__(self, step: Any) -> Any:
@@ -36,15 +37,25 @@ class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class KerasSession(Session):
+    """A Keras optimizer over ``keras.Variable`` parameters.
+
+    ``vectors`` (a batch) replaces hyperparameter attributes by per-element
+    tensors before the optimizer is built, so one Keras update serves every
+    member (:mod:`adapters.batching`).
+    """
+
     def __init__(self, cls: type, kwargs: Mapping[str, Any], lr_name: str,
-                 params0: Sequence[np.ndarray], lrs: Sequence[float], dtype: str,
-                 device: str | None) -> None:
+                 params0: Sequence[np.ndarray], lrs: Any, dtype: str,
+                 device: str | None, vectors: Mapping[str, np.ndarray] | None = None) -> None:
         self.dtype, self.device = dtype, device
         self.variables = [
             keras.Variable(asarray("tensorflow", p, dtype, device), dtype=dtype, name=f"p{i}")
             for i, p in enumerate(params0)
         ]
-        self.optimizer = cls(**{lr_name: TableSchedule(lrs or [0.0])}, **kwargs)
+        first = {name: float(v[0]) for name, v in (vectors or {}).items()}
+        self.optimizer = cls(**{lr_name: TableSchedule(lrs if len(lrs) else [0.0])}, **kwargs, **first)
+        for name, values in (vectors or {}).items():
+            setattr(self.optimizer, name, asarray("tensorflow", values, dtype, device))
         self.optimizer.build(self.variables)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
@@ -67,6 +78,23 @@ class KerasSession(Session):
             variable.assign(value)
 
 
+class BatchedKerasSession(KerasSession):
+    """Members packed elementwise into slot variables (:class:`adapters.batching.Packing`)."""
+
+    def __init__(self, cls: type, translation: Translation, members: Sequence[Member], steps: int,
+                 dtype: str, device: str | None) -> None:
+        self.packing = Packing([[p.shape for p in m.params0] for m in members])
+        constants, vectors = elementwise_hyper(members, self.packing, translation.kwargs)
+        super().__init__(cls, constants, translation.lr, self.packing.pack([p for m in members for p in m.params0]),
+                         lr_table(members, self.packing, steps), dtype, device, vectors)
+
+    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
+        return super().feed(self.packing.pack(grads))
+
+    def params(self) -> list[np.ndarray]:
+        return self.packing.unpack(super().params())
+
+
 def builder(cls: type, translation: Translation):
     def build(params0, hyper, lrs, dtype, device) -> KerasSession:
         return KerasSession(cls, translation.kwargs(hyper), translation.lr, params0, lrs, dtype, device)
@@ -74,10 +102,17 @@ def builder(cls: type, translation: Translation):
     return build
 
 
+def batch_builder(cls: type, translation: Translation):
+    def build_batch(members, steps, dtype, device) -> BatchedKerasSession:
+        return BatchedKerasSession(cls, translation, members, steps, dtype, device)
+
+    return build_batch
+
+
 SUBJECTS: tuple[SubjectInfo, ...] = tuple(
     SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
                 "keras" if rule in ("adam", "adamw") else None,
-                KERAS[rule].supports, builder(cls, KERAS[rule]))
+                KERAS[rule].supports, builder(cls, KERAS[rule]), build_batch=batch_builder(cls, KERAS[rule]))
     for rule, cls in (
         ("sgd", keras.optimizers.SGD),
         ("adagrad", keras.optimizers.Adagrad),
@@ -93,4 +128,5 @@ def plugin(name: str, obj: Any) -> SubjectInfo:
     if not (isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)):
         raise TypeError("it must be a keras.optimizers.Optimizer subclass")
     return SubjectInfo(name=name, framework="tensorflow", rule="adamw", convention="keras",
-                       supports=KERAS["adamw"].supports, build=builder(obj, KERAS["adamw"]))
+                       supports=KERAS["adamw"].supports, build=builder(obj, KERAS["adamw"]),
+                       build_batch=batch_builder(obj, KERAS["adamw"]))

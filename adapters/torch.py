@@ -9,19 +9,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from adapters.batching import Member
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, to_numpy
 from adapters.translation import TORCH, Translation
 
 
 class TorchSession(Session):
-    """A ``torch.optim.Optimizer``; the schedule sets ``param_groups[i]["lr"]``."""
+    """A ``torch.optim.Optimizer``; the schedule sets ``param_groups[i]["lr"]``.
+
+    With ``groups`` (a batch), each group holds one member's tensors and
+    keyword arguments, and a step takes one learning rate per group.
+    """
 
     def __init__(self, cls: type, kwargs: Mapping[str, Any], params0: Sequence[np.ndarray],
-                 lr0: float, dtype: str, device: str | None) -> None:
+                 lr0: float, dtype: str, device: str | None,
+                 groups: Sequence[tuple[int, Mapping[str, Any]]] | None = None) -> None:
         self.dtype, self.device = dtype, device
         self.tensors = [torch.nn.Parameter(asarray("torch", p, dtype, device)) for p in params0]
-        self.optimizer = cls(self.tensors, lr=lr0, **kwargs)
+        if groups is None:
+            self.optimizer = cls(self.tensors, lr=lr0, **kwargs)
+            return
+        param_groups, start = [], 0
+        for count, group_kwargs in groups:
+            param_groups.append({"params": self.tensors[start:start + count], **group_kwargs})
+            start += count
+        self.optimizer = cls(param_groups, lr=lr0, **kwargs)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
         return [asarray("torch", g, self.dtype, self.device) for g in grads]
@@ -29,8 +42,9 @@ class TorchSession(Session):
     def step(self, grads: list[Any], lr: float, index: int) -> None:
         for param, grad in zip(self.tensors, grads):
             param.grad = grad
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        rates = np.broadcast_to(np.asarray(lr, np.float64), (len(self.optimizer.param_groups),))
+        for group, rate in zip(self.optimizer.param_groups, rates):
+            group["lr"] = float(rate)
         self.optimizer.step()
 
     def params(self) -> list[np.ndarray]:
@@ -61,6 +75,17 @@ def builder(cls: type, translation: Translation, extra: Mapping[str, Any] | None
     return build
 
 
+def batch_builder(cls: type, translation: Translation, extra: Mapping[str, Any] | None = None):
+    """A ``SubjectInfo.build_batch``: one param group per member."""
+
+    def build_batch(members: Sequence[Member], steps: int, dtype: str, device: str | None) -> TorchSession:
+        params0 = [p for m in members for p in m.params0]
+        groups = [(len(m.params0), translation.kwargs(m.hyper)) for m in members]
+        return TorchSession(cls, dict(extra or {}), params0, members[0].lrs[0], dtype, device, groups)
+
+    return build_batch
+
+
 _FORMS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
@@ -83,6 +108,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
                 convention="torch" if rule in ("adam", "adamw") else None,
                 supports=TORCH[rule].supports,
                 build=builder(cls, TORCH[rule], _FORMS[form]),
+                build_batch=batch_builder(cls, TORCH[rule], _FORMS[form]),
             ))
     found.append(SubjectInfo(
         name="torch.optim.Adam[decoupled_weight_decay=True]",
@@ -91,6 +117,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
         convention="torch",
         supports=TORCH["adamw"].supports,
         build=builder(torch.optim.Adam, TORCH["adamw"], {"decoupled_weight_decay": True}),
+        build_batch=batch_builder(torch.optim.Adam, TORCH["adamw"], {"decoupled_weight_decay": True}),
     ))
     return tuple(found)
 
@@ -103,4 +130,5 @@ def plugin(name: str, obj: Any) -> SubjectInfo:
     if not (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)):
         raise TypeError("it must be a torch.optim.Optimizer subclass")
     return SubjectInfo(name=name, framework="torch", rule="adamw", convention="torch",
-                       supports=TORCH["adamw"].supports, build=builder(obj, TORCH["adamw"]))
+                       supports=TORCH["adamw"].supports, build=builder(obj, TORCH["adamw"]),
+                       build_batch=batch_builder(obj, TORCH["adamw"]))

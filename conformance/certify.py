@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 import adapters
 import spec
 from adapters.driver import SubjectInfo
+from conformance.batched import run_batched
 from conformance.cases import Case, named_cases_for, random_cases
 from conformance.check import CheckResult, run_case
 
@@ -78,7 +79,14 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
         if not result.passed:
             failure = result
             break
+    screened: list[CheckResult] | None = None
     if failure is None and examples > 0:
+        cases = drawn_cases(subject, dtype, examples, seed_value)
+        screened = run_batched(subject, cases, convention=convention, dtype=dtype, device=device,
+                               time_limit_s=time_limit_s)
+        for result in screened or []:
+            record(result)
+    if failure is None and examples > 0 and screened is None:
         shrunk: list[CheckResult] = []
 
         @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
@@ -125,6 +133,21 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
         failure=None if failure is None else evidence(subject, failure, convention, dtype, seed_value, examples),
         per_case_worst=[max(r.worst.values()) for r in results],
     )
+
+
+def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int) -> list[Case]:
+    """The cases hypothesis draws for ``subject`` with this seed, in order, generated but not run."""
+    cases: list[Case] = []
+
+    @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
+    @seed(seed_value)
+    @given(case=random_cases(subject, dtype))
+    def collect(case: Case) -> None:
+        cases.append(case)
+
+    collect()
+    return cases
 
 
 def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype: str,

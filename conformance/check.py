@@ -89,12 +89,25 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
     the spec's run.  Raises :class:`adapters.SubjectError` if the subject
     raises or hangs.
     """
-    framework = subject.framework
-    case = dataclasses.replace(case, hyper={**case.hyper, **subject.fixed})
-    params0 = [rounded(framework, p, dtype) for p in case.params0]
-    grads = [rounded(framework, g, dtype) for g in case.grads]
+    case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
                          restore_at=case.restore_at, time_limit_s=time_limit_s)
+    return check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
+                            stored=stored)
+
+
+def prepared(subject: SubjectInfo, case: Case, dtype: str) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:
+    """``case`` with explicit hyperparameters, and its inputs rounded as the subject receives them."""
+    case = dataclasses.replace(case, hyper=explicit_hyperparameters(subject, case.hyper))
+    params0 = [rounded(subject.framework, p, dtype) for p in case.params0]
+    grads = [rounded(subject.framework, g, dtype) for g in case.grads]
+    return case, params0, grads
+
+
+def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+                     got: adapters.Trajectory, *, convention: Any, dtype: str,
+                     stored: tuple[np.ndarray, list[np.ndarray]] | None = None) -> CheckResult:
+    """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case."""
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
     if got.mutated_at is not None:
         return _fail(result, "gradient-mutation", got.mutated_at,
@@ -111,10 +124,13 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(subject.rule, case.hyper)
+        parts = update_magnitude(subject.rule, convention, case, g)
         checks = {
             "one_step": (np.abs(traj - resync),
-                         tolerance.one_step_bound(previous, resync - previous, steps, dtype, betas)),
-            "trajectory": (np.abs(traj - free), tolerance.trajectory_bounds(theta0, free, dtype, betas)),
+                         tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
+                                                  steps, dtype, betas)),
+            "trajectory": (np.abs(traj - free),
+                           tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts)),
         }
         if stored is not None:
             kept = stored[0] - 1
@@ -125,8 +141,10 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
             ratio = np.where(finite, _ratio(error, bound), 0.0)
             result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
             if name == "trajectory" and error.size:
-                at = np.unravel_index(np.argmax(np.where(finite, error, 0)), error.shape)
-                result.worst_ulps = max(result.worst_ulps, tolerance.ulps(error[at], free[at], dtype))
+                scale = np.maximum.accumulate(np.maximum.reduce(
+                    [np.abs(free), np.abs(np.concatenate([theta0[None], free[:-1]])), parts]), axis=0)
+                in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
+                result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
             if (ratio > 1).any():
                 flat = ratio.reshape(case.steps, -1)
                 step = int(np.argwhere(flat > 1)[0][0]) + 1
@@ -141,6 +159,52 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
                 failed.hint = explain(subject, convention, case, theta0, g, traj, dtype)
                 return failed
     return result
+
+
+def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray) -> np.ndarray:
+    r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
+
+    It sums magnitudes where the real update may cancel (see :mod:`conformance.tolerance`).
+    A moment kept as ``m + (1-β)(g - m)`` (torch's ``lerp``, Keras) rounds at
+    the scale of the previous moment, so the previous step's update, scaled
+    by the change of lr and by 2 for the change of the bias corrections and
+    of :math:`\sqrt{\hat v}`, is a floor.
+    """
+    theta0 = np.zeros(grads.shape[1:])
+    hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
+    if "weight_decay" in hyper:
+        hyper = {**hyper, "weight_decay": 0.0}
+    free, _ = reference(rule, convention, dataclasses.replace(case, hyper=hyper), theta0, np.abs(grads))
+    update = np.abs(np.diff(np.concatenate([theta0[None], free]), axis=0))
+    lrs = np.asarray(case.lrs, np.float64).reshape((-1,) + (1,) * theta0.ndim)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        carried = np.nan_to_num(2 * lrs[1:] / lrs[:-1] * update[:-1], nan=0.0, posinf=0.0)
+    update[1:] = np.maximum(update[1:], carried)
+    return update
+
+
+def explicit_hyperparameters(subject: SubjectInfo, hyper: dict[str, Any]) -> dict[str, Any]:
+    """``hyper`` with the spec's default for every other hyperparameter the subject can express.
+
+    Frameworks' defaults differ from the spec's (torch's): RMSprop's decay is
+    0.9 in optax and Keras against 0.99, Adagrad's ε is 1e-7 against 1e-10.
+    Passing every value explicitly keeps a subject's own default from being
+    mistaken for a deviation in its update rule.
+    """
+    defaults = spec.get_rule(subject.rule).defaults
+    filled = {k: v for k, v in defaults.items() if k in subject.supports and k != "lr"}
+    return {**filled, **hyper, **subject.fixed}
+
+
+def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:
+    def rounded_value(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(rounded_value(v) for v in value)
+        if isinstance(value, float):
+            return float(np.float32(value))
+        return value
+
+    return {k: rounded_value(v) for k, v in hyper.items()}
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:
@@ -181,6 +245,9 @@ def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarra
             candidates["weight decay applied as an L2 term in the gradient (rule adam)"] = ("adam", conv, {})
     if case.hyper.get("maximize"):
         candidates["maximize ignored"] = (subject.rule, convention, {"maximize": False})
+    if dtype == "float64":
+        candidates["hyperparameters rounded to float32 on the way in (as tensorflow#35938)"] = (
+            subject.rule, convention, _through_float32(case.hyper))
     scores = {}
     for name, (rule, conv, override) in candidates.items():
         try:

@@ -26,6 +26,19 @@ A subject may also hold :math:`\beta` in its dtype and compute
 :math:`\beta = 0.999, t = 1`).  The update depends on :math:`1/bc_1` and
 :math:`\sqrt{bc_2}`, so :math:`\kappa_t(\beta_1) + \kappa_t(\beta_2)/2`
 joins :math:`K_0 + 2t`.
+The magnitude :math:`|\Delta_t|` that errors are relative to is not the net
+step but the sum of its parts' magnitudes: the adaptive update and the decay
+may nearly cancel (:math:`\mathrm{lr}\,\lambda\,\theta \approx -U_t`), and a
+first moment of sign-flipping gradients may be far smaller than the terms it
+sums.  The caller therefore passes :math:`M_t = \max(|\Delta_t|, |U^{abs}_t|)`,
+where :math:`U^{abs}_t` is the update of the same rule run on :math:`|g|`
+without weight decay (a running-error bound in the manner of Higham,
+*Accuracy and Stability of Numerical Algorithms*, §3.3), and :math:`M_t`
+takes the place of :math:`|\Delta_t|` above.  A moment updated as
+:math:`m + (1-\beta)(g - m)` rounds at the scale of :math:`m_{t-1}`, so
+:math:`M_t` is at least :math:`2\,(\mathrm{lr}_t/\mathrm{lr}_{t-1})\,|U^{abs}_{t-1}|`
+(the 2 covers the change of the bias corrections and of :math:`\sqrt{\hat v}`
+from one step to the next).
 The one-step check re-syncs the parameter: it compares the subject's
 :math:`\theta_t` with the reference step taken from the *subject's*
 :math:`\theta_{t-1}`, so error cannot build up.
@@ -78,25 +91,36 @@ def bias_condition(step: Any, betas: tuple[float, float] | None) -> Any:
     return total
 
 
-def one_step_bound(theta_prev: np.ndarray, delta: np.ndarray, step: Any, dtype: str,
+def one_step_bound(theta_prev: np.ndarray, update: np.ndarray, step: Any, dtype: str,
                    betas: tuple[float, float] | None = None) -> np.ndarray:
-    """:math:`B^{(1)}_t` elementwise, for 1-based ``step``."""
+    """:math:`B^{(1)}_t` elementwise, for 1-based ``step``; ``update`` is :math:`M_t` (or the step)."""
     u = unit_roundoff(dtype)
     growth = OPS_PER_UPDATE + 2 * step + bias_condition(step, betas)
-    return SAFETY * (u * (2 * np.abs(theta_prev) + growth * np.abs(delta)) + SMALLEST_NORMAL[dtype])
+    return SAFETY * (u * (2 * np.abs(theta_prev) + growth * np.abs(update)) + SMALLEST_NORMAL[dtype])
 
 
 def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
-                      betas: tuple[float, float] | None = None) -> np.ndarray:
-    """:math:`B^{(T)}_t` for every step: the running sum of one-step bounds along the reference."""
+                      betas: tuple[float, float] | None = None,
+                      update: np.ndarray | None = None) -> np.ndarray:
+    """:math:`B^{(T)}_t` for every step: the running sum of one-step bounds along the reference.
+
+    ``update`` is :math:`M_t` per step; by default the reference's own steps.
+    """
     previous = np.concatenate([theta0[None], reference[:-1]])
     steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
-    per_step = one_step_bound(previous, reference - previous, steps, dtype, betas)
+    delta = np.abs(reference - previous)
+    magnitude = delta if update is None else np.maximum(delta, update)
+    per_step = one_step_bound(previous, magnitude, steps, dtype, betas)
     return np.cumsum(per_step, axis=0)
 
 
-def ulps(error: float, magnitude: float, dtype: str) -> float:
-    """``error`` in units of the last place of ``magnitude`` in ``dtype``."""
+def ulps(error: Any, magnitude: Any, dtype: str) -> Any:
+    """``error`` in units of the last place of ``magnitude`` in ``dtype`` (elementwise).
+
+    Pass the running scale, :math:`\\max_{s \\le t}\\max(|\theta_s|, |\theta_{s-1}|, M_s)`,
+    as ``magnitude``: an error on a value that cancelled to nearly zero is then
+    not counted in ulps of that tiny value.
+    """
     u = unit_roundoff(dtype)
-    scale = max(abs(magnitude), np.finfo(np.float64).tiny) * 2 * u
-    return float(error / scale)
+    scale = np.maximum(np.abs(magnitude), np.finfo(np.float64).tiny) * 2 * u
+    return np.asarray(error) / scale

@@ -152,3 +152,43 @@ def test_pytest_plugin_certifies_inside_pytest(tmp_path):
     assert result.returncode == 1, result.stdout
     assert "epsilon=hat" in result.stdout
     assert "matches no subject" in result.stdout
+
+
+@needs("jax")
+def test_a_subjects_own_default_is_not_taken_for_a_deviation():
+    """optax.rmsprop's decay defaults to 0.9 where the spec's (torch's) alpha is 0.99."""
+    import dataclasses
+
+    from conformance.cases import NAMED_CASES, restricted
+    from conformance.check import run_case
+
+    (subject,) = adapters.resolve_subject("jax", "optax.rmsprop")
+    case = restricted(NAMED_CASES[2], subject)
+    assert "alpha" not in case.hyper
+    result = run_case(subject, case, convention=None)
+    assert result.passed, result.failure
+    assert result.case.hyper["alpha"] == 0.99
+    slower = run_case(subject, dataclasses.replace(case, hyper={**case.hyper, "alpha": 0.9}), convention=None)
+    assert slower.passed and slower.case.hyper["alpha"] == 0.9
+
+
+@needs("tensorflow")
+def test_keras_float64_drift_is_explained_by_float32_hyperparameters():
+    """Keras-TF rounds Python-float hyperparameters through float32 (tensorflow#35938)."""
+    (subject,) = adapters.resolve_subject("tensorflow", "keras.optimizers.AdamW")
+    cert = certify(subject, dtype="float64", examples=0)
+    assert not cert.conforms
+    assert "rounded to float32" in cert.failure["hint"], cert.failure
+
+
+@needs("torch")
+def test_matrix_prints_subject_by_preset(capsys):
+    code = main(["matrix", "--framework", "torch", "--impl", "torch.optim.AdamW[fused]", "--examples", "5"])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(line for line in out if line.startswith("subject"))
+    assert header.split()[1:] == ["torch", "optax", "keras", "paper", "bert", "hf_legacy", "tfa", "rule"]
+    (row,) = [line for line in out if line.startswith("torch.optim.AdamW[fused]")]
+    cells = row.split()[1:]
+    # optax's preset differs in amsgrad (max of v̂), which this subject supports, so it fails too.
+    assert cells[0] == "PASS" and cells[2:].count("fail") == 6, row
