@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,9 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
     if takes_convention:
         convention = convention or subject.convention or "torch"
         knobs = dataclasses.asdict(spec.resolve(convention))
+        if knobs["amsgrad"] == "off" and not subject.fixed.get("amsgrad"):
+            # The convention has no AMSGrad, so amsgrad=True cases have no expected trajectory.
+            subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
     else:
         if convention not in (None, "torch"):
             raise adapters.SetupError(f"--convention applies to Adam-family subjects only; {subject.name} implements {subject.rule}")
@@ -136,7 +140,17 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
 
 
 def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int) -> list[Case]:
-    """The cases hypothesis draws for ``subject`` with this seed, in order, generated but not run."""
+    """The cases hypothesis draws for ``subject`` with this seed, in order, generated but not run.
+
+    They depend only on what the subject supports, so subjects with the same
+    hyperparameters (every torch AdamW form, say) share one draw.
+    """
+    return list(_drawn(frozenset(subject.supports), dtype, examples, seed_value))
+
+
+@functools.lru_cache(maxsize=16)
+def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int) -> tuple[Case, ...]:
+    subject = SubjectInfo("drawn", "numpy", "adamw", None, supports, build=lambda *a: None)
     cases: list[Case] = []
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
@@ -147,7 +161,7 @@ def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int
         cases.append(case)
 
     collect()
-    return cases
+    return tuple(cases)
 
 
 def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype: str,

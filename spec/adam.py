@@ -10,7 +10,6 @@ Both rules share one moment update; they differ only in where
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 from spec import _validate
@@ -138,10 +137,10 @@ def adamw_step(
     conv = resolve(convention)
     g = -grad if maximize else grad
     decay = _decay_factor(conv.decay_scale, lr, initial_lr, weight_decay)
-    if decay != 0 and conv.decay_point == "before":
+    if weight_decay != 0 and conv.decay_point == "before":
         param = (1 - decay) * param
     param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv)
-    if decay != 0 and conv.decay_point == "after":
+    if weight_decay != 0 and conv.decay_point == "after":
         param = (1 - decay) * param
     return param, state
 
@@ -181,7 +180,8 @@ def _adam_update(
     elif amsgrad:
         v_max = xp.maximum(v_max, v)
         second = v_max
-    sqrt_bc2 = math.sqrt(bc2)
+    # ``** 0.5`` rather than math.sqrt: under a compiler the step count may be a 0-d array.
+    sqrt_bc2 = bc2**0.5
     if conv.epsilon == "corrected":
         step_size = lr / bc1
         root = xp.sqrt(second) if second_is_corrected else xp.sqrt(second) / sqrt_bc2

@@ -14,6 +14,11 @@ settings.register_profile("certify", max_examples=500, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def false_alarm_cases() -> int:
+    """Hypothesis cases per framework and seed for the no-false-alarm test (2,000 on CI)."""
+    return 2000 if settings.default.derandomize or settings.default.max_examples >= 500 else 200
+
+
 def needs(framework: str):
     """Skips a test, with the reason, when ``framework`` is not installed."""
     from adapters import is_available

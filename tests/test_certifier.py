@@ -12,7 +12,7 @@ import adapters
 from conformance.certify import certify
 from conformance.cli import main
 from conformance.identify import identify
-from tests.conftest import needs
+from tests.conftest import false_alarm_cases, needs
 from tests.plugins.torch_subjects import DEVIATIONS
 
 PLUGIN = "tests.plugins.torch_subjects"
@@ -52,19 +52,24 @@ def test_rounding_only_differences_pass(target, dtype):
 
 def builtin_adam_family():
     out = []
-    for framework, examples in (("torch", 60), ("jax", 40), ("tensorflow", 8), ("numpy", 60)):
+    for framework in ("torch", "jax", "tensorflow", "numpy"):
         if adapters.is_available(framework):
-            out += [pytest.param(s, examples, id=s.name) for s in adapters.subjects(framework)
-                    if s.rule in ("adam", "adamw")]
+            family = [s for s in adapters.subjects(framework) if s.rule in ("adam", "adamw")]
+            share = -(-false_alarm_cases() // len(family))
+            if framework == "numpy":  # the spec against itself: not batched, and not a claim of the issue
+                share = 20
+            out += [pytest.param(s, share, id=s.name) for s in family]
     return out
 
 
 @pytest.mark.parametrize(("subject", "examples"), builtin_adam_family())
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_builtin_subjects_pass_their_own_preset(subject, examples, seed):
+    """No false alarms: each framework's built-ins share false_alarm_cases() cases per seed, over 5 seeds."""
     cert = certify(subject, dtype="float32" if subject.framework == "tensorflow" else "float64",
                    examples=examples, seed_value=seed)
     assert cert.conforms, cert.failure
+    assert cert.cases_run >= examples
 
 
 @pytest.mark.parametrize(
