@@ -54,9 +54,8 @@ class CompiledStep:
         self.hyper = self.rule.hyperparameters(hyper.pop("convention", "torch"), **hyper)
         self.initial_lr: float | None = None
         self.count = 0
-        init = self.rule.init_state(self.xp, param, self.hyper)
         self.param = param
-        self.state = init
+        self.state = self.rule.init_state(self.xp, param, self.hyper)
         self._step = _TORCH if framework == "torch" else _JAX
         self._graphs_before = _torch_graphs() if framework == "torch" else 0
         self._compiled = self._step.compile(self)
@@ -69,32 +68,44 @@ class CompiledStep:
 
 
 def _spec_kwargs(compiled: CompiledStep) -> dict[str, Any]:
+    """The spec step's keyword arguments besides ``lr``; ``initial_lr`` is fixed after step 1."""
     kwargs = dict(compiled.hyper)
     if compiled.rule.takes_initial_lr:
-        kwargs["initial_lr"] = compiled.initial_lr
+        kwargs["initial_lr"] = float(compiled.initial_lr)
     return kwargs
+
+
+def _spec_step(compiled: CompiledStep) -> Any:
+    """``step(param, grad, m, v, v_max, count, lr, kwargs) -> (param, state)``: the spec, for a compiler."""
+    rule, xp, state_type = compiled.rule, compiled.xp, type(compiled.state)
+
+    def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, count: Any, lr: Any,
+             kwargs: Mapping[str, Any]) -> Any:
+        state = state_type(count, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        return rule.step(xp, param, grad, state, lr=lr, **kwargs)
+
+    return step
 
 
 class _Torch:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         torch = import_framework("torch")
-        rule, xp = compiled.rule, compiled.xp
-        state_type = type(compiled.state)
-        device = compiled.param.device
-        compiled.scalars = torch.zeros(2, dtype=torch.float64, device=device)  # (step count before, lr)
+        spec_step = _spec_step(compiled)
+        compiled.scalars = torch.zeros(2, dtype=torch.float64, device=compiled.param.device)  # (count, lr)
 
         def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any,
                  kwargs: Mapping[str, Any]) -> None:
-            state = state_type(scalars[0], exp_avg, exp_avg_sq, max_exp_avg_sq)
-            new_param, new_state = rule.step(xp, param, grad, state, lr=scalars[1], **kwargs)
+            new_param, new_state = spec_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
+                                             scalars[0], scalars[1], kwargs)
             param.copy_(new_param)
             exp_avg.copy_(new_state.exp_avg)
             exp_avg_sq.copy_(new_state.exp_avg_sq)
             max_exp_avg_sq.copy_(new_state.max_exp_avg_sq)
 
         # The state tensors are written in place, so they must be distinct buffers.
-        compiled.state = state_type(0, *(s.clone() for s in compiled.state[1:]))
+        compiled.state = compiled.state._replace(**{k: v.clone() for k, v in compiled.state._asdict().items()
+                                                    if k != "step"})
         # dynamo caches by code object, up to a small limit, then silently runs
         # eagerly; a code object of its own gives each instance its own cache.
         code = step.__code__.replace(co_name=f"optspec_step_{next(_INSTANCES)}")
@@ -105,10 +116,7 @@ class _Torch:
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
         compiled.scalars[0] = compiled.count - 1
         compiled.scalars[1] = lr
-        kwargs = _spec_kwargs(compiled)
-        if kwargs.get("initial_lr") is not None:
-            kwargs["initial_lr"] = float(kwargs["initial_lr"])
-        compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.scalars, kwargs)
+        compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.scalars, _spec_kwargs(compiled))
         compiled.state = compiled.state._replace(step=compiled.count)
 
 
@@ -116,25 +124,21 @@ class _Jax:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         jax = import_framework("jax")
-        rule, xp = compiled.rule, compiled.xp
-        state_type = type(compiled.state)
-        kwargs_static = tuple(sorted((k, v) for k, v in compiled.hyper.items()))
+        spec_step = _spec_step(compiled)
 
         @functools.partial(jax.jit, donate_argnums=(0, 2, 3, 4), static_argnames=("kwargs",))
         def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, count: Any,
                  lr: Any, kwargs: tuple) -> Any:
-            state = state_type(count, exp_avg, exp_avg_sq, max_exp_avg_sq)
-            return rule.step(xp, param, grad, state, lr=lr, **dict(kwargs))
+            return spec_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, count, lr, dict(kwargs))
 
-        compiled.kwargs_static = kwargs_static
-        compiled.state = state_type(0, *(xp.asarray(s, copy=True) for s in compiled.state[1:]))
+        xp = compiled.xp
+        compiled.state = compiled.state._replace(**{k: xp.asarray(v, copy=True)
+                                                    for k, v in compiled.state._asdict().items() if k != "step"})
         return step
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        kwargs = compiled.kwargs_static
-        if compiled.rule.takes_initial_lr:  # fixed after the first step: one compilation
-            kwargs = (*kwargs, ("initial_lr", float(compiled.initial_lr)))
+        kwargs = tuple(sorted(_spec_kwargs(compiled).items()))  # static: hashed, so it never changes after step 1
         param, state = compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.count - 1,
                                           float(lr), kwargs=kwargs)
         compiled.param = param

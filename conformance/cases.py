@@ -50,15 +50,16 @@ MAGNITUDES = {
 
 
 @st.composite
-def random_cases(draw: st.DrawFn, subject: SubjectInfo, dtype: str = "float64",
+def random_cases(draw: st.DrawFn, supports: frozenset[str], dtype: str = "float64",
                  max_steps: int = 10) -> Case:
+    """A case over the hyperparameters in ``supports`` (a subject's :attr:`~SubjectInfo.supports`)."""
     tensor_shapes = draw(cs.shapes(), label="shapes")
     steps = draw(st.integers(1, max_steps), label="steps")
     params0 = [draw(cs.parameters(s)) for s in tensor_shapes]
     grads = [draw(cs.gradient_stream(s, steps, MAGNITUDES[dtype])) for s in tensor_shapes]
     lr = draw(cs.HYPER_STRATEGIES["lr"], label="lr")
     lrs = draw(cs.schedule(steps, lr), label="schedule")
-    hyper = draw(cs.hyperparameters(subject.supports - {"convention"}), label="hyper")
+    hyper = draw(cs.hyperparameters(supports - {"convention"}), label="hyper")
     restore_at = draw(st.one_of(st.none(), st.integers(1, steps - 1)) if steps > 1 else st.none(),
                       label="restore_at")
     return Case(params0, grads, lrs, hyper, restore_at)

@@ -124,8 +124,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(subject.rule, case.hyper)
-        parts = update_magnitude(subject.rule, convention, case, g,
-                                 np.concatenate([theta0[None], free[:-1]]))
+        free_previous = np.concatenate([theta0[None], free[:-1]])
+        parts = update_magnitude(subject.rule, convention, case, g, free_previous)
         checks = {
             "one_step": (np.abs(traj - resync),
                          tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
@@ -142,8 +142,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             ratio = np.where(finite, _ratio(error, bound), 0.0)
             result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
             if name == "trajectory" and error.size:
-                scale = np.maximum.accumulate(np.maximum.reduce(
-                    [np.abs(free), np.abs(np.concatenate([theta0[None], free[:-1]])), parts]), axis=0)
+                scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]),
+                                              axis=0)
                 in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
                 result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
             if (ratio > 1).any():
