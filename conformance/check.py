@@ -48,11 +48,12 @@ def rounded(framework: str, x: np.ndarray, dtype: str) -> np.ndarray:
 
 def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
-              **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
+              states: list[Any] | None = None, **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
 
     ``step_lag`` models a step counter that lags by one after the first step
-    (t = 1, 1, 2, 3, ...), for :func:`explain`.
+    (t = 1, 1, 2, 3, ...), for :func:`explain`.  ``states``, if given,
+    receives the reference's state after each step.
     """
     spec_rule = spec.get_rule(rule)
     hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
@@ -70,6 +71,8 @@ def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads:
         if step_lag and t == 0:
             state = state._replace(step=0)
         free.append(theta)
+        if states is not None:
+            states.append(state)
     return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
 
 
@@ -114,7 +117,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                      f"the subject changed the gradient it was given at step {got.mutated_at}")
     for index, (theta0, g, traj) in enumerate(zip(params0, grads, got.params)):
         traj = traj.astype(np.float64)
-        free, resync = reference(subject.rule, convention, case, theta0, g, traj)
+        states: list[Any] = []
+        free, resync = reference(subject.rule, convention, case, theta0, g, traj, states=states)
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():
@@ -126,12 +130,18 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         betas = _betas(subject.rule, case.hyper)
         free_previous = np.concatenate([theta0[None], free[:-1]])
         parts = update_magnitude(subject.rule, convention, case, g, free_previous)
+        feedback = l2_feedback(subject.rule, convention, case, states)
+        one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
+                                            steps, dtype, betas)
+        if feedback is not None:
+            # The subject's state was built from its own earlier parameters.
+            inherited = np.maximum.accumulate(np.abs(traj - free), axis=0)[:-2]
+            one_step[2:] += feedback[2:] * inherited
         checks = {
-            "one_step": (np.abs(traj - resync),
-                         tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
-                                                  steps, dtype, betas)),
+            "one_step": (np.abs(traj - resync), one_step),
             "trajectory": (np.abs(traj - free),
-                           tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts)),
+                           tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts,
+                                                       feedback=feedback)),
         }
         if stored is not None:
             kept = stored[0] - 1
@@ -193,6 +203,37 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
         l2 = float(case.hyper.get("weight_decay", 0.0)) * np.abs(theta_path)
         update = np.maximum(update, lrs * l2 / eps)
     return update
+
+
+def l2_feedback(rule: str, convention: Any, case: Case, states: list[Any]) -> np.ndarray | None:
+    r""":math:`\lambda A_t` per step along the reference, for Adam with an L2 term; None otherwise.
+
+    :math:`A_t` is :func:`conformance.tolerance.adam_gradient_sensitivity` with
+    the denominator :math:`D_t` of the reference's convention, in corrected units.
+    """
+    weight_decay = float(case.hyper.get("weight_decay", 0.0))
+    if rule != "adam" or weight_decay == 0 or not states:
+        return None
+    conv = spec.resolve(convention)
+    hyper = {**spec.get_rule(rule).defaults, **case.hyper}
+    beta1, beta2 = hyper["betas"]
+    eps = float(hyper["eps"])
+    amsgrad = bool(case.hyper.get("amsgrad"))
+    sensitivity = []
+    for state, lr in zip(states, case.lrs):
+        t = state.step
+        bc1 = 1 - beta1**t if conv.bias_correction else 1.0
+        bc2 = 1 - beta2**t if conv.bias_correction else 1.0
+        second = state.max_exp_avg_sq if amsgrad else state.exp_avg_sq
+        second_hat = second if amsgrad and conv.amsgrad == "corrected" else second / bc2
+        if conv.epsilon == "inside":
+            denominator = np.sqrt(second_hat + eps)
+        else:
+            denominator = np.sqrt(second_hat) + (eps / np.sqrt(bc2) if conv.epsilon == "hat" else eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = tolerance.adam_gradient_sensitivity(lr, state.exp_avg / bc1, denominator)
+        sensitivity.append(np.where(denominator > 0, a, 0.0))
+    return weight_decay * np.stack(sensitivity)
 
 
 def explicit_hyperparameters(subject: SubjectInfo, hyper: dict[str, Any]) -> dict[str, Any]:

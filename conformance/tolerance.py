@@ -49,11 +49,37 @@ error of a cancelled :math:`g + \lambda\theta` by about :math:`\epsilon`, so
 :math:`M_t \ge \mathrm{lr}_t\lambda|\theta_{t-1}|/\epsilon` there.
 
 **Trajectory.**  Without re-syncing, each step adds its own error and passes on
-the previous ones at most unamplified (the AdamW map has
-:math:`\partial\theta_t/\partial\theta_{t-1} = 1-d \le 1`; for L2 variants the
-extra term is :math:`O(\mathrm{lr}\,\lambda)`).  The free-running bound is
-therefore the running sum :math:`B^{(T)}_t = \sum_{s \le t} B^{(1)}_s`, which
-grows with the step count as the error can.
+the previous ones.  The AdamW map has
+:math:`\partial\theta_t/\partial\theta_{t-1} = 1-d \le 1`, so there the
+free-running bound is the running sum :math:`B^{(T)}_t = \sum_{s \le t} B^{(1)}_s`,
+which grows with the step count as the error can.
+
+An L2 penalty feeds an error :math:`\delta\theta_s` back into the gradient as
+:math:`\lambda\,\delta\theta_s`, and an adaptive step is *not* gently
+Lipschitz in an absolute gradient perturbation: with
+:math:`u_t = \mathrm{lr}_t\,\hat m_t/D_t`, where :math:`D_t` is the
+denominator in corrected units (:math:`\sqrt{\hat v_t}+\epsilon`,
+:math:`\sqrt{\hat v_t}+\epsilon/\sqrt{bc_2}` for ε-hat,
+:math:`\sqrt{\hat v_t+\epsilon}` inside), a perturbation of at most
+:math:`\delta` in every past gradient moves :math:`\hat m_t` by at most
+:math:`\delta` (its weights sum to at most 1) and :math:`\sqrt{\hat v_t}`
+(a weighted root mean square, or its running maximum) by at most
+:math:`\delta`, so
+
+.. math::
+
+    |\delta u_t| \le A_t\,\delta, \qquad
+    A_t = \frac{\mathrm{lr}_t}{D_t}\Bigl(1 + \frac{|\hat m_t|}{D_t}\Bigr).
+
+:math:`A_t` is :math:`\mathrm{lr}/\epsilon` where the gradients are tiny: an
+error of one ulp in :math:`\theta` that an L2 term turns into a gradient
+error can come out amplified by thousands.  For the Adam rule with L2 the
+bound is therefore the first-order recursion
+:math:`B^{(T)}_t = (1 + \lambda A_t)\,B^{(T)}_{t-1} + B^{(1)}_t`, and the
+one-step check, whose state was built from the subject's own earlier
+parameters, adds :math:`\lambda A_t \max_{s \le t-2}|\theta_s - \theta^{ref}_s|`
+(the deviations actually measured).  :math:`A_t` is evaluated along the
+float64 reference.
 
 Below the normal range rounding is absolute, and XLA on CPU flushes
 subnormals to zero, so each step also allows the smallest normal number of the
@@ -106,17 +132,33 @@ def one_step_bound(theta_prev: np.ndarray, update: np.ndarray, step: Any, dtype:
 
 def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
                       betas: tuple[float, float] | None = None,
-                      update: np.ndarray | None = None) -> np.ndarray:
-    """:math:`B^{(T)}_t` for every step: the running sum of one-step bounds along the reference.
+                      update: np.ndarray | None = None,
+                      feedback: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`B^{(T)}_t` for every step: the one-step bounds along the reference, accumulated.
 
     ``update`` is :math:`M_t` per step; by default the reference's own steps.
+    ``feedback`` is :math:`\lambda A_t` per step for an L2 rule (see above):
+    the previous bound is then amplified by :math:`1 + \lambda A_t`; without
+    it the bounds simply add up.
     """
     previous = np.concatenate([theta0[None], reference[:-1]])
     steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
     delta = np.abs(reference - previous)
     magnitude = delta if update is None else np.maximum(delta, update)
     per_step = one_step_bound(previous, magnitude, steps, dtype, betas)
-    return np.cumsum(per_step, axis=0)
+    if feedback is None:
+        return np.cumsum(per_step, axis=0)
+    bounds = np.empty_like(per_step)
+    carried = np.zeros_like(per_step[0])
+    for t in range(len(per_step)):
+        carried = (1 + feedback[t]) * carried + per_step[t]
+        bounds[t] = carried
+    return bounds
+
+
+def adam_gradient_sensitivity(lr: Any, m_hat: Any, denominator: Any) -> Any:
+    r""":math:`A_t = \mathrm{lr}_t (1 + |\hat m_t|/D_t)/D_t`, elementwise (see the module docstring)."""
+    return lr / denominator * (1 + np.abs(m_hat) / denominator)
 
 
 def ulps(error: Any, magnitude: Any, dtype: str) -> Any:
