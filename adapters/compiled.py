@@ -2,17 +2,19 @@
 
 - torch: ``torch.compile`` of the step with the new parameter and state
   written back in place (``copy_``), so that inductor emits one fused loop
-  and no full-size outputs survive the call;
-- jax: ``jax.jit`` with the parameter and state buffers donated.
+  and no full-size outputs survive the call (:func:`torch_inplace_step`);
+- jax: ``jax.jit`` with the parameter and state buffers donated;
+- tensorflow: ``tf.function(jit_compile=True)`` over the TF namespace, the
+  new values assigned to ``tf.Variable`` s inside the compiled function.
 
-The per-step scalars (the learning rate and the step count, from which the
-spec derives the bias corrections) enter as runtime values: 0-d float64
-tensors for torch, Python scalars (weakly typed) for jax.  A changing
-learning rate therefore never recompiles; :func:`compilations` counts.
+The per-step scalars (the step count, from which the spec derives the bias
+corrections, and the learning rate) enter as runtime values: a float64
+tensor for torch, Python scalars (weakly typed) for jax, a tensor for
+tensorflow.  For torch and tensorflow the hyperparameters are runtime values
+too, so one compilation serves every param group.  A changing learning rate
+therefore never recompiles; :func:`compilations` counts.
 
-Only Adam-family rules (``adam``, ``adamw``) are compiled here.  TensorFlow
-(``tf.function(jit_compile=True)``) and NumPy with preallocated buffers are
-not built yet.
+Only Adam-family rules (``adam``, ``adamw``) are compiled here.
 """
 
 from __future__ import annotations
@@ -28,95 +30,141 @@ import numpy as np
 from adapters.frameworks import import_framework
 from adapters.namespaces import namespace
 
-COMPILED_FRAMEWORKS = ("torch", "jax")
+COMPILED_FRAMEWORKS = ("torch", "jax", "tensorflow")
+#: The runtime scalars of a torch or tensorflow compiled step, in order.
+SCALARS = ("count", "lr", "initial_lr", "beta1", "beta2", "eps", "weight_decay")
 _INSTANCES = itertools.count()
+
+
+def _adam_rule(rule: str) -> Any:
+    import spec
+
+    found = spec.get_rule(rule)
+    if not found.takes_convention:
+        raise ValueError(f"only adam and adamw are compiled; {rule!r} is not")
+    return found
+
+
+def _spec_call(rule: Any, xp: Any, param: Any, grad: Any, moments: tuple[Any, Any, Any], scalars: Any,
+               static: Mapping[str, Any]) -> Any:
+    """The spec step with every hyperparameter taken from the unpacked ``scalars`` (see :data:`SCALARS`)."""
+    from spec.adam import AdamState
+
+    count, lr, initial_lr, beta1, beta2, eps, weight_decay = scalars
+    hyper = {"betas": (beta1, beta2), "eps": eps, "weight_decay": weight_decay, **static}
+    if rule.takes_initial_lr:
+        hyper["initial_lr"] = initial_lr
+    return rule.step(xp, param, grad, AdamState(count, *moments), lr=lr, **hyper)
+
+
+@functools.cache
+def torch_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool, dynamic: bool | None,
+                       compile: bool = True, cache_key: Any = None) -> Any:
+    """``f(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars)``, compiled, updating its arguments in place.
+
+    ``scalars`` is a float64 tensor of :data:`SCALARS`.  Each combination of
+    the static arguments has its own code object, so its own dynamo cache
+    (dynamo caches by code object, up to a small limit, and then silently
+    runs eagerly, or fails under ``fullgraph``); a distinct ``cache_key`` gives
+    another.  ``compile=False`` returns the same function uncompiled.
+    """
+    torch = import_framework("torch")
+    spec_rule, xp = _adam_rule(rule), namespace("torch")
+    static = {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+
+    def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any) -> None:
+        new_param, new_state = _spec_call(spec_rule, xp, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq),
+                                          scalars.unbind(0), static)
+        param.copy_(new_param)
+        exp_avg.copy_(new_state.exp_avg)
+        exp_avg_sq.copy_(new_state.exp_avg_sq)
+        max_exp_avg_sq.copy_(new_state.max_exp_avg_sq)
+
+    code = step.__code__.replace(co_name=f"optspec_step_{next(_INSTANCES)}")
+    own = types.FunctionType(code, step.__globals__, code.co_name, step.__defaults__, step.__closure__)
+    return torch.compile(own, fullgraph=True, dynamic=dynamic) if compile else own
+
+
+@functools.cache
+def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool) -> Any:
+    """``f(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars)`` under XLA, assigning to the variables.
+
+    ``scalars`` is a float64 tensor of :data:`SCALARS`; it is cast to the
+    parameter's dtype, as Keras computes its scalars.
+    """
+    tf = import_framework("tensorflow")
+    spec_rule, xp = _adam_rule(rule), namespace("tensorflow")
+    static = {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any) -> None:
+        values = tf.unstack(tf.cast(scalars, param.dtype))
+        new_param, new_state = _spec_call(spec_rule, xp, tf.convert_to_tensor(param), grad,
+                                          tuple(tf.convert_to_tensor(v) for v in (exp_avg, exp_avg_sq,
+                                                                                   max_exp_avg_sq)),
+                                          values, static)
+        param.assign(new_param)
+        exp_avg.assign(new_state.exp_avg)
+        exp_avg_sq.assign(new_state.exp_avg_sq)
+        max_exp_avg_sq.assign(new_state.max_exp_avg_sq)
+
+    return step
 
 
 class CompiledStep:
     """One parameter tensor and its state, stepped in place by the compiled spec.
 
     ``step(grad, lr)`` advances the parameter; ``param`` and ``state`` are the
-    framework's arrays.  Hyperparameters are fixed at construction (a change
-    of them is a new compilation); ``lr`` may change every step.
+    framework's arrays (``tf.Variable`` s for tensorflow).  Hyperparameters are
+    fixed at construction; ``lr`` may change every step.
     """
 
     def __init__(self, framework: str, rule: str, param: Any, *, device: str | None = None,
                  **hyper: Any) -> None:
-        import spec
-
         if framework not in COMPILED_FRAMEWORKS:
             raise ValueError(f"no compiled spec for {framework!r}: use one of {', '.join(COMPILED_FRAMEWORKS)}")
         self.framework = framework
-        self.rule = spec.get_rule(rule)
-        if not self.rule.takes_convention:
-            raise ValueError(f"only adam and adamw are compiled; {rule!r} is not")
+        self.rule = _adam_rule(rule)
         self.xp = namespace(framework, device)
         self.hyper = self.rule.hyperparameters(hyper.pop("convention", "torch"), **hyper)
         self.initial_lr: float | None = None
         self.count = 0
-        self.param = param
         self.state = self.rule.init_state(self.xp, param, self.hyper)
-        self._step = _TORCH if framework == "torch" else _JAX
-        self._graphs_before = _torch_graphs() if framework == "torch" else 0
-        self._compiled = self._step.compile(self)
+        self._backend = _BACKENDS[framework]
+        self.param = param
+        self._compiled = self._backend.compile(self)
+        self._compilations_before = _shared_compilations(self)
 
     def step(self, grad: Any, lr: float) -> None:
         if self.initial_lr is None:
             self.initial_lr = lr
         self.count += 1
-        self._step.run(self, grad, lr)
+        self._backend.run(self, grad, lr)
 
+    def scalars(self, lr: float) -> list[float]:
+        """This step's :data:`SCALARS`."""
+        beta1, beta2 = self.hyper["betas"]
+        return [self.count - 1, lr, self.initial_lr, beta1, beta2, self.hyper["eps"], self.hyper["weight_decay"]]
 
-def _spec_kwargs(compiled: CompiledStep) -> dict[str, Any]:
-    """The spec step's keyword arguments besides ``lr``; ``initial_lr`` is fixed after step 1."""
-    kwargs = dict(compiled.hyper)
-    if compiled.rule.takes_initial_lr:
-        kwargs["initial_lr"] = float(compiled.initial_lr)
-    return kwargs
-
-
-def _spec_step(compiled: CompiledStep) -> Any:
-    """``step(param, grad, m, v, v_max, count, lr, kwargs) -> (param, state)``: the spec, for a compiler."""
-    rule, xp, state_type = compiled.rule, compiled.xp, type(compiled.state)
-
-    def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, count: Any, lr: Any,
-             kwargs: Mapping[str, Any]) -> Any:
-        state = state_type(count, exp_avg, exp_avg_sq, max_exp_avg_sq)
-        return rule.step(xp, param, grad, state, lr=lr, **kwargs)
-
-    return step
+    def static(self) -> tuple[str, Any, bool, bool]:
+        return (self.rule.name, self.hyper["convention"], bool(self.hyper["amsgrad"]), bool(self.hyper["maximize"]))
 
 
 class _Torch:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         torch = import_framework("torch")
-        spec_step = _spec_step(compiled)
-        compiled.scalars = torch.zeros(2, dtype=torch.float64, device=compiled.param.device)  # (count, lr)
-
-        def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any,
-                 kwargs: Mapping[str, Any]) -> None:
-            new_param, new_state = spec_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq,
-                                             scalars[0], scalars[1], kwargs)
-            param.copy_(new_param)
-            exp_avg.copy_(new_state.exp_avg)
-            exp_avg_sq.copy_(new_state.exp_avg_sq)
-            max_exp_avg_sq.copy_(new_state.max_exp_avg_sq)
-
+        compiled.scalar_buffer = torch.zeros(len(SCALARS), dtype=torch.float64, device=compiled.param.device)
         # The state tensors are written in place, so they must be distinct buffers.
         compiled.state = compiled.state._replace(**{k: v.clone() for k, v in compiled.state._asdict().items()
                                                     if k != "step"})
-        # dynamo caches by code object, up to a small limit, then silently runs
-        # eagerly; a code object of its own gives each instance its own cache.
-        code = step.__code__.replace(co_name=f"optspec_step_{next(_INSTANCES)}")
-        own = types.FunctionType(code, step.__globals__, code.co_name, step.__defaults__, step.__closure__)
-        return torch.compile(own, fullgraph=True, dynamic=False)
+        return torch_inplace_step(*compiled.static(), dynamic=False)
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        compiled.scalars[0] = compiled.count - 1
-        compiled.scalars[1] = lr
-        compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.scalars, _spec_kwargs(compiled))
+        torch = import_framework("torch")
+        compiled.scalar_buffer.copy_(torch.tensor(compiled.scalars(lr), dtype=torch.float64))
+        compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.scalar_buffer)
         compiled.state = compiled.state._replace(step=compiled.count)
 
 
@@ -124,38 +172,61 @@ class _Jax:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         jax = import_framework("jax")
-        spec_step = _spec_step(compiled)
+        rule, xp, state_type = compiled.rule, compiled.xp, type(compiled.state)
 
         @functools.partial(jax.jit, donate_argnums=(0, 2, 3, 4), static_argnames=("kwargs",))
         def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, count: Any,
                  lr: Any, kwargs: tuple) -> Any:
-            return spec_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, count, lr, dict(kwargs))
+            state = state_type(count, exp_avg, exp_avg_sq, max_exp_avg_sq)
+            return rule.step(xp, param, grad, state, lr=lr, **dict(kwargs))
 
-        xp = compiled.xp
         compiled.state = compiled.state._replace(**{k: xp.asarray(v, copy=True)
                                                     for k, v in compiled.state._asdict().items() if k != "step"})
         return step
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        kwargs = tuple(sorted(_spec_kwargs(compiled).items()))  # static: hashed, so it never changes after step 1
+        kwargs = dict(compiled.hyper)
+        if compiled.rule.takes_initial_lr:
+            kwargs["initial_lr"] = float(compiled.initial_lr)
+        # static: hashed, so it never changes after step 1
         param, state = compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.count - 1,
-                                          float(lr), kwargs=kwargs)
+                                          float(lr), kwargs=tuple(sorted(kwargs.items())))
         compiled.param = param
         compiled.state = state._replace(step=compiled.count)
 
 
-_TORCH, _JAX = _Torch(), _Jax()
+class _TensorFlow:
+    @staticmethod
+    def compile(compiled: CompiledStep) -> Any:
+        tf = import_framework("tensorflow")
+        compiled.param = tf.Variable(compiled.param)
+        compiled.state = compiled.state._replace(**{k: tf.Variable(v) for k, v in compiled.state._asdict().items()
+                                                    if k != "step"})
+        return tensorflow_inplace_step(*compiled.static())
+
+    @staticmethod
+    def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
+        tf = import_framework("tensorflow")
+        compiled._compiled(compiled.param, grad, *compiled.state[1:],
+                           tf.constant(compiled.scalars(lr), dtype=tf.float64))
+        compiled.state = compiled.state._replace(step=compiled.count)
+
+
+_BACKENDS = {"torch": _Torch(), "jax": _Jax(), "tensorflow": _TensorFlow()}
 
 
 def compilations(compiled: CompiledStep) -> int:
-    """How many times the step has been compiled so far."""
+    """How many times the step has been compiled since ``compiled`` was made."""
+    return _shared_compilations(compiled) - compiled._compilations_before
+
+
+def _shared_compilations(compiled: CompiledStep) -> int:
+    """Compilations so far of the function ``compiled`` runs, which other instances may share."""
     if compiled.framework == "jax":
         return int(compiled._compiled._cache_size())
-    return _torch_graphs() - compiled._graphs_before
-
-
-def _torch_graphs() -> int:
+    if compiled.framework == "tensorflow":
+        return int(compiled._compiled.experimental_get_tracing_count())
     torch = import_framework("torch")
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 

@@ -15,6 +15,16 @@ def nonnegative(name: str, value: float) -> None:
         raise ValueError(f"{name}={value!r} is invalid: it must be a finite number >= 0")
 
 
+def known_zero(value: Any) -> bool:
+    r"""Whether ``value`` is a Python number equal to 0.
+
+    An array counts as nonzero: it may be traced by a compiler or hold one
+    value per element.  Skipping a term only when it is known to vanish is
+    exact either way, since :math:`(1 - 0)\,\theta = \theta` and :math:`g + 0\,\theta = g`.
+    """
+    return isinstance(value, (int, float)) and value == 0
+
+
 def unit_interval(name: str, value: float) -> None:
     """Accepts ``0 <= value < 1``."""
     if not (isinstance(value, (int, float)) and 0 <= value < 1):

@@ -70,7 +70,7 @@ def step(
     """
     t = state.step + 1
     g = -grad if maximize else grad
-    if weight_decay != 0:
+    if not _validate.known_zero(weight_decay):
         g = g + weight_decay * param
     clr = lr / (1 + (t - 1) * lr_decay)
     total = state.sum + g * g

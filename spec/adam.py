@@ -85,7 +85,7 @@ def adam_step(
     adam(lr))`` is the same.
     """
     g = -grad if maximize else grad
-    if weight_decay != 0:
+    if not _validate.known_zero(weight_decay):
         g = g + weight_decay * param
     return _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, resolve(convention))
 
@@ -137,10 +137,10 @@ def adamw_step(
     conv = resolve(convention)
     g = -grad if maximize else grad
     decay = _decay_factor(conv.decay_scale, lr, initial_lr, weight_decay)
-    if weight_decay != 0 and conv.decay_point == "before":
+    if not _validate.known_zero(weight_decay) and conv.decay_point == "before":
         param = (1 - decay) * param
     param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv)
-    if weight_decay != 0 and conv.decay_point == "after":
+    if not _validate.known_zero(weight_decay) and conv.decay_point == "after":
         param = (1 - decay) * param
     return param, state
 

@@ -77,7 +77,7 @@ def step(
     Source: ``torch/optim/rmsprop.py`` ``_single_tensor_rmsprop``.
     """
     g = -grad if maximize else grad
-    if weight_decay != 0:
+    if not _validate.known_zero(weight_decay):
         g = g + weight_decay * param
     square_avg = alpha * state.square_avg + (1 - alpha) * (g * g)
     grad_avg = state.grad_avg

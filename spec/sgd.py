@@ -80,7 +80,7 @@ def sgd_step(
     :math:`d_t = g_t`. Source: ``torch/optim/sgd.py`` ``_single_tensor_sgd``.
     """
     g = -grad if maximize else grad
-    if weight_decay != 0:
+    if not _validate.known_zero(weight_decay):
         g = g + weight_decay * param
     buffer = state.momentum_buffer
     if momentum != 0:
@@ -123,7 +123,7 @@ def _schedule_multiplier(lr: float, initial_lr: float | None) -> float:
     """:math:`\\eta_t = \\mathrm{lr}_t / \\mathrm{lr}_0`, 1 when there is no schedule."""
     if initial_lr is None:
         return 1.0
-    if initial_lr <= 0:
+    if isinstance(initial_lr, (int, float)) and initial_lr <= 0:
         raise ValueError(
             f"initial_lr={initial_lr!r} is invalid: the schedule multiplier "
             "lr_t/lr_0 needs lr_0 > 0"
