@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out")
         p.add_argument("--golden-dir")
+    certify_parser = sub.choices["certify"]
+    certify_parser.add_argument("--size", type=int,
+                                help="certify at scale: one tensor of SIZE elements against the compiled spec")
+    certify_parser.add_argument("--steps", type=int, default=100, help="steps of the --size run (default 100)")
     p = sub.add_parser("identify")
     p.add_argument("--framework", required=True)
     p.add_argument("--impl", required=True)
@@ -74,17 +78,30 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from conformance import certify, golden, report
 
     subjects = adapters.resolve_subject(args.framework, args.impl)
-    dtype = args.dtype or default_dtype(args.framework)
     golden_dir = args.golden_dir or (golden.DEFAULT_DIR if golden.DEFAULT_DIR.is_dir() else None)
+    if args.size is not None:
+        from conformance.scale import certify_at_scale
+
+        subjects = [s for s in subjects if spec.get_rule(s.rule).takes_convention] or subjects
+        dtype = args.dtype or "float32"
+    else:
+        dtype = args.dtype or default_dtype(args.framework)
     certs = []
     for subject in subjects:
-        cert = certify.certify(subject, convention=_convention(args.convention), dtype=dtype,
-                               device=args.device, examples=args.examples, seed_value=args.seed,
-                               golden_dir=golden_dir, progress=certify.stderr_progress)
+        if args.size is not None:
+            cert = certify_at_scale(subject, size=args.size, steps=args.steps, convention=_convention(args.convention),
+                                    dtype=dtype, device=args.device, seed_value=args.seed,
+                                    progress=certify.stderr_progress)
+            what = f"{args.size} elements x {args.steps} steps"
+        else:
+            cert = certify.certify(subject, convention=_convention(args.convention), dtype=dtype,
+                                   device=args.device, examples=args.examples, seed_value=args.seed,
+                                   golden_dir=golden_dir, progress=certify.stderr_progress)
+            what = f"{cert.cases_run} cases"
         certs.append(cert)
         worst = cert.checks["trajectory"].get("worst_ulps", 0.0)
         print(f"{cert.verdict.upper()}: {cert.subject} vs {cert.convention or cert.rule} "
-              f"({cert.cases_run} cases, {dtype}, worst {worst:.3g} ulp"
+              f"({what}, {dtype}, worst {worst:.3g} ulp"
               + (f", {len(cert.golden)} golden scenarios" if cert.golden else "") + ")")
         if cert.failure:
             fail = cert.failure

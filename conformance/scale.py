@@ -1,0 +1,177 @@
+r"""``certify --size N``: a subject on one tensor of N elements, against the compiled spec in its own dtype.
+
+A float64 reference of 1e7 elements over 100 steps would take minutes, so at
+scale two checks share the work:
+
+- **step by step, every element:** the spec compiled for the subject's
+  framework (:class:`adapters.compiled.CompiledStep`; the eager spec for
+  frameworks without one) runs in the subject's dtype on the very arrays
+  the subject is fed.  Each of the two is within :math:`B^{(T)}_t` of the
+  exact trajectory (:mod:`conformance.tolerance`), so they may differ by
+  :math:`2B^{(T)}_t`.  :math:`B^{(T)}_t` accumulates the one-step bounds along
+  the compiled reference, with :math:`M_t` from a third run of the rule on
+  :math:`|g|` without decay, exactly as for small cases.  The L2 feedback term
+  of ``adam`` with weight decay is not modelled at scale;
+- **float64 spot checks:** ``samples`` elements drawn at random are checked
+  with the full small-case model (:func:`conformance.check.check_trajectory`)
+  against the float64 spec on NumPy, which also supplies the evidence.
+
+The case: one flat tensor with per-element gradient scales from 1e-3 to 10,
+1% exact zeros per step, a warm-up and cosine schedule, and weight decay 0.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import adapters
+import spec
+from adapters.compiled import COMPILED_FRAMEWORKS, CompiledStep, as_numpy
+from adapters.driver import SubjectInfo, Trajectory
+from conformance import tolerance
+from conformance.cases import Case
+from conformance.certify import Certificate, _convention_name
+from conformance.check import check_trajectory, explicit_hyperparameters
+
+#: Hyperparameters of the scale case (the subject's defaults fill the rest).
+SCALE_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False, "maximize": False}
+
+
+def schedule(steps: int, peak: float = 1e-3) -> list[float]:
+    """Linear warm-up over the first tenth, then cosine decay to a tenth of ``peak``."""
+    warm = max(1, steps // 10)
+    return [peak * (t + 1) / warm if t < warm else
+            peak * (0.1 + 0.45 * (1 + math.cos(math.pi * (t - warm) / max(1, steps - warm))))
+            for t in range(steps)]
+
+
+class _EagerStep:
+    """The spec, uncompiled, with :class:`CompiledStep`'s interface (numpy has no compiled path yet)."""
+
+    def __init__(self, framework: str, rule: str, param: Any, *, device: str | None = None, **hyper: Any) -> None:
+        self.rule = spec.get_rule(rule)
+        self.xp = adapters.namespace(framework, device)
+        self.hyper = self.rule.hyperparameters(hyper.pop("convention", "torch"), **hyper)
+        self.param, self.state = param, self.rule.init_state(self.xp, param, self.hyper)
+        self.initial_lr: float | None = None
+
+    def step(self, grad: Any, lr: float) -> None:
+        self.initial_lr = lr if self.initial_lr is None else self.initial_lr
+        extra = {"initial_lr": self.initial_lr} if self.rule.takes_initial_lr else {}
+        self.param, self.state = self.rule.step(self.xp, self.param, grad, self.state, lr=lr, **self.hyper, **extra)
+
+
+def _reference(framework: str, rule: str, param: Any, device: str | None, **hyper: Any) -> Any:
+    make = CompiledStep if framework in COMPILED_FRAMEWORKS else _EagerStep
+    return make(framework, rule, param, device=device, **hyper)
+
+
+def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, convention: Any = None,
+                     dtype: str = "float32", device: str | None = None, seed_value: int = 0,
+                     samples: int = 1000, progress: Callable[[str], None] | None = None) -> Certificate:
+    """Certifies ``subject`` on one tensor of ``size`` elements over ``steps`` steps (see the module docstring)."""
+    if not spec.get_rule(subject.rule).takes_convention:
+        raise adapters.SetupError(f"--size certifies Adam-family subjects; {subject.name} implements {subject.rule}")
+    if size < 1 or steps < 1:
+        raise adapters.SetupError(f"--size and --steps must be positive (got {size} and {steps})")
+    convention = convention or subject.convention or "torch"
+    device = adapters.namespaces.check_device(subject.framework, device)
+    framework = subject.framework
+    rng = np.random.default_rng(seed_value)
+    hyper = explicit_hyperparameters(subject, {k: v for k, v in SCALE_HYPER.items() if k in subject.supports})
+    lrs = schedule(steps)
+    betas = tuple(hyper.get("betas", (0.9, 0.999)))
+    scales = (10.0 ** rng.uniform(-3, 1, size)).astype(np.float32)
+    sampled = np.sort(rng.choice(size, size=min(samples, size), replace=False))
+
+    def fed(values: np.ndarray) -> Any:
+        return adapters.asarray(framework, values, dtype, device)
+
+    param0 = fed(rng.standard_normal(size, dtype=np.float32))
+    theta0 = adapters.to_numpy(param0).astype(np.float64)
+    spec_hyper = {k: v for k, v in hyper.items() if k != "lr"}
+    reference = _reference(framework, subject.rule, param0, device, convention=convention, **spec_hyper)
+    magnitude = _reference(framework, subject.rule, fed(np.zeros(size, np.float32)), device,
+                           convention=convention, **{**spec_hyper, "weight_decay": 0.0, "maximize": False})
+    started = time.perf_counter()
+    try:
+        session = subject.build([theta0], hyper, lrs, dtype, device)
+    except Exception as exc:
+        raise adapters.SubjectError(f"{subject.name} raised at construction: {adapters.one_line(exc)}") from None
+    bound = np.zeros(size)
+    previous, previous_update, magnitude_before = theta0, np.zeros(size), np.zeros(size)
+    worst, failure = 0.0, None
+    per_step: list[tuple[float, float]] = []
+    spot_params, spot_grads = [], []
+    for t, lr in enumerate(lrs, start=1):
+        grad = rng.standard_normal(size, dtype=np.float32) * scales
+        grad[rng.random(size) < 0.01] = 0.0
+        grad = fed(grad)
+        try:
+            session.step(session.feed([adapters.to_numpy(grad)]), lr, t - 1)
+            got = session.params()[0].astype(np.float64)
+        except Exception as exc:
+            raise adapters.SubjectError(f"{subject.name} raised at step {t}: {adapters.one_line(exc)}") from None
+        reference.step(grad, lr)
+        magnitude.step(adapters.namespace(framework, device).abs(grad), lr)
+        expected = as_numpy(reference).astype(np.float64)
+        magnitude_now = as_numpy(magnitude).astype(np.float64)
+        update, magnitude_before = np.abs(magnitude_now - magnitude_before), magnitude_now
+        carried = 2 * lr / lrs[t - 2] * previous_update if t > 1 and lrs[t - 2] > 0 else 0.0
+        parts = np.maximum(np.maximum(np.abs(expected - previous), update), carried)
+        bound += tolerance.one_step_bound(previous, parts, t, dtype, betas)
+        error = np.abs(got - expected)
+        ratio = np.where(error == 0, 0.0, error / (2 * bound))
+        nonfinite = ~np.isfinite(got) & np.isfinite(expected)
+        if nonfinite.any():
+            ratio[nonfinite] = np.inf
+        at = int(np.argmax(ratio))
+        per_step.append((float(error[at]), float(2 * bound[at])))
+        worst = max(worst, float(ratio[at]))
+        if failure is None and ratio[at] > 1:
+            failure = (t, at, float(got[at]), float(expected[at]))
+        spot_params.append(got[sampled])
+        spot_grads.append(adapters.to_numpy(grad).astype(np.float64)[sampled])
+        previous, previous_update = expected, update
+        if progress and (t % max(1, steps // 10) == 0):
+            progress(f"{subject.name}: step {t}/{steps} at size {size} ({time.perf_counter() - started:.1f} s)")
+    case = Case(params0=[theta0[sampled]], grads=[np.stack(spot_grads)], lrs=lrs, hyper=hyper,
+                label=f"scale: {size} elements, {len(sampled)} sampled")
+    spot = check_trajectory(subject, case, case.params0, case.grads, Trajectory(params=[np.stack(spot_params)]),
+                            convention=convention, dtype=dtype)
+    checks = {
+        "scale_step": {"passed": failure is None, "worst_error_over_bound": worst},
+        "one_step": {"passed": spot.passed or spot.check != "one_step",
+                     "worst_error_over_bound": spot.worst.get("one_step", 0.0)},
+        "trajectory": {"passed": spot.passed or spot.check != "trajectory",
+                       "worst_error_over_bound": spot.worst.get("trajectory", 0.0), "worst_ulps": spot.worst_ulps},
+    }
+    reproduce = (f"python -m conformance certify --framework {framework} --impl '{subject.name}' --dtype {dtype} "
+                 f"--size {size} --steps {steps} --seed {seed_value}")
+    evidence = None
+    if failure is not None:
+        t, element, got_value, expected_value = failure
+        evidence = {"check": "scale_step", "step": t,
+                    "detail": (f"element {element} at step {t}: got {got_value!r}, the compiled spec in {dtype} "
+                               f"gives {expected_value!r}, |error| {abs(got_value - expected_value):.3g} "
+                               f"> 2 x bound {per_step[t - 1][1]:.3g}"),
+                    "hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
+                    "restore_at": None, "error_and_bound_per_step": per_step, "reproduce_cli": reproduce}
+    elif not spot.passed:
+        evidence = {"check": spot.check, "step": spot.step, "detail": f"float64 spot check: {spot.failure}",
+                    "hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
+                    "restore_at": None, "error_and_bound_per_step": spot.per_step, "reproduce_cli": reproduce}
+    return Certificate(
+        subject=subject.name, framework=framework, framework_version=adapters.frameworks.version(framework),
+        device=device, dtype=dtype, spec_version=spec.SPEC_VERSION, rule=subject.rule,
+        convention=_convention_name(convention), knobs=dataclasses.asdict(spec.resolve(convention)), seed=seed_value, cases_run=1, checks=checks,
+        golden=[], verdict="conforms" if evidence is None else "does not conform", failure=evidence,
+        per_case_worst=[worst],
+    )
+

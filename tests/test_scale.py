@@ -1,0 +1,46 @@
+"""``certify --size``: at scale against the compiled spec in the subject's dtype, with float64 spot checks."""
+
+from __future__ import annotations
+
+import pytest
+
+import adapters
+from conformance.cli import main
+from conformance.scale import certify_at_scale
+from tests.conftest import needs
+
+BUILTIN_AT_SCALE = [
+    pytest.param("numpy", "spec.adamw", marks=needs("numpy")),
+    pytest.param("torch", "torch.optim.AdamW[fused]", marks=needs("torch")),
+    pytest.param("jax", "optax.adamw", marks=needs("jax")),
+    pytest.param("tensorflow", "keras.optimizers.AdamW", marks=needs("tensorflow")),
+]
+
+
+@pytest.mark.parametrize(("framework", "impl"), BUILTIN_AT_SCALE)
+def test_a_builtin_adamw_conforms_at_scale(framework, impl):
+    (subject,) = adapters.resolve_subject(framework, impl)
+    cert = certify_at_scale(subject, size=20_000, steps=12, samples=200)
+    assert cert.conforms, cert.failure
+    assert set(cert.checks) == {"scale_step", "one_step", "trajectory"}
+    worst = cert.checks["scale_step"]["worst_error_over_bound"]
+    assert worst <= 1
+    if framework == "numpy":
+        assert worst == 0, "the eager spec against itself must agree exactly"
+
+
+@needs("torch")
+def test_a_deviation_is_caught_at_scale_with_the_knob_named():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_epsilon_hat")
+    cert = certify_at_scale(subject, size=20_000, steps=12, convention="torch", samples=200)
+    assert not cert.conforms
+    assert cert.failure["check"] == "scale_step" and cert.failure["step"] == 1
+    assert "epsilon=hat" in cert.failure["hint"]
+    assert "--size 20000 --steps 12" in cert.failure["reproduce_cli"]
+
+
+@needs("torch")
+def test_size_on_a_subject_outside_the_adam_family_is_a_one_line_error(capsys):
+    assert main(["certify", "--framework", "torch", "--impl", "torch.optim.SGD[for-loop]", "--size", "100"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--size certifies Adam-family subjects" in err
