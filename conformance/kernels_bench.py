@@ -1,16 +1,21 @@
 """``python -m conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
 
-One AdamW step on N float32 parameters (N = 1e5, 1e6, 1e7), timed side by
-side in one run, median of ``--repeats`` (at least 20) after warm-up:
+One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
+present) in float32 and bfloat16, timed side by side in one run, median of
+``--repeats`` (at least 20) after warm-up:
 
 - ``spec[torch.compile]`` against ``torch.optim.AdamW(fused=True)``;
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;
-- a STREAM-like in-place triad on torch (``a += s * b``), the bandwidth floor.
+- ``spec[tf.function(jit_compile)]`` against Keras ``AdamW`` applied inside
+  ``tf.function(jit_compile=True)`` (float32 only);
+- a STREAM-like in-place triad on torch (``a += s * b``), the bandwidth floor;
+- peak memory during one torch step: the resident tensors (parameter,
+  gradient, two moments) plus what the step allocates, from the torch
+  profiler (``profile_memory=True``), for the spec and the fused kernel.
 
-Printed as a table with the ratios the issue targets (compiled/native, and
-floor/compiled), and written to ``bench_results/kernels.json``.  Only float32
-on CPU is measured here; bfloat16, TensorFlow, NumPy and GPU rows are not
-built.
+Printed as a table with the ratios the issue targets, and written to
+``bench_results/kernels.json`` and ``kernels.png``.  A row a framework cannot
+run (say bfloat16 in some kernel) is recorded with the reason.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,34 +47,60 @@ def _median_seconds(step: Callable[[], object], repeats: int, sync: Callable[[],
     return statistics.median(times)
 
 
-def torch_rows(n: int, repeats: int) -> dict[str, float]:
+def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
     import torch
 
     from adapters.compiled import CompiledStep
 
-    grad = torch.randn(n)
-    native_param = torch.nn.Parameter(torch.randn(n))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = getattr(torch, dtype)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def randn() -> Any:
+        return torch.randn(n, device=device).to(kind)
+
+    grad = randn()
+    native_param = torch.nn.Parameter(randn())
     native_param.grad = grad
     fused = torch.optim.AdamW([native_param], lr=1e-3, fused=True)
-    compiled = CompiledStep("torch", "adamw", torch.randn(n), weight_decay=1e-2)
-    a, b = torch.randn(n), torch.randn(n)
-    return {
-        "torch.optim.AdamW[fused]": _median_seconds(fused.step, repeats),
-        "spec[torch.compile]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats),
-        "triad[torch]": _median_seconds(lambda: a.add_(b, alpha=0.5), repeats),
+    compiled = CompiledStep("torch", "adamw", randn(), device=device, weight_decay=1e-2)
+    a, b = randn(), randn()
+    times = {
+        "torch.optim.AdamW[fused]": _median_seconds(fused.step, repeats, sync),
+        "spec[torch.compile]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats, sync),
+        "triad[torch]": _median_seconds(lambda: a.add_(b, alpha=0.5), repeats, sync),
     }
+    if device == "cpu":
+        resident = 4 * n * kind.itemsize  # parameter, gradient, two moments
+        times["peak_bytes[fused]"] = resident + _allocated_bytes(fused.step)
+        times["peak_bytes[spec]"] = resident + _allocated_bytes(lambda: compiled.step(grad, 1e-3))
+    return times
 
 
-def jax_rows(n: int, repeats: int) -> dict[str, float]:
+def _allocated_bytes(step: Callable[[], object]) -> int:
+    """Bytes that one (warm) ``step`` allocates, from the torch profiler: an upper bound on its transient peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    return int(sum(e.self_cpu_memory_usage for e in prof.key_averages() if e.self_cpu_memory_usage > 0))
+
+
+def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
     import optax
 
     from adapters.compiled import CompiledStep
 
-    grad = jnp.asarray(np.random.default_rng(0).normal(size=n), jnp.float32)
+    kind = getattr(jnp, dtype)
+    grad = jnp.asarray(np.random.default_rng(0).normal(size=n), kind)
     opt = optax.adamw(1e-3, weight_decay=1e-2)
-    params = jnp.ones(n, jnp.float32)
+    params = jnp.ones(n, kind)
     holder = {"params": params, "state": opt.init(params)}
 
     def _native(p, s, g):
@@ -80,7 +112,8 @@ def jax_rows(n: int, repeats: int) -> dict[str, float]:
     def native_step() -> None:
         holder["params"], holder["state"] = native(holder["params"], holder["state"], grad)
 
-    compiled = CompiledStep("jax", "adamw", jnp.ones(n, jnp.float32), weight_decay=1e-2)
+    device = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
+    compiled = CompiledStep("jax", "adamw", jnp.ones(n, kind), device=device, weight_decay=1e-2)
     return {
         "optax.adamw[jit, donated]": _median_seconds(native_step, repeats, lambda: holder["params"].block_until_ready()),
         "spec[jax.jit]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats,
@@ -88,41 +121,112 @@ def jax_rows(n: int, repeats: int) -> dict[str, float]:
     }
 
 
+def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+    if dtype != "float32":
+        return {}
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+    import tensorflow as tf
+
+    from adapters.compiled import CompiledStep
+
+    grad = tf.constant(np.random.default_rng(0).normal(size=n), tf.float32)
+    variable = keras.Variable(np.ones(n, np.float32))
+    optimizer = keras.optimizers.AdamW(1e-3, weight_decay=1e-2)
+    optimizer.build([variable])
+
+    @tf.function(jit_compile=True)
+    def native(g: Any) -> None:
+        optimizer.apply_gradients([(g, variable)])
+
+    compiled = CompiledStep("tensorflow", "adamw", tf.ones(n, tf.float32), weight_decay=1e-2)
+    return {
+        "keras.AdamW[XLA]": _median_seconds(lambda: native(grad), repeats),
+        "spec[tf.function(jit_compile)]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats),
+    }
+
+
+RATIOS = {
+    "torch_spec_over_fused": ("spec[torch.compile]", "torch.optim.AdamW[fused]"),
+    "jax_spec_over_optax": ("spec[jax.jit]", "optax.adamw[jit, donated]"),
+    "tf_spec_over_keras_xla": ("spec[tf.function(jit_compile)]", "keras.AdamW[XLA]"),
+    "torch_peak_memory_spec_over_fused": ("peak_bytes[spec]", "peak_bytes[fused]"),
+}
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for axis, dtype in zip(axes, ("float32", "bfloat16")):
+        chosen = [r for r in rows if r["dtype"] == dtype]
+        names = sorted({k for r in chosen for k in r["median_ms"]})
+        for name in names:
+            points = [(r["n"], r["median_ms"][name]) for r in chosen if name in r["median_ms"]]
+            axis.loglog(*zip(*points), marker="o", label=name, linestyle="--" if "triad" in name else "-")
+        axis.set_title(f"one AdamW step, {dtype}")
+        axis.set_xlabel("parameters N")
+    axes[0].set_ylabel("median ms per step")
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.kernels_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=float, nargs="*", default=[1e5, 1e6, 1e7])
+    parser.add_argument("--sizes", type=float, nargs="*")
+    parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", default="bench_results")
     args = parser.parse_args(argv)
     if args.repeats < 20:
         parser.error("--repeats must be at least 20")
+    gpu = adapters.is_available("torch") and "cuda" in adapters.devices("torch")
+    sizes = args.sizes or ([1e5, 1e6, 1e7, 1e8] if gpu else [1e5, 1e6, 1e7])
+    builders = {"torch": torch_rows, "jax": jax_rows, "tensorflow": tensorflow_rows}
     rows = []
-    for size in args.sizes:
-        n = int(size)
-        times: dict[str, float] = {}
-        if adapters.is_available("torch"):
-            times |= torch_rows(n, args.repeats)
-        if adapters.is_available("jax"):
-            times |= jax_rows(n, args.repeats)
-        row = {"n": n, "dtype": "float32", "device": "cpu", "median_ms": {k: round(v * 1e3, 3) for k, v in times.items()}}
-        if "spec[torch.compile]" in times:
-            row["torch_spec_over_fused"] = round(times["spec[torch.compile]"] / times["torch.optim.AdamW[fused]"], 3)
-            # AdamW moves 28 bytes per element (read p, g, m, v; write p, m, v); the triad moves 12.
-            floor = times["triad[torch]"] * 28 / 12
-            row["torch_floor_over_spec"] = round(floor / times["spec[torch.compile]"], 3)
-        if "spec[jax.jit]" in times:
-            row["jax_spec_over_optax"] = round(times["spec[jax.jit]"] / times["optax.adamw[jit, donated]"], 3)
-        rows.append(row)
-        ratios = {k: v for k, v in row.items() if "_over_" in k}
-        print(f"N={n:>9}  " + "  ".join(f"{k} {v:.3f} ms" for k, v in row["median_ms"].items())
-              + "  |  " + "  ".join(f"{k}={v}" for k, v in ratios.items()))
+    for dtype in args.dtypes:
+        for size in sizes:
+            n = int(size)
+            times: dict[str, float] = {}
+            skipped: dict[str, str] = {}
+            for framework, build in builders.items():
+                if adapters.is_available(framework):
+                    try:
+                        times |= build(n, args.repeats, dtype)
+                    except Exception as exc:  # a kernel without this dtype is a row, not a crash
+                        skipped[framework] = adapters.one_line(exc)[:200]
+            peaks = {k: v for k, v in times.items() if k.startswith("peak_bytes")}
+            row = {"n": n, "dtype": dtype, "device": "cuda" if gpu else "cpu",
+                   "median_ms": {k: round(v * 1e3, 3) for k, v in times.items() if k not in peaks},
+                   "peak_bytes": peaks, "skipped": skipped}
+            for ratio, (spec_name, native_name) in RATIOS.items():
+                if spec_name in times and native_name in times:
+                    row[ratio] = round(times[spec_name] / times[native_name], 3)
+            if "spec[torch.compile]" in times:
+                # AdamW moves 7 arrays per element (read p, g, m, v; write p, m, v); the triad moves 3.
+                floor = times["triad[torch]"] * 7 / 3
+                row["torch_floor_over_spec"] = round(floor / times["spec[torch.compile]"], 3)
+            rows.append(row)
+            ratios = {k: v for k, v in row.items() if "_over_" in k}
+            print(f"{dtype:>8} N={n:>9}  " + "  ".join(f"{k} {v:.3f} ms" for k, v in row["median_ms"].items())
+                  + "  |  " + "  ".join(f"{k}={v}" for k, v in ratios.items())
+                  + ("  |  skipped: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) if skipped else ""),
+                  flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "kernels.json", json.dumps({"repeats": args.repeats, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out / 'kernels.json'} (targets: torch_spec_over_fused <= 1.1, jax_spec_over_optax <= 1.0, "
-          "torch_floor_over_spec >= 0.8 at 1e7)")
+    _plot(rows, out / "kernels.png")
+    print(f"wrote {out / 'kernels.json'} and kernels.png (targets: torch_spec_over_fused <= 1.1, "
+          "jax_spec_over_optax <= 1.0, tf_spec_over_keras_xla <= 1.0, torch_floor_over_spec >= 0.8 at 1e7, "
+          "torch_peak_memory_spec_over_fused <= 1.1)")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
