@@ -36,6 +36,12 @@ SCALARS = ("count", "lr", "initial_lr", "beta1", "beta2", "eps", "weight_decay")
 _INSTANCES = itertools.count()
 
 
+def runtime_scalars(count: float, lr: float, initial_lr: float, betas: tuple[float, float], eps: float,
+                    weight_decay: float) -> list[float]:
+    """The values of :data:`SCALARS`, in that order."""
+    return [count, lr, initial_lr, *betas, eps, weight_decay]
+
+
 def _adam_rule(rule: str) -> Any:
     import spec
 
@@ -143,8 +149,8 @@ class CompiledStep:
 
     def scalars(self, lr: float) -> list[float]:
         """This step's :data:`SCALARS`."""
-        beta1, beta2 = self.hyper["betas"]
-        return [self.count - 1, lr, self.initial_lr, beta1, beta2, self.hyper["eps"], self.hyper["weight_decay"]]
+        return runtime_scalars(self.count - 1, lr, self.initial_lr, self.hyper["betas"], self.hyper["eps"],
+                               self.hyper["weight_decay"])
 
     def static(self) -> tuple[str, Any, bool, bool]:
         return (self.rule.name, self.hyper["convention"], bool(self.hyper["amsgrad"]), bool(self.hyper["maximize"]))
@@ -153,8 +159,6 @@ class CompiledStep:
 class _Torch:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
-        torch = import_framework("torch")
-        compiled.scalar_buffer = torch.zeros(len(SCALARS), dtype=torch.float64, device=compiled.param.device)
         # The state tensors are written in place, so they must be distinct buffers.
         compiled.state = compiled.state._replace(**{k: v.clone() for k, v in compiled.state._asdict().items()
                                                     if k != "step"})
@@ -163,8 +167,8 @@ class _Torch:
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
         torch = import_framework("torch")
-        compiled.scalar_buffer.copy_(torch.tensor(compiled.scalars(lr), dtype=torch.float64))
-        compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.scalar_buffer)
+        scalars = torch.tensor(compiled.scalars(lr), dtype=torch.float64, device=compiled.param.device)
+        compiled._compiled(compiled.param, grad, *compiled.state[1:], scalars)
         compiled.state = compiled.state._replace(step=compiled.count)
 
 

@@ -109,17 +109,19 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
     worst, failure = 0.0, None
     per_step: list[tuple[float, float]] = []
     spot_params, spot_grads = [], []
+    xp = adapters.namespace(framework, device)
     for t, lr in enumerate(lrs, start=1):
-        grad = rng.standard_normal(size, dtype=np.float32) * scales
-        grad[rng.random(size) < 0.01] = 0.0
-        grad = fed(grad)
+        drawn = rng.standard_normal(size, dtype=np.float32) * scales
+        drawn[rng.random(size) < 0.01] = 0.0
+        grad = fed(drawn)
+        grad_as_fed = adapters.to_numpy(grad)  # rounded to the subject's dtype
         try:
-            session.step(session.feed([adapters.to_numpy(grad)]), lr, t - 1)
+            session.step(session.feed([grad_as_fed]), lr, t - 1)
             got = session.params()[0].astype(np.float64)
         except Exception as exc:
             raise adapters.SubjectError(f"{subject.name} raised at step {t}: {adapters.one_line(exc)}") from None
         reference.step(grad, lr)
-        magnitude.step(adapters.namespace(framework, device).abs(grad), lr)
+        magnitude.step(xp.abs(grad), lr)
         expected = as_numpy(reference).astype(np.float64)
         magnitude_now = as_numpy(magnitude).astype(np.float64)
         update, magnitude_before = np.abs(magnitude_now - magnitude_before), magnitude_now
@@ -137,7 +139,7 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
         if failure is None and ratio[at] > 1:
             failure = (t, at, float(got[at]), float(expected[at]))
         spot_params.append(got[sampled])
-        spot_grads.append(adapters.to_numpy(grad).astype(np.float64)[sampled])
+        spot_grads.append(grad_as_fed[sampled].astype(np.float64))
         previous, previous_update = expected, update
         if progress and (t % max(1, steps // 10) == 0):
             progress(f"{subject.name}: step {t}/{steps} at size {size} ({time.perf_counter() - started:.1f} s)")

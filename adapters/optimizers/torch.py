@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from adapters.compiled import torch_inplace_step
+from adapters.compiled import runtime_scalars, torch_inplace_step
 from adapters.optimizers import checked_hyperparameters
 
 
@@ -58,9 +58,9 @@ class AdamW(torch.optim.Optimizer):
                 if param.grad.is_sparse:
                     raise RuntimeError("AdamW does not support sparse gradients")
                 state = self._state_of(param, group)
-                scalars = torch.tensor([float(state["step"]), group["lr"], group["initial_lr"], *group["betas"],
-                                        group["eps"], group["weight_decay"]], dtype=torch.float64,
-                                       device=param.device)
+                scalars = torch.tensor(runtime_scalars(float(state["step"]), group["lr"], group["initial_lr"],
+                                                       group["betas"], group["eps"], group["weight_decay"]),
+                                       dtype=torch.float64, device=param.device)
                 # One code object (so one dynamo cache) per dtype, device and rank; sizes are dynamic.
                 update = torch_inplace_step(*static, dynamic=True, compile=self.compile,
                                             cache_key=(param.dtype, param.device.type, param.dim()))
