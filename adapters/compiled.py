@@ -5,12 +5,14 @@
   and no full-size outputs survive the call (:func:`torch_inplace_step`);
 - jax: ``jax.jit`` with the parameter and state buffers donated;
 - tensorflow: ``tf.function(jit_compile=True)`` over the TF namespace, the
-  new values assigned to ``tf.Variable`` s inside the compiled function.
+  new values assigned to ``tf.Variable`` s inside the compiled function;
+- numpy: the step recorded once and replayed with ``out=`` into preallocated
+  buffers (:mod:`adapters.numpy_plan`).
 
 The per-step scalars (the step count, from which the spec derives the bias
 corrections, and the learning rate) enter as runtime values: a float64
-tensor for torch, Python scalars (weakly typed) for jax, a tensor for
-tensorflow.  For torch and tensorflow the hyperparameters are runtime values
+tensor for torch, Python scalars (weakly typed) for jax and numpy, a tensor
+for tensorflow.  For torch and tensorflow the hyperparameters are runtime values
 too, so one compilation serves every param group.  A changing learning rate
 therefore never recompiles; :func:`compilations` counts.
 
@@ -29,8 +31,9 @@ import numpy as np
 
 from adapters.frameworks import import_framework
 from adapters.namespaces import namespace
+from adapters.scalar_hoisting import inductor_with_hoisting
 
-COMPILED_FRAMEWORKS = ("torch", "jax", "tensorflow")
+COMPILED_FRAMEWORKS = ("torch", "jax", "tensorflow", "numpy")
 #: The runtime scalars of a torch or tensorflow compiled step, in order.
 SCALARS = ("count", "lr", "initial_lr", "beta1", "beta2", "eps", "weight_decay")
 _INSTANCES = itertools.count()
@@ -88,7 +91,9 @@ def torch_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool
 
     code = step.__code__.replace(co_name=f"optspec_step_{next(_INSTANCES)}")
     own = types.FunctionType(code, step.__globals__, code.co_name, step.__defaults__, step.__closure__)
-    return torch.compile(own, fullgraph=True, dynamic=dynamic) if compile else own
+    if not compile:
+        return own
+    return torch.compile(own, fullgraph=True, dynamic=dynamic, backend=inductor_with_hoisting("scalars"))
 
 
 @functools.cache
@@ -112,7 +117,8 @@ def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize:
         param.assign(new_param)
         exp_avg.assign(new_state.exp_avg)
         exp_avg_sq.assign(new_state.exp_avg_sq)
-        max_exp_avg_sq.assign(new_state.max_exp_avg_sq)
+        if amsgrad:  # otherwise unchanged; assigning it anyway costs a full read and write under XLA
+            max_exp_avg_sq.assign(new_state.max_exp_avg_sq)
 
     return step
 
@@ -217,7 +223,42 @@ class _TensorFlow:
         compiled.state = compiled.state._replace(step=compiled.count)
 
 
-_BACKENDS = {"torch": _Torch(), "jax": _Jax(), "tensorflow": _TensorFlow()}
+class _NumPy:
+    ARRAYS = ("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+    @staticmethod
+    def compile(compiled: CompiledStep) -> Any:
+        compiled.param = np.array(compiled.param, copy=True)
+        compiled.state = compiled.state._replace(**{k: np.array(v, copy=True) for k, v in
+                                                    compiled.state._asdict().items() if k != "step"})
+        _, convention, amsgrad, maximize = compiled.static()
+        rule, static = compiled.rule, {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+
+        def step(xp: Any, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any,
+                 **scalars: Any) -> dict[str, Any]:
+            new_param, new_state = _spec_call(rule, xp, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq),
+                                              [scalars[name] for name in SCALARS], static)
+            return {"param": new_param, "exp_avg": new_state.exp_avg, "exp_avg_sq": new_state.exp_avg_sq,
+                    "max_exp_avg_sq": new_state.max_exp_avg_sq}
+
+        return {"step": step, "plans": {}}
+
+    @staticmethod
+    def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
+        from adapters import numpy_plan
+
+        arrays = dict(zip(_NumPy.ARRAYS, (compiled.param, np.asarray(grad), *compiled.state[1:])))
+        count, *rest = compiled.scalars(lr)
+        scalars = dict(zip(SCALARS, [int(count), *map(float, rest)]))  # Python scalars: NumPy's weak promotion
+        key = tuple((a.dtype, a.shape) for a in arrays.values())
+        plans = compiled._compiled["plans"]
+        if key not in plans:
+            plans[key] = numpy_plan.record(compiled._compiled["step"], arrays, scalars)
+        plans[key].run(arrays, scalars)
+        compiled.state = compiled.state._replace(step=compiled.count)
+
+
+_BACKENDS = {"torch": _Torch(), "jax": _Jax(), "tensorflow": _TensorFlow(), "numpy": _NumPy()}
 
 
 def compilations(compiled: CompiledStep) -> int:
@@ -231,6 +272,8 @@ def _shared_compilations(compiled: CompiledStep) -> int:
         return int(compiled._compiled._cache_size())
     if compiled.framework == "tensorflow":
         return int(compiled._compiled.experimental_get_tracing_count())
+    if compiled.framework == "numpy":
+        return len(compiled._compiled["plans"])
     torch = import_framework("torch")
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 

@@ -1,13 +1,15 @@
 """``python -m conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
 
 One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
-present) in float32 and bfloat16, timed side by side in one run, median of
-``--repeats`` (at least 20) after warm-up:
+present) in float32 and bfloat16, timed side by side in one run, taking turns each
+round, median of ``--repeats`` (at least 20) after warm-up:
 
 - ``spec[torch.compile]`` against ``torch.optim.AdamW(fused=True)``;
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;
 - ``spec[tf.function(jit_compile)]`` against Keras ``AdamW`` applied inside
   ``tf.function(jit_compile=True)`` (float32 only);
+- ``spec[numpy plan]`` (:mod:`adapters.numpy_plan`) against the eager spec
+  on NumPy, which has no AdamW of its own (float32 only);
 - a STREAM-like in-place triad on torch (``a += s * b``), the bandwidth floor;
 - peak memory during one torch step: the resident tensors (parameter,
   gradient, two moments) plus what the step allocates, from the torch
@@ -33,18 +35,31 @@ import numpy as np
 import adapters
 from conformance.atomic import write_text
 
+Timed = dict[str, tuple[Callable[[], object], Callable[[], object]]]
 
-def _median_seconds(step: Callable[[], object], repeats: int, sync: Callable[[], object] = lambda: None) -> float:
-    for _ in range(3):
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
+
+def _interleaved_medians(steps: Timed, repeats: int) -> dict[str, float]:
+    """Median seconds of each ``(step, sync)`` after 3 warm-up calls, the steps taking turns in every round.
+
+    Taking turns spreads slow drifts of the machine (frequency, other load)
+    evenly over the implementations compared, so their ratio is fair.
+    """
+    for step, sync in steps.values():
+        for _ in range(3):
+            step()
         sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, (step, sync) in steps.items():
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _no_sync() -> None:
+    pass
 
 
 def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
@@ -68,11 +83,11 @@ def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
     fused = torch.optim.AdamW([native_param], lr=1e-3, fused=True)
     compiled = CompiledStep("torch", "adamw", randn(), device=device, weight_decay=1e-2)
     a, b = randn(), randn()
-    times = {
-        "torch.optim.AdamW[fused]": _median_seconds(fused.step, repeats, sync),
-        "spec[torch.compile]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats, sync),
-        "triad[torch]": _median_seconds(lambda: a.add_(b, alpha=0.5), repeats, sync),
-    }
+    times = _interleaved_medians({
+        "torch.optim.AdamW[fused]": (fused.step, sync),
+        "spec[torch.compile]": (lambda: compiled.step(grad, 1e-3), sync),
+        "triad[torch]": (lambda: a.add_(b, alpha=0.5), sync),
+    }, repeats)
     if device == "cpu":
         resident = 4 * n * kind.itemsize  # parameter, gradient, two moments
         times["peak_bytes[fused]"] = resident + _allocated_bytes(fused.step)
@@ -114,11 +129,10 @@ def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
 
     device = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
     compiled = CompiledStep("jax", "adamw", jnp.ones(n, kind), device=device, weight_decay=1e-2)
-    return {
-        "optax.adamw[jit, donated]": _median_seconds(native_step, repeats, lambda: holder["params"].block_until_ready()),
-        "spec[jax.jit]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats,
-                                         lambda: compiled.param.block_until_ready()),
-    }
+    return _interleaved_medians({
+        "optax.adamw[jit, donated]": (native_step, lambda: holder["params"].block_until_ready()),
+        "spec[jax.jit]": (lambda: compiled.step(grad, 1e-3), lambda: compiled.param.block_until_ready()),
+    }, repeats)
 
 
 def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
@@ -142,10 +156,36 @@ def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
         optimizer.apply_gradients([(g, variable)])
 
     compiled = CompiledStep("tensorflow", "adamw", tf.ones(n, tf.float32), weight_decay=1e-2)
-    return {
-        "keras.AdamW[XLA]": _median_seconds(lambda: native(grad), repeats),
-        "spec[tf.function(jit_compile)]": _median_seconds(lambda: compiled.step(grad, 1e-3), repeats),
-    }
+    return _interleaved_medians({
+        "keras.AdamW[XLA]": (lambda: native(grad), _no_sync),
+        "spec[tf.function(jit_compile)]": (lambda: compiled.step(grad, 1e-3), _no_sync),
+    }, repeats)
+
+
+def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+    """The recorded plan against the eager spec (NumPy has no native AdamW); NumPy has no bfloat16."""
+    if dtype != "float32":
+        return {}
+    import spec
+    from adapters.compiled import CompiledStep
+
+    rng = np.random.default_rng(0)
+    grad = rng.normal(size=n).astype(np.float32)
+    compiled = CompiledStep("numpy", "adamw", rng.normal(size=n).astype(np.float32), weight_decay=1e-2)
+    rule = spec.get_rule("adamw")
+    xp = adapters.namespace("numpy")
+    hyper = rule.hyperparameters("torch", weight_decay=1e-2)
+    eager = {"param": compiled.param.copy()}
+    eager["state"] = rule.init_state(xp, eager["param"], hyper)
+
+    def eager_step() -> None:
+        eager["param"], eager["state"] = rule.step(xp, eager["param"], grad, eager["state"], lr=1e-3,
+                                                   initial_lr=1e-3, **hyper)
+
+    return _interleaved_medians({
+        "spec[numpy eager]": (eager_step, _no_sync),
+        "spec[numpy plan]": (lambda: compiled.step(grad, 1e-3), _no_sync),
+    }, repeats)
 
 
 RATIOS = {
@@ -153,6 +193,7 @@ RATIOS = {
     "jax_spec_over_optax": ("spec[jax.jit]", "optax.adamw[jit, donated]"),
     "tf_spec_over_keras_xla": ("spec[tf.function(jit_compile)]", "keras.AdamW[XLA]"),
     "torch_peak_memory_spec_over_fused": ("peak_bytes[spec]", "peak_bytes[fused]"),
+    "numpy_plan_over_eager": ("spec[numpy plan]", "spec[numpy eager]"),
 }
 
 
@@ -189,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--repeats must be at least 20")
     gpu = adapters.is_available("torch") and "cuda" in adapters.devices("torch")
     sizes = args.sizes or ([1e5, 1e6, 1e7, 1e8] if gpu else [1e5, 1e6, 1e7])
-    builders = {"torch": torch_rows, "jax": jax_rows, "tensorflow": tensorflow_rows}
+    builders = {"torch": torch_rows, "jax": jax_rows, "tensorflow": tensorflow_rows, "numpy": numpy_rows}
     rows = []
     for dtype in args.dtypes:
         for size in sizes:

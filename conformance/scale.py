@@ -4,9 +4,8 @@ A float64 reference of 1e7 elements over 100 steps would take minutes, so at
 scale two checks share the work:
 
 - **step by step, every element:** the spec compiled for the subject's
-  framework (:class:`adapters.compiled.CompiledStep`; the eager spec for
-  frameworks without one) runs in the subject's dtype on the very arrays
-  the subject is fed.  Each of the two is within :math:`B^{(T)}_t` of the
+  framework (:class:`adapters.compiled.CompiledStep`) runs in the
+  subject's dtype on the very arrays the subject is fed.  Each of the two is within :math:`B^{(T)}_t` of the
   exact trajectory (:mod:`conformance.tolerance`), so they may differ by
   :math:`2B^{(T)}_t`.  :math:`B^{(T)}_t` accumulates the one-step bounds along
   the compiled reference, with :math:`M_t` from a third run of the rule on
@@ -32,7 +31,7 @@ import numpy as np
 
 import adapters
 import spec
-from adapters.compiled import COMPILED_FRAMEWORKS, CompiledStep, as_numpy
+from adapters.compiled import CompiledStep, as_numpy
 from adapters.driver import SubjectInfo, Trajectory
 from conformance import tolerance
 from conformance.cases import Case
@@ -51,25 +50,56 @@ def schedule(steps: int, peak: float = 1e-3) -> list[float]:
             for t in range(steps)]
 
 
-class _EagerStep:
-    """The spec, uncompiled, with :class:`CompiledStep`'s interface (numpy has no compiled path yet)."""
+class _ElementBounds:
+    """:math:`B^{(T)}_t` of every element along the compiled reference, and the worst error against it.
 
-    def __init__(self, framework: str, rule: str, param: Any, *, device: str | None = None, **hyper: Any) -> None:
-        self.rule = spec.get_rule(rule)
-        self.xp = adapters.namespace(framework, device)
-        self.hyper = self.rule.hyperparameters(hyper.pop("convention", "torch"), **hyper)
-        self.param, self.state = param, self.rule.init_state(self.xp, param, self.hyper)
-        self.initial_lr: float | None = None
+    Kept in float64, and updated block by block (:data:`BLOCK` elements) so
+    that the dozen temporaries of each update stay in cache.
+    """
 
-    def step(self, grad: Any, lr: float) -> None:
-        self.initial_lr = lr if self.initial_lr is None else self.initial_lr
-        extra = {"initial_lr": self.initial_lr} if self.rule.takes_initial_lr else {}
-        self.param, self.state = self.rule.step(self.xp, self.param, grad, self.state, lr=lr, **self.hyper, **extra)
+    BLOCK = 65536
 
+    def __init__(self, theta0: np.ndarray, dtype: str, betas: tuple[float, float]) -> None:
+        self.dtype, self.betas = dtype, betas
+        self.bound = np.zeros_like(theta0)
+        self.previous = theta0.copy()
+        self.previous_update = np.zeros_like(theta0)
+        self.magnitude_before = np.zeros_like(theta0)
 
-def _reference(framework: str, rule: str, param: Any, device: str | None, **hyper: Any) -> Any:
-    make = CompiledStep if framework in COMPILED_FRAMEWORKS else _EagerStep
-    return make(framework, rule, param, device=device, **hyper)
+    def step(self, t: int, carry: float, got: np.ndarray, expected: np.ndarray, magnitude: np.ndarray
+             ) -> tuple[int, float, float]:
+        r"""Accumulates step ``t``; returns the element whose error is the largest multiple of its bound.
+
+        The one-step bound takes :math:`M_t` as the largest of the reference's
+        own step, the step of the :math:`|g|` run (``magnitude``) and the
+        previous one scaled by ``carry`` (:math:`2\,\mathrm{lr}_t/\mathrm{lr}_{t-1}`).
+        Returns (element, its |error|, its bound :math:`B^{(T)}_t`); a
+        non-finite result where the reference is finite counts as an infinite
+        error.
+        """
+        best = (-1.0, 0, 0.0, 0.0)
+        for start in range(0, len(self.bound), self.BLOCK):
+            block = slice(start, start + self.BLOCK)
+            now = expected[block].astype(np.float64)
+            before = self.previous[block]
+            magnitude_now = magnitude[block].astype(np.float64)
+            update = np.abs(magnitude_now - self.magnitude_before[block])
+            parts = np.maximum(np.abs(now - before), update)
+            if carry:
+                np.maximum(parts, carry * self.previous_update[block], out=parts)
+            bound = self.bound[block]
+            bound += tolerance.one_step_bound(before, parts, t, self.dtype, self.betas)
+            error = np.abs(got[block].astype(np.float64) - now)
+            error[~np.isfinite(error) & np.isfinite(now)] = np.inf
+            ratio = error / bound
+            ratio[np.isnan(ratio)] = 0.0  # both non-finite: the reference itself overflowed here
+            at = int(np.argmax(ratio))
+            if not ratio[at] <= best[0]:
+                best = (float(ratio[at]), start + at, float(error[at]), float(bound[at]))
+            before[...] = now
+            self.previous_update[block] = update
+            self.magnitude_before[block] = magnitude_now
+        return best[1], best[2], best[3]
 
 
 def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, convention: Any = None,
@@ -96,51 +126,41 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
     param0 = fed(rng.standard_normal(size, dtype=np.float32))
     theta0 = adapters.to_numpy(param0).astype(np.float64)
     spec_hyper = {k: v for k, v in hyper.items() if k != "lr"}
-    reference = _reference(framework, subject.rule, param0, device, convention=convention, **spec_hyper)
-    magnitude = _reference(framework, subject.rule, fed(np.zeros(size, np.float32)), device,
+    reference = CompiledStep(framework, subject.rule, param0, device=device, convention=convention, **spec_hyper)
+    magnitude = CompiledStep(framework, subject.rule, fed(np.zeros(size, np.float32)), device=device,
                            convention=convention, **{**spec_hyper, "weight_decay": 0.0, "maximize": False})
     started = time.perf_counter()
     try:
         session = subject.build([theta0], hyper, lrs, dtype, device)
     except Exception as exc:
         raise adapters.SubjectError(f"{subject.name} raised at construction: {adapters.one_line(exc)}") from None
-    bound = np.zeros(size)
-    previous, previous_update, magnitude_before = theta0, np.zeros(size), np.zeros(size)
+    bounds = _ElementBounds(theta0, dtype, betas)
     worst, failure = 0.0, None
     per_step: list[tuple[float, float]] = []
     spot_params, spot_grads = [], []
     xp = adapters.namespace(framework, device)
     for t, lr in enumerate(lrs, start=1):
-        drawn = rng.standard_normal(size, dtype=np.float32) * scales
-        drawn[rng.random(size) < 0.01] = 0.0
+        drawn = rng.standard_normal(size, dtype=np.float32)
+        drawn *= scales
+        drawn[rng.integers(0, size, rng.binomial(size, 0.01))] = 0.0
         grad = fed(drawn)
         grad_as_fed = adapters.to_numpy(grad)  # rounded to the subject's dtype
         try:
             session.step(session.feed([grad_as_fed]), lr, t - 1)
-            got = session.params()[0].astype(np.float64)
+            got = session.params()[0]
         except Exception as exc:
             raise adapters.SubjectError(f"{subject.name} raised at step {t}: {adapters.one_line(exc)}") from None
         reference.step(grad, lr)
         magnitude.step(xp.abs(grad), lr)
-        expected = as_numpy(reference).astype(np.float64)
-        magnitude_now = as_numpy(magnitude).astype(np.float64)
-        update, magnitude_before = np.abs(magnitude_now - magnitude_before), magnitude_now
-        carried = 2 * lr / lrs[t - 2] * previous_update if t > 1 and lrs[t - 2] > 0 else 0.0
-        parts = np.maximum(np.maximum(np.abs(expected - previous), update), carried)
-        bound += tolerance.one_step_bound(previous, parts, t, dtype, betas)
-        error = np.abs(got - expected)
-        ratio = np.where(error == 0, 0.0, error / (2 * bound))
-        nonfinite = ~np.isfinite(got) & np.isfinite(expected)
-        if nonfinite.any():
-            ratio[nonfinite] = np.inf
-        at = int(np.argmax(ratio))
-        per_step.append((float(error[at]), float(2 * bound[at])))
-        worst = max(worst, float(ratio[at]))
-        if failure is None and ratio[at] > 1:
-            failure = (t, at, float(got[at]), float(expected[at]))
-        spot_params.append(got[sampled])
+        carry = 2 * lr / lrs[t - 2] if t > 1 and lrs[t - 2] > 0 else 0.0
+        at, error, bound = bounds.step(t, carry, got, as_numpy(reference), as_numpy(magnitude))
+        per_step.append((error, 2 * bound))
+        ratio = math.inf if not math.isfinite(error) else error / (2 * bound)
+        worst = max(worst, ratio)
+        if failure is None and ratio > 1:
+            failure = (t, at, float(got[at]), float(as_numpy(reference)[at]))
+        spot_params.append(got[sampled].astype(np.float64))
         spot_grads.append(grad_as_fed[sampled].astype(np.float64))
-        previous, previous_update = expected, update
         if progress and (t % max(1, steps // 10) == 0):
             progress(f"{subject.name}: step {t}/{steps} at size {size} ({time.perf_counter() - started:.1f} s)")
     case = Case(params0=[theta0[sampled]], grads=[np.stack(spot_grads)], lrs=lrs, hyper=hyper,
