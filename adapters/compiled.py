@@ -96,24 +96,26 @@ def torch_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool
     return torch.compile(own, fullgraph=True, dynamic=dynamic, backend=inductor_with_hoisting("scalars"))
 
 
-@functools.cache
-def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool) -> Any:
-    """``f(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scalars)`` under XLA, assigning to the variables.
+def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool,
+                            variables: tuple[Any, Any, Any, Any]) -> Any:
+    """``f(grad, scalars)`` under XLA, assigning the new parameter and state to ``variables``.
 
-    ``scalars`` is a float64 tensor of :data:`SCALARS`; it is cast to the
-    parameter's dtype, as Keras computes its scalars.
+    ``variables`` are the ``tf.Variable`` s of the parameter, ``exp_avg``,
+    ``exp_avg_sq`` and ``max_exp_avg_sq``, captured by the compiled function
+    rather than passed to it (each variable argument costs tens of
+    microseconds per call).  ``scalars`` is a tensor of :data:`SCALARS` in the
+    parameter's dtype, in which Keras computes its scalars too.
     """
     tf = import_framework("tensorflow")
     spec_rule, xp = _adam_rule(rule), namespace("tensorflow")
     static = {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+    param, exp_avg, exp_avg_sq, max_exp_avg_sq = variables
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any) -> None:
-        values = tf.unstack(tf.cast(scalars, param.dtype))
+    def step(grad: Any, scalars: Any) -> None:
         new_param, new_state = _spec_call(spec_rule, xp, tf.convert_to_tensor(param), grad,
-                                          tuple(tf.convert_to_tensor(v) for v in (exp_avg, exp_avg_sq,
-                                                                                   max_exp_avg_sq)),
-                                          values, static)
+                                          tuple(tf.convert_to_tensor(v) for v in variables[1:]),
+                                          tf.unstack(scalars), static)
         param.assign(new_param)
         exp_avg.assign(new_state.exp_avg)
         exp_avg_sq.assign(new_state.exp_avg_sq)
@@ -213,13 +215,12 @@ class _TensorFlow:
         compiled.param = tf.Variable(compiled.param)
         compiled.state = compiled.state._replace(**{k: tf.Variable(v) for k, v in compiled.state._asdict().items()
                                                     if k != "step"})
-        return tensorflow_inplace_step(*compiled.static())
+        return tensorflow_inplace_step(*compiled.static(), (compiled.param, *compiled.state[1:]))
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
         tf = import_framework("tensorflow")
-        compiled._compiled(compiled.param, grad, *compiled.state[1:],
-                           tf.constant(compiled.scalars(lr), dtype=tf.float64))
+        compiled._compiled(grad, tf.constant(compiled.scalars(lr), dtype=compiled.param.dtype))
         compiled.state = compiled.state._replace(step=compiled.count)
 
 

@@ -15,7 +15,8 @@ round, median of ``--repeats`` (at least 20) after warm-up:
   gradient, two moments) plus what the step allocates, from the torch
   profiler (``profile_memory=True``), for the spec and the fused kernel.
 
-Printed as a table with the ratios the issue targets, and written to
+Printed as a table with the ratios the issue targets (each the median over
+rounds of the ratio within a round), and written to
 ``bench_results/kernels.json`` and ``kernels.png``.  A row a framework cannot
 run (say bfloat16 in some kernel) is recorded with the reason.
 """
@@ -38,11 +39,11 @@ from conformance.atomic import write_text
 Timed = dict[str, tuple[Callable[[], object], Callable[[], object]]]
 
 
-def _interleaved_medians(steps: Timed, repeats: int) -> dict[str, float]:
-    """Median seconds of each ``(step, sync)`` after 3 warm-up calls, the steps taking turns in every round.
+def _interleaved_times(steps: Timed, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each ``(step, sync)`` per round after 3 warm-up calls, the steps taking turns in every round.
 
-    Taking turns spreads slow drifts of the machine (frequency, other load)
-    evenly over the implementations compared, so their ratio is fair.
+    Taking turns exposes the implementations compared to the same drifts of
+    the machine (frequency, other load), and pairs their times round by round.
     """
     for step, sync in steps.values():
         for _ in range(3):
@@ -55,14 +56,14 @@ def _interleaved_medians(steps: Timed, repeats: int) -> dict[str, float]:
             step()
             sync()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
 
 
 def _no_sync() -> None:
     pass
 
 
-def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import torch
 
     from adapters.compiled import CompiledStep
@@ -83,15 +84,15 @@ def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
     fused = torch.optim.AdamW([native_param], lr=1e-3, fused=True)
     compiled = CompiledStep("torch", "adamw", randn(), device=device, weight_decay=1e-2)
     a, b = randn(), randn()
-    times = _interleaved_medians({
+    times = _interleaved_times({
         "torch.optim.AdamW[fused]": (fused.step, sync),
         "spec[torch.compile]": (lambda: compiled.step(grad, 1e-3), sync),
         "triad[torch]": (lambda: a.add_(b, alpha=0.5), sync),
     }, repeats)
     if device == "cpu":
         resident = 4 * n * kind.itemsize  # parameter, gradient, two moments
-        times["peak_bytes[fused]"] = resident + _allocated_bytes(fused.step)
-        times["peak_bytes[spec]"] = resident + _allocated_bytes(lambda: compiled.step(grad, 1e-3))
+        times["peak_bytes[fused]"] = [resident + _allocated_bytes(fused.step)]
+        times["peak_bytes[spec]"] = [resident + _allocated_bytes(lambda: compiled.step(grad, 1e-3))]
     return times
 
 
@@ -105,7 +106,7 @@ def _allocated_bytes(step: Callable[[], object]) -> int:
     return int(sum(e.self_cpu_memory_usage for e in prof.key_averages() if e.self_cpu_memory_usage > 0))
 
 
-def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import jax
     import jax.numpy as jnp
     import optax
@@ -129,13 +130,13 @@ def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
 
     device = "gpu" if any(d.platform == "gpu" for d in jax.devices()) else "cpu"
     compiled = CompiledStep("jax", "adamw", jnp.ones(n, kind), device=device, weight_decay=1e-2)
-    return _interleaved_medians({
+    return _interleaved_times({
         "optax.adamw[jit, donated]": (native_step, lambda: holder["params"].block_until_ready()),
         "spec[jax.jit]": (lambda: compiled.step(grad, 1e-3), lambda: compiled.param.block_until_ready()),
     }, repeats)
 
 
-def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     if dtype != "float32":
         return {}
     import os
@@ -155,14 +156,16 @@ def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
     def native(g: Any) -> None:
         optimizer.apply_gradients([(g, variable)])
 
-    compiled = CompiledStep("tensorflow", "adamw", tf.ones(n, tf.float32), weight_decay=1e-2)
-    return _interleaved_medians({
+    # Like for like: Keras's own update (epsilon-hat, decay lr*lambda before the step) and its epsilon.
+    compiled = CompiledStep("tensorflow", "adamw", tf.ones(n, tf.float32), weight_decay=1e-2, eps=1e-7,
+                            convention="keras")
+    return _interleaved_times({
         "keras.AdamW[XLA]": (lambda: native(grad), _no_sync),
         "spec[tf.function(jit_compile)]": (lambda: compiled.step(grad, 1e-3), _no_sync),
     }, repeats)
 
 
-def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
+def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     """The recorded plan against the eager spec (NumPy has no native AdamW); NumPy has no bfloat16."""
     if dtype != "float32":
         return {}
@@ -182,7 +185,7 @@ def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, float]:
         eager["param"], eager["state"] = rule.step(xp, eager["param"], grad, eager["state"], lr=1e-3,
                                                    initial_lr=1e-3, **hyper)
 
-    return _interleaved_medians({
+    return _interleaved_times({
         "spec[numpy eager]": (eager_step, _no_sync),
         "spec[numpy plan]": (lambda: compiled.step(grad, 1e-3), _no_sync),
     }, repeats)
@@ -195,6 +198,11 @@ RATIOS = {
     "torch_peak_memory_spec_over_fused": ("peak_bytes[spec]", "peak_bytes[fused]"),
     "numpy_plan_over_eager": ("spec[numpy plan]", "spec[numpy eager]"),
 }
+
+
+def _paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of ``numerator / denominator``, measured in the same round."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -235,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for dtype in args.dtypes:
         for size in sizes:
             n = int(size)
-            times: dict[str, float] = {}
+            times: dict[str, list[float]] = {}
             skipped: dict[str, str] = {}
             for framework, build in builders.items():
                 if adapters.is_available(framework):
@@ -243,17 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         times |= build(n, args.repeats, dtype)
                     except Exception as exc:  # a kernel without this dtype is a row, not a crash
                         skipped[framework] = adapters.one_line(exc)[:200]
-            peaks = {k: v for k, v in times.items() if k.startswith("peak_bytes")}
+            peaks = {k: v[0] for k, v in times.items() if k.startswith("peak_bytes")}
             row = {"n": n, "dtype": dtype, "device": "cuda" if gpu else "cpu",
-                   "median_ms": {k: round(v * 1e3, 3) for k, v in times.items() if k not in peaks},
+                   "median_ms": {k: round(statistics.median(v) * 1e3, 3) for k, v in times.items()
+                                 if k not in peaks},
                    "peak_bytes": peaks, "skipped": skipped}
             for ratio, (spec_name, native_name) in RATIOS.items():
                 if spec_name in times and native_name in times:
-                    row[ratio] = round(times[spec_name] / times[native_name], 3)
+                    row[ratio] = round(_paired_ratio(times[spec_name], times[native_name]), 3)
             if "spec[torch.compile]" in times:
                 # AdamW moves 7 arrays per element (read p, g, m, v; write p, m, v); the triad moves 3.
-                floor = times["triad[torch]"] * 7 / 3
-                row["torch_floor_over_spec"] = round(floor / times["spec[torch.compile]"], 3)
+                floor = [t * 7 / 3 for t in times["triad[torch]"]]
+                row["torch_floor_over_spec"] = round(_paired_ratio(floor, times["spec[torch.compile]"]), 3)
             rows.append(row)
             ratios = {k: v for k, v in row.items() if "_over_" in k}
             print(f"{dtype:>8} N={n:>9}  " + "  ".join(f"{k} {v:.3f} ms" for k, v in row["median_ms"].items())
