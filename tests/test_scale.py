@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import adapters
+from conformance import scale
 from conformance.cli import main
 from conformance.scale import certify_at_scale
 from tests.conftest import needs
@@ -37,6 +38,28 @@ def test_a_deviation_is_caught_at_scale_with_the_knob_named():
     assert cert.failure["check"] == "scale_step" and cert.failure["step"] == 1
     assert "epsilon=hat" in cert.failure["hint"]
     assert "--size 20000 --steps 12" in cert.failure["reproduce_cli"]
+
+
+@needs("torch")
+def test_a_nan_from_the_subject_fails_at_scale_at_its_first_step():
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_nan")
+    cert = certify_at_scale(subject, size=5_000, steps=3, samples=50)
+    assert not cert.conforms
+    assert cert.failure["check"] == "scale_step" and cert.failure["step"] == 1
+    assert "got nan" in cert.failure["detail"]
+    assert cert.checks["scale_step"]["worst_error_over_bound"] == float("inf")
+
+
+@needs("torch")
+def test_blockwise_bounds_equal_the_bounds_in_one_block(monkeypatch):
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_epsilon_hat")
+    evidence = []
+    for block in (65_536, 1_000):  # 5,000 elements: one block, then five
+        monkeypatch.setattr(scale._ElementBounds, "BLOCK", block)
+        cert = certify_at_scale(subject, size=5_000, steps=4, samples=50)
+        evidence.append((cert.failure["detail"], cert.failure["error_and_bound_per_step"],
+                         cert.checks["scale_step"]["worst_error_over_bound"]))
+    assert evidence[0] == evidence[1]
 
 
 @needs("torch")

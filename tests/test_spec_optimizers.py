@@ -220,3 +220,37 @@ def test_a_torch_adamw_checkpoint_loads_into_the_spec_optimizer_and_continues_on
             p.grad = g.clone()
             optimizer.step()
     torch.testing.assert_close(params[1], params[0], rtol=1e-14, atol=0)
+
+
+@needs("torch")
+def test_one_compiled_torch_step_serves_every_shape_of_a_dtype():
+    """Unit dimensions, 0-d and non-contiguous parameters: no recompile per shape, and the eager spec's values."""
+    import torch
+
+    from adapters.compiled import torch_inplace_step
+    from adapters.optimizers.torch import AdamW
+
+    rng = np.random.default_rng(4)
+    shapes = [(1, 1, 1), (1, 5, 1), (3, 1, 2), (1, 1, 4), (2, 3, 1), (1, 2, 1, 1), (6, 1), (1, 7), (), (9,), (1,)]
+    values = [rng.normal(size=s) for s in shapes] + [rng.normal(size=(4, 3))]
+
+    def tensors():
+        made = [torch.nn.Parameter(torch.as_tensor(v, dtype=torch.float32)) for v in values]
+        made[-1] = torch.nn.Parameter(made[-1].detach().t())  # not contiguous
+        return made
+
+    compiled_params, eager_params = tensors(), tensors()
+    assert not compiled_params[-1].is_contiguous()
+    compiled = AdamW(compiled_params, lr=1e-2, weight_decay=0.1, convention="keras", amsgrad=True)
+    eager = AdamW(eager_params, lr=1e-2, weight_decay=0.1, convention="keras", amsgrad=True, compile=False)
+    step = torch_inplace_step("adamw", "keras", True, False, dynamic=True, cache_key=(torch.float32, "cpu"))
+    for _ in range(3):
+        for a, b in zip(compiled_params, eager_params):
+            a.grad = torch.as_tensor(rng.normal(size=a.shape), dtype=torch.float32)
+            b.grad = a.grad.clone()
+        compiled.step()
+        eager.step()
+    for a, b in zip(compiled_params, eager_params):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    entries = torch._dynamo.eval_frame._debug_get_cache_entry_list(step._torchdynamo_orig_callable.__code__)
+    assert len(entries) <= 2, f"{len(entries)} compilations for one dtype: a shape recompiled"

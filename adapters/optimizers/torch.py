@@ -61,15 +61,11 @@ class AdamW(torch.optim.Optimizer):
                 scalars = torch.tensor(runtime_scalars(float(state["step"]), group["lr"], group["initial_lr"],
                                                        group["betas"], group["eps"], group["weight_decay"]),
                                        dtype=torch.float64, device=param.device)
-                # One code object (so one dynamo cache) per dtype, device and rank; sizes are dynamic.
                 update = torch_inplace_step(*static, dynamic=True, compile=self.compile,
-                                            cache_key=(param.dtype, param.device.type, param.dim()))
+                                            cache_key=(param.dtype, param.device.type))
                 tensors = [param, param.grad, state["exp_avg"], state["exp_avg_sq"],
                            state.get("max_exp_avg_sq", _unused_maximum(param))]
-                if param.dim() == 0:
-                    # Inductor (torch 2.13, dynamic=True) miscompiles in-place updates of 0-d tensors.
-                    tensors = [t.view(1) for t in tensors]
-                update(*tensors, scalars)
+                _step_flat(update, tensors, scalars)
                 state["step"] += 1
         return loss
 
@@ -89,6 +85,24 @@ class AdamW(torch.optim.Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state
+
+
+def _step_flat(update: Callable[..., None], tensors: list[torch.Tensor], scalars: torch.Tensor) -> None:
+    """``update`` on 1-d views of ``tensors`` (parameter, gradient, state): the step is elementwise.
+
+    One compiled function then serves every shape of a dtype and device:
+    dynamo specializes sizes of 0 and 1 even with ``dynamic=True``, so stepping
+    the tensors as they are would compile once per pattern of unit dimensions
+    and soon hit its recompile limit.  Flat views also keep 0-d tensors away
+    from an inductor miscompile of in-place 0-d updates (torch 2.13).  A
+    tensor that is not contiguous is stepped as a contiguous copy and copied
+    back.
+    """
+    flat = [t.reshape(-1) for t in tensors]  # a view when contiguous
+    update(*flat, scalars)
+    for index in (0, 2, 3, 4):  # the parameter and the state are written; the gradient is not
+        if not tensors[index].is_contiguous():
+            tensors[index].copy_(flat[index].view(tensors[index].shape))
 
 
 def _unused_maximum(param: torch.Tensor) -> torch.Tensor:
