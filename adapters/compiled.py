@@ -12,8 +12,8 @@
 The per-step scalars (the step count, from which the spec derives the bias
 corrections, and the learning rate) enter as runtime values: a float64
 tensor for torch, Python scalars (weakly typed) for jax and numpy, a tensor
-for tensorflow.  For torch and tensorflow the hyperparameters are runtime values
-too, so one compilation serves every param group.  A changing learning rate
+for tensorflow.  For torch, tensorflow and numpy the hyperparameters are
+runtime values too, so one compilation serves every param group.  A changing learning rate
 therefore never recompiles; :func:`compilations` counts.
 
 Only Adam-family rules (``adam``, ``adamw``) are compiled here.
@@ -34,7 +34,7 @@ from adapters.namespaces import namespace
 from adapters.scalar_hoisting import inductor_with_hoisting
 
 COMPILED_FRAMEWORKS = ("torch", "jax", "tensorflow", "numpy")
-#: The runtime scalars of a torch or tensorflow compiled step, in order.
+#: The runtime scalars of a torch, tensorflow or numpy compiled step, in order.
 SCALARS = ("count", "lr", "initial_lr", "beta1", "beta2", "eps", "weight_decay")
 _INSTANCES = itertools.count()
 

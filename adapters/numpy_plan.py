@@ -251,6 +251,8 @@ def _assign_storage(tape: _Tape, ops: list[_Op], inputs: Mapping[str, int], outp
             target = len(buffers) - 1
         storage[op.out] = target
         placed.append((op, target))
+        if op.out not in last_use and isinstance(target, int):  # computed but never read
+            free.setdefault(_kind(tape, op.out), []).append(target)
     copies = [(name, index) for name, index in outputs.items()
               if index not in input_names and storage[index] != name]
     if any(index in input_names and input_names[index] != name for name, index in outputs.items()):

@@ -104,5 +104,8 @@ def hoist_loop_invariants(graph: Any, scalar_input: str, op: Any) -> int:
 
 
 def _mutates(node: Any) -> bool:
+    """Whether ``node`` writes to an input: an in-place method or function (``copy_``, ``add_``) or a setitem."""
+    if node.target is operator.setitem:
+        return True
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     return name.endswith("_") and not name.endswith("__")
