@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import operator
+from unittest import mock
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import adapters
 import spec
 from adapters import numpy_plan
 from adapters.compiled import CompiledStep, as_numpy, compilations
-from conformance import tolerance
+from conformance import strategies, tolerance
+from spec.conventions import AMSGRADS, DECAY_POINTS, DECAY_SCALES, EPSILONS, Convention
 
 FRAMEWORKS = [pytest.param(f, marks=pytest.mark.skipif(not adapters.is_available(f), reason=f"{f} is not installed"))
               for f in ("torch", "jax", "tensorflow", "numpy")]
@@ -87,6 +91,51 @@ def test_numpy_plan_replays_the_eager_spec_bit_for_bit_across_blocks(monkeypatch
             np.testing.assert_array_equal(getattr(compiled.state, name), getattr(state, name), err_msg=name)
     plan = next(iter(compiled._compiled["plans"].values()))
     assert plan.blocked and all(len(b) == 64 for b in plan.buffers)
+
+
+@settings(deadline=None)
+@given(data=st.data())
+def test_numpy_plan_is_the_eager_spec_bit_for_bit_for_any_convention(data):
+    conv = Convention(data.draw(st.sampled_from(DECAY_SCALES)), data.draw(st.sampled_from(DECAY_POINTS)),
+                      data.draw(st.booleans()), data.draw(st.sampled_from(EPSILONS)),
+                      data.draw(st.sampled_from(AMSGRADS)))
+    rule = spec.get_rule(data.draw(st.sampled_from(["adam", "adamw"])))
+    hyper = data.draw(strategies.hyperparameters(rule.defaults))
+    hyper["amsgrad"] = hyper["amsgrad"] and conv.amsgrad != "off"
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    shape = data.draw(strategies.shapes(max_tensors=1))[0]
+    steps = data.draw(st.integers(1, 5))
+    param0 = data.draw(strategies.parameters(shape)).astype(dtype)
+    grads = data.draw(strategies.gradient_stream(shape, steps)).astype(dtype)
+    lrs = data.draw(strategies.schedule(steps, data.draw(strategies.HYPER_STRATEGIES["lr"])))
+    full = rule.hyperparameters(conv, **hyper)
+    xp = adapters.namespace("numpy")
+    with np.errstate(all="ignore"), mock.patch.object(numpy_plan, "BLOCK", data.draw(st.sampled_from([1, 3, 64]))):
+        compiled = CompiledStep("numpy", rule.name, param0, convention=conv, **hyper)
+        param, state = param0, rule.init_state(xp, param0, full)
+        extra = {"initial_lr": lrs[0]} if rule.takes_initial_lr else {}
+        for grad, lr in zip(grads, lrs):
+            compiled.step(grad, lr)
+            param, state = rule.step(xp, param, grad, state, lr=lr, **full, **extra)
+            np.testing.assert_array_equal(compiled.param, param)
+            np.testing.assert_array_equal(compiled.state.exp_avg_sq, state.exp_avg_sq)
+
+
+@pytest.mark.parametrize("block", [2, 64])
+def test_numpy_plan_overwrites_an_array_only_once_its_old_value_is_dead(monkeypatch, block):
+    def step(xp, a, b, s):
+        new_a = a + s  # a's old value is still read by the next operation
+        new_b = a * new_a
+        return {"a": new_a, "b": xp.sqrt(new_b * new_b) - b}
+
+    monkeypatch.setattr(numpy_plan, "BLOCK", block)
+    a, b = np.arange(5.0), np.linspace(-1, 1, 5)
+    expected = {"a": a + 0.5, "b": np.sqrt((a * (a + 0.5)) ** 2) - b}
+    plan = numpy_plan.record(step, {"a": a, "b": b}, {"s": 0.5})
+    arrays = {"a": a.copy(), "b": b.copy()}
+    plan.run(arrays, {"s": 0.5})
+    for name in expected:
+        np.testing.assert_array_equal(arrays[name], expected[name], err_msg=name)
 
 
 def test_numpy_plan_refuses_a_branch_on_a_runtime_value():
