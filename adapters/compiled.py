@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -144,6 +145,10 @@ class CompiledStep:
         self.initial_lr: float | None = None
         self.count = 0
         self.state = self.rule.init_state(self.xp, param, self.hyper)
+        if not self.hyper["amsgrad"] and math.prod(param.shape) > 0:
+            # The spec passes the AMSGrad maximum through untouched: a 0-d stand-in, not a full-size copy.
+            stand_in = self.xp.zeros_like(param[(0,) * len(param.shape)])
+            self.state = self.state._replace(max_exp_avg_sq=stand_in)
         self._backend = _BACKENDS[framework]
         self.param = param
         self._compiled = self._backend.compile(self)

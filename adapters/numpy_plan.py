@@ -150,7 +150,7 @@ BLOCK = 65536
 class Plan:
     """A recorded step: ``run(arrays, scalars)`` overwrites ``arrays`` with the step's outputs.
 
-    When every array of the step has one shape, the elementwise operations
+    When every array the elementwise operations touch has one shape, they
     run block by block over :data:`BLOCK` elements of the flattened arrays,
     so the intermediates stay in cache and only the inputs and outputs cross
     memory.  Each element's arithmetic is unchanged.
@@ -161,9 +161,12 @@ class Plan:
         self._scalar_ops = [op for op in tape.ops if not op.is_array]
         array_ops = [op for op in tape.ops if op.is_array]
         self._array_ops, self._copies, buffer_kinds = _assign_storage(tape, array_ops, inputs, outputs)
-        shapes = {shape for shape in tape.shapes if shape is not None}
+        touched = {index for op in array_ops for index in (op.out, *(o.index for o in op.operands
+                                                                     if isinstance(o, _Ref)))}
+        shapes = {tape.shapes[index] for index in touched} - {None}
         self.blocked = len(shapes) == 1
-        size = math.prod(next(iter(shapes))) if self.blocked else 0
+        self._shape = next(iter(shapes)) if self.blocked else None
+        size = math.prod(self._shape) if self.blocked else 0
         self.buffers = [np.empty(min(BLOCK, size), dtype) if self.blocked else np.empty(shape, dtype)
                         for dtype, shape in buffer_kinds]
 
@@ -171,16 +174,17 @@ class Plan:
         env: dict[int, Any] = {index: scalars[name] for name, index in self._inputs.items() if name in scalars}
         for op in self._scalar_ops:
             env[op.out] = op.call(*(env[o.index] if isinstance(o, _Ref) else o for o in op.operands))
-        if self.blocked and all(a.flags.c_contiguous for a in arrays.values()):
-            flat = {name: a.reshape(-1) for name, a in arrays.items()}
-            size = next(iter(flat.values())).size
+        # Arrays no elementwise operation reads or writes (say, an unused state) are passed whole.
+        blocked = {name: a for name, a in arrays.items() if a.shape == self._shape}
+        if self.blocked and all(a.flags.c_contiguous for a in blocked.values()):
+            flat = {name: a.reshape(-1) for name, a in blocked.items()}
+            size = math.prod(self._shape)
             for start in range(0, size, BLOCK):
                 stop = min(start + BLOCK, size)
-                self._run_arrays(env, {name: a[start:stop] for name, a in flat.items()},
+                self._run_arrays(env, {**arrays, **{name: a[start:stop] for name, a in flat.items()}},
                                  [b[:stop - start] for b in self.buffers])
         else:
-            shape = next(iter(arrays.values())).shape
-            buffers = [np.empty(shape, b.dtype) for b in self.buffers] if self.blocked else self.buffers
+            buffers = [np.empty(self._shape, b.dtype) for b in self.buffers] if self.blocked else self.buffers
             self._run_arrays(env, arrays, buffers)
 
     def _run_arrays(self, env: dict[int, Any], arrays: Mapping[str, np.ndarray], buffers: list[np.ndarray]

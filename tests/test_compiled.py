@@ -87,10 +87,11 @@ def test_numpy_plan_replays_the_eager_spec_bit_for_bit_across_blocks(monkeypatch
         param, state = rule.step(adapters.namespace("numpy"), param, grad, state, lr=lr, initial_lr=lrs[0], **full)
         assert compiled.param.dtype == param.dtype
         np.testing.assert_array_equal(compiled.param, param)
-        for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if amsgrad else ("exp_avg", "exp_avg_sq"):
             np.testing.assert_array_equal(getattr(compiled.state, name), getattr(state, name), err_msg=name)
     plan = next(iter(compiled._compiled["plans"].values()))
     assert plan.blocked and all(len(b) == 64 for b in plan.buffers)
+    assert compiled.state.max_exp_avg_sq.size == (257 if amsgrad else 1)  # a stand-in when unused
 
 
 @settings(deadline=None)
