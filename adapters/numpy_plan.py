@@ -213,6 +213,10 @@ def record(step: Callable[..., Mapping[str, Any]], arrays: Mapping[str, np.ndarr
     for name, value in results.items():
         if not isinstance(value, Recorded) or tape.shapes[value.index] != np.shape(arrays[name]):
             raise TypeError(f"the recorded step's new {name} is not an array of the shape of {name}")
+        dtype = np.asarray(tape.examples[value.index]).dtype
+        if dtype != arrays[name].dtype:
+            raise TypeError(f"the step makes {name} {dtype}, but it is {arrays[name].dtype} and is overwritten "
+                            f"in place: pass every array in {arrays[name].dtype}")
         outputs[name] = value.index
     return Plan(tape, {name: v.index for name, v in stand_ins.items()}, outputs)
 

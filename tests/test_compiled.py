@@ -139,6 +139,12 @@ def test_numpy_plan_overwrites_an_array_only_once_its_old_value_is_dead(monkeypa
         np.testing.assert_array_equal(arrays[name], expected[name], err_msg=name)
 
 
+def test_numpy_plan_refuses_a_gradient_that_would_change_the_states_dtype():
+    compiled = CompiledStep("numpy", "adamw", np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="makes param float64, but it is float32"):
+        compiled.step(np.ones(3), 1e-3)
+
+
 def test_numpy_plan_refuses_a_branch_on_a_runtime_value():
     def branching(xp, param, lr):
         return {"param": param * 2 if lr else param}
