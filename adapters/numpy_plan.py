@@ -167,7 +167,8 @@ class Plan:
         self.blocked = len(shapes) == 1
         self._shape = next(iter(shapes)) if self.blocked else None
         size = math.prod(self._shape) if self.blocked else 0
-        self.buffers = [np.empty(min(BLOCK, size), dtype) if self.blocked else np.empty(shape, dtype)
+        self._block = max(1, min(BLOCK, size))  # as of recording: the buffers have this length
+        self.buffers = [np.empty(self._block, dtype) if self.blocked else np.empty(shape, dtype)
                         for dtype, shape in buffer_kinds]
 
     def run(self, arrays: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
@@ -179,8 +180,8 @@ class Plan:
         if self.blocked and all(a.flags.c_contiguous for a in blocked.values()):
             flat = {name: a.reshape(-1) for name, a in blocked.items()}
             size = math.prod(self._shape)
-            for start in range(0, size, BLOCK):
-                stop = min(start + BLOCK, size)
+            for start in range(0, size, self._block):
+                stop = min(start + self._block, size)
                 self._run_arrays(env, {**arrays, **{name: a[start:stop] for name, a in flat.items()}},
                                  [b[:stop - start] for b in self.buffers])
         else:
