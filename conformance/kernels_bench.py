@@ -1,8 +1,8 @@
 """``python -m conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
 
 One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
-present) in float32 and bfloat16, timed side by side in one run, taking turns each
-round, median of ``--repeats`` (at least 20) after warm-up:
+present) in float32 and bfloat16, timed side by side in one run, taking
+turns each round, median of ``--repeats`` (at least 20) after warm-up:
 
 - ``spec[torch.compile]`` against ``torch.optim.AdamW(fused=True)``;
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;

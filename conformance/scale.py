@@ -4,10 +4,10 @@ A float64 reference of 1e7 elements over 100 steps would take minutes, so at
 scale two checks share the work:
 
 - **step by step, every element:** the spec compiled for the subject's
-  framework (:class:`adapters.compiled.CompiledStep`) runs in the
-  subject's dtype on the very arrays the subject is fed.  Each of the two is within :math:`B^{(T)}_t` of the
-  exact trajectory (:mod:`conformance.tolerance`), so they may differ by
-  :math:`2B^{(T)}_t`.  :math:`B^{(T)}_t` accumulates the one-step bounds along
+  framework (:class:`adapters.compiled.CompiledStep`) runs in the subject's
+  dtype on the very arrays the subject is fed.  Each of the two is within
+  :math:`B^{(T)}_t` of the exact trajectory (:mod:`conformance.tolerance`), so
+  they may differ by :math:`2B^{(T)}_t`.  :math:`B^{(T)}_t` accumulates the one-step bounds along
   the compiled reference, with :math:`M_t` from a third run of the rule on
   :math:`|g|` without decay, exactly as for small cases.  The L2 feedback term
   of ``adam`` with weight decay is not modelled at scale;
@@ -16,7 +16,8 @@ scale two checks share the work:
   against the float64 spec on NumPy, which also supplies the evidence.
 
 The case: one flat tensor with per-element gradient scales from 1e-3 to 10,
-1% exact zeros per step, a warm-up and cosine schedule, and weight decay 0.1.
+about 1% exact zeros per step (at positions drawn with replacement), a
+warm-up and cosine schedule, and weight decay 0.1.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def schedule(steps: int, peak: float = 1e-3) -> list[float]:
 class _ElementBounds:
     """:math:`B^{(T)}_t` of every element along the compiled reference, and the worst error against it.
 
-    Kept in float64, and updated block by block (:data:`BLOCK` elements) so
-    that the dozen temporaries of each update stay in cache.
+    Kept in float64, and updated block by block (``BLOCK`` elements) so that
+    the dozen temporaries of each update stay in cache.
     """
 
     BLOCK = 65536
