@@ -55,6 +55,16 @@ def _adam_rule(rule: str) -> Any:
     return found
 
 
+def _static_hyper(convention: Any, amsgrad: bool, maximize: bool) -> dict[str, Any]:
+    """The hyperparameters fixed at compilation (they choose code paths in the spec)."""
+    return {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+
+
+def _with_state_arrays(state: Any, convert: Any) -> Any:
+    """``state`` with ``convert`` applied to each of its arrays (every field but the step count)."""
+    return state._replace(**{k: convert(v) for k, v in state._asdict().items() if k != "step"})
+
+
 def _spec_call(rule: Any, xp: Any, param: Any, grad: Any, moments: tuple[Any, Any, Any], scalars: Any,
                static: Mapping[str, Any]) -> Any:
     """The spec step with every hyperparameter taken from the unpacked ``scalars`` (see :data:`SCALARS`)."""
@@ -80,7 +90,7 @@ def torch_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool
     """
     torch = import_framework("torch")
     spec_rule, xp = _adam_rule(rule), namespace("torch")
-    static = {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+    static = _static_hyper(convention, amsgrad, maximize)
 
     def step(param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, scalars: Any) -> None:
         new_param, new_state = _spec_call(spec_rule, xp, param, grad, (exp_avg, exp_avg_sq, max_exp_avg_sq),
@@ -109,7 +119,7 @@ def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize:
     """
     tf = import_framework("tensorflow")
     spec_rule, xp = _adam_rule(rule), namespace("tensorflow")
-    static = {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+    static = _static_hyper(convention, amsgrad, maximize)
     param, exp_avg, exp_avg_sq, max_exp_avg_sq = variables
 
     @tf.function(jit_compile=True, reduce_retracing=True)
@@ -159,6 +169,7 @@ class CompiledStep:
             self.initial_lr = lr
         self.count += 1
         self._backend.run(self, grad, lr)
+        self.state = self.state._replace(step=self.count)
 
     def scalars(self, lr: float) -> list[float]:
         """This step's :data:`SCALARS`."""
@@ -173,8 +184,7 @@ class _Torch:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         # The state tensors are written in place, so they must be distinct buffers.
-        compiled.state = compiled.state._replace(**{k: v.clone() for k, v in compiled.state._asdict().items()
-                                                    if k != "step"})
+        compiled.state = _with_state_arrays(compiled.state, lambda v: v.clone())
         return torch_inplace_step(*compiled.static(), dynamic=False)
 
     @staticmethod
@@ -182,7 +192,6 @@ class _Torch:
         torch = import_framework("torch")
         scalars = torch.tensor(compiled.scalars(lr), dtype=torch.float64, device=compiled.param.device)
         compiled._compiled(compiled.param, grad, *compiled.state[1:], scalars)
-        compiled.state = compiled.state._replace(step=compiled.count)
 
 
 class _Jax:
@@ -197,8 +206,7 @@ class _Jax:
             state = state_type(count, exp_avg, exp_avg_sq, max_exp_avg_sq)
             return rule.step(xp, param, grad, state, lr=lr, **dict(kwargs))
 
-        compiled.state = compiled.state._replace(**{k: xp.asarray(v, copy=True)
-                                                    for k, v in compiled.state._asdict().items() if k != "step"})
+        compiled.state = _with_state_arrays(compiled.state, lambda v: xp.asarray(v, copy=True))
         return step
 
     @staticmethod
@@ -209,8 +217,7 @@ class _Jax:
         # static: hashed, so it never changes after step 1
         param, state = compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.count - 1,
                                           float(lr), kwargs=tuple(sorted(kwargs.items())))
-        compiled.param = param
-        compiled.state = state._replace(step=compiled.count)
+        compiled.param, compiled.state = param, state
 
 
 class _TensorFlow:
@@ -218,15 +225,13 @@ class _TensorFlow:
     def compile(compiled: CompiledStep) -> Any:
         tf = import_framework("tensorflow")
         compiled.param = tf.Variable(compiled.param)
-        compiled.state = compiled.state._replace(**{k: tf.Variable(v) for k, v in compiled.state._asdict().items()
-                                                    if k != "step"})
+        compiled.state = _with_state_arrays(compiled.state, tf.Variable)
         return tensorflow_inplace_step(*compiled.static(), (compiled.param, *compiled.state[1:]))
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
         tf = import_framework("tensorflow")
         compiled._compiled(grad, tf.constant(compiled.scalars(lr), dtype=compiled.param.dtype))
-        compiled.state = compiled.state._replace(step=compiled.count)
 
 
 class _NumPy:
@@ -235,10 +240,8 @@ class _NumPy:
     @staticmethod
     def compile(compiled: CompiledStep) -> Any:
         compiled.param = np.array(compiled.param, copy=True)
-        compiled.state = compiled.state._replace(**{k: np.array(v, copy=True) for k, v in
-                                                    compiled.state._asdict().items() if k != "step"})
-        _, convention, amsgrad, maximize = compiled.static()
-        rule, static = compiled.rule, {"amsgrad": amsgrad, "maximize": maximize, "convention": convention}
+        compiled.state = _with_state_arrays(compiled.state, lambda v: np.array(v, copy=True))
+        rule, static = compiled.rule, _static_hyper(*compiled.static()[1:])
 
         def step(xp: Any, param: Any, grad: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any,
                  **scalars: Any) -> dict[str, Any]:
@@ -261,7 +264,6 @@ class _NumPy:
         if key not in plans:
             plans[key] = numpy_plan.record(compiled._compiled["step"], arrays, scalars)
         plans[key].run(arrays, scalars)
-        compiled.state = compiled.state._replace(step=compiled.count)
 
 
 _BACKENDS = {"torch": _Torch(), "jax": _Jax(), "tensorflow": _TensorFlow(), "numpy": _NumPy()}

@@ -81,6 +81,18 @@ class _Tape:
         return result
 
 
+def _binary(name: str) -> tuple[Callable[..., Recorded], Callable[..., Recorded]]:
+    """The operator :data:`_OPERATORS` ``[name]`` on a :class:`Recorded` and its reflected form."""
+
+    def forward(self: Recorded, other: Any) -> Recorded:
+        return self._apply(name, self, other)
+
+    def reflected(self: Recorded, other: Any) -> Recorded:
+        return self._apply(name, other, self)
+
+    return forward, reflected
+
+
 class Recorded:
     """A value of the step being recorded: an array or a runtime scalar."""
 
@@ -93,35 +105,11 @@ class Recorded:
         call, ufunc = _OPERATORS[name]
         return self.tape.apply(call, ufunc, operands)
 
-    def __add__(self, other: Any) -> Recorded:
-        return self._apply("add", self, other)
-
-    def __radd__(self, other: Any) -> Recorded:
-        return self._apply("add", other, self)
-
-    def __sub__(self, other: Any) -> Recorded:
-        return self._apply("sub", self, other)
-
-    def __rsub__(self, other: Any) -> Recorded:
-        return self._apply("sub", other, self)
-
-    def __mul__(self, other: Any) -> Recorded:
-        return self._apply("mul", self, other)
-
-    def __rmul__(self, other: Any) -> Recorded:
-        return self._apply("mul", other, self)
-
-    def __truediv__(self, other: Any) -> Recorded:
-        return self._apply("truediv", self, other)
-
-    def __rtruediv__(self, other: Any) -> Recorded:
-        return self._apply("truediv", other, self)
-
-    def __pow__(self, other: Any) -> Recorded:
-        return self._apply("pow", self, other)
-
-    def __rpow__(self, other: Any) -> Recorded:
-        return self._apply("pow", other, self)
+    __add__, __radd__ = _binary("add")
+    __sub__, __rsub__ = _binary("sub")
+    __mul__, __rmul__ = _binary("mul")
+    __truediv__, __rtruediv__ = _binary("truediv")
+    __pow__, __rpow__ = _binary("pow")
 
     def __neg__(self) -> Recorded:
         return self.tape.apply(operator.neg, np.negative, (self,))

@@ -45,8 +45,8 @@ def inductor_with_hoisting(scalar_input: str) -> Callable[..., Any]:
     return backend
 
 
-def hoist_loop_invariants(graph: Any, scalar_input: str) -> int:
-    """Compute the 0-d values derived only from ``scalar_input`` into their own buffer; returns how many.
+def hoist_loop_invariants(graph: Any, scalar_input: str) -> None:
+    """Compute the 0-d values derived only from ``scalar_input`` into their own buffer.
 
     A node is loop-invariant when it is the placeholder of the function
     argument named ``scalar_input``, or a non-mutating call all of whose node
@@ -74,7 +74,7 @@ def hoist_loop_invariants(graph: Any, scalar_input: str) -> int:
             seen.add(node)
     anchor = next((n for n in graph.nodes if n.op != "placeholder" and n not in seen), None)
     if anchor is None:
-        return 0
+        return
     for node in invariant:
         if node.op != "placeholder":
             anchor.prepend(node)
@@ -95,7 +95,6 @@ def hoist_loop_invariants(graph: Any, scalar_input: str) -> int:
                 node.replace_all_uses_with(loaded, delete_user_cb=lambda user, keep=keep: user not in keep)
     output = next(n for n in graph.nodes if n.op == "output")
     output.args = ((*_output_values(graph), *stacks),)
-    return sum(len(nodes) for nodes in by_dtype.values())
 
 
 def _output_values(graph: Any) -> tuple[Any, ...]:

@@ -154,12 +154,13 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
         reference.step(grad, lr)
         magnitude.step(xp.abs(grad), lr)
         carry = 2 * lr / lrs[t - 2] if t > 1 and lrs[t - 2] > 0 else 0.0
-        at, error, bound = bounds.step(t, carry, got, as_numpy(reference), as_numpy(magnitude))
+        expected = as_numpy(reference)
+        at, error, bound = bounds.step(t, carry, got, expected, as_numpy(magnitude))
         per_step.append((error, 2 * bound))
         ratio = math.inf if not math.isfinite(error) else error / (2 * bound)
         worst = max(worst, ratio)
         if failure is None and ratio > 1:
-            failure = (t, at, float(got[at]), float(as_numpy(reference)[at]))
+            failure = (t, at, float(got[at]), float(expected[at]))
         spot_params.append(got[sampled].astype(np.float64))
         spot_grads.append(grad_as_fed[sampled].astype(np.float64))
         if progress and (t % max(1, steps // 10) == 0):
