@@ -154,6 +154,7 @@ class CompiledStep:
         self.hyper = self.rule.hyperparameters(hyper.pop("convention", "torch"), **hyper)
         self.initial_lr: float | None = None
         self.count = 0
+        self.static_kwargs: tuple = ()  # jax: the hyperparameters jit treats as static, set at step 1
         self.state = self.rule.init_state(self.xp, param, self.hyper)
         if not self.hyper["amsgrad"] and math.prod(param.shape) > 0:
             # The spec passes the AMSGrad maximum through untouched: a 0-d stand-in, not a full-size copy.
@@ -211,12 +212,14 @@ class _Jax:
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        kwargs = dict(compiled.hyper)
-        if compiled.rule.takes_initial_lr:
-            kwargs["initial_lr"] = float(compiled.initial_lr)
-        # static: hashed, so it never changes after step 1
+        if compiled.count == 1:
+            kwargs = dict(compiled.hyper)
+            if compiled.rule.takes_initial_lr:
+                kwargs["initial_lr"] = float(compiled.initial_lr)
+            # static: hashed, so it never changes after step 1
+            compiled.static_kwargs = tuple(sorted(kwargs.items()))
         param, state = compiled._compiled(compiled.param, grad, *compiled.state[1:], compiled.count - 1,
-                                          float(lr), kwargs=tuple(sorted(kwargs.items())))
+                                          float(lr), kwargs=compiled.static_kwargs)
         compiled.param, compiled.state = param, state
 
 

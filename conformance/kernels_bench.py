@@ -2,7 +2,8 @@
 
 One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
 present) in float32 and bfloat16, timed side by side in one run, taking
-turns each round, median of ``--repeats`` (at least 20) after warm-up:
+turns each round in an order that reverses every round, median of
+``--repeats`` (at least 20) after warm-up:
 
 - ``spec[torch.compile]`` against ``torch.optim.AdamW(fused=True)``;
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;
@@ -44,14 +45,18 @@ def _interleaved_times(steps: Timed, repeats: int) -> dict[str, list[float]]:
 
     Taking turns exposes the implementations compared to the same drifts of
     the machine (frequency, other load), and pairs their times round by round.
+    The order of the turns reverses every round, so that no implementation
+    always runs straight after the same other one (which swings a ratio of
+    two equal XLA steps on this machine from 0.9 to 1.02).
     """
     for step, sync in steps.values():
         for _ in range(3):
             step()
         sync()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, (step, sync) in steps.items():
+    order = list(steps.items())
+    for round_ in range(repeats):
+        for name, (step, sync) in order if round_ % 2 == 0 else reversed(order):
             start = time.perf_counter()
             step()
             sync()

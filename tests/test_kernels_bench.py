@@ -9,12 +9,14 @@ import pytest
 from conformance import kernels_bench
 
 
-def test_the_compared_steps_take_turns_after_their_warm_up():
+def test_the_compared_steps_take_turns_after_their_warm_up_in_an_order_reversed_every_round():
     calls = []
-    steps = {name: (lambda name=name: calls.append(name), lambda: None) for name in ("spec", "native")}
+    steps = {name: (lambda name=name: calls.append(name), lambda: None) for name in ("spec", "native", "floor")}
     times = kernels_bench._interleaved_times(steps, repeats=4)
-    assert calls == ["spec"] * 3 + ["native"] * 3 + ["spec", "native"] * 4
-    assert {name: len(values) for name, values in times.items()} == {"spec": 4, "native": 4}
+    warm_up, rounds = calls[:9], calls[9:]
+    assert warm_up == ["spec"] * 3 + ["native"] * 3 + ["floor"] * 3
+    assert rounds == ["spec", "native", "floor", "floor", "native", "spec"] * 2
+    assert {name: len(values) for name, values in times.items()} == {"spec": 4, "native": 4, "floor": 4}
 
 
 def test_a_ratio_is_the_median_of_the_ratios_within_each_round():
