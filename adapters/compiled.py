@@ -11,8 +11,8 @@
 
 The per-step scalars (the step count, from which the spec derives the bias
 corrections, and the learning rate) enter as runtime values: a float64
-tensor for torch, Python scalars (weakly typed) for jax and numpy, a tensor
-for tensorflow.  For torch, tensorflow and numpy the hyperparameters are
+tensor for torch, Python scalars (weakly typed) for jax and numpy, captured
+variables for tensorflow.  For torch, tensorflow and numpy the hyperparameters are
 runtime values too, so one compilation serves every param group.  A changing learning rate
 therefore never recompiles; :func:`compilations` counts.
 
@@ -108,14 +108,17 @@ def torch_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool
 
 
 def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize: bool,
-                            variables: tuple[Any, Any, Any, Any]) -> Any:
-    """``f(grad, scalars)`` under XLA, assigning the new parameter and state to ``variables``.
+                            variables: tuple[Any, Any, Any, Any], count: Any, scalars: Any) -> Any:
+    """``f(grad)`` under XLA, assigning the new parameter and state to ``variables`` and advancing ``count``.
 
     ``variables`` are the ``tf.Variable`` s of the parameter, ``exp_avg``,
-    ``exp_avg_sq`` and ``max_exp_avg_sq``, captured by the compiled function
-    rather than passed to it (each variable argument costs tens of
-    microseconds per call).  ``scalars`` is a tensor of :data:`SCALARS` in the
-    parameter's dtype, in which Keras computes its scalars too.
+    ``exp_avg_sq`` and ``max_exp_avg_sq``; ``count`` is an int64 variable of
+    the steps taken; ``scalars`` a variable of the other :data:`SCALARS` in
+    the parameter's dtype, in which Keras computes its scalars too.  All are
+    captured by the compiled function rather than passed to it: each argument
+    costs tens of microseconds per call, and building a scalar tensor each
+    step costs 40-80 more.  The caller assigns ``scalars`` only when one of
+    them changes, as Keras does with its learning-rate variable.
     """
     tf = import_framework("tensorflow")
     spec_rule, xp = _adam_rule(rule), namespace("tensorflow")
@@ -123,15 +126,16 @@ def tensorflow_inplace_step(rule: str, convention: Any, amsgrad: bool, maximize:
     param, exp_avg, exp_avg_sq, max_exp_avg_sq = variables
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def step(grad: Any, scalars: Any) -> None:
+    def step(grad: Any) -> None:
+        runtime = [tf.cast(count, param.dtype), *tf.unstack(tf.convert_to_tensor(scalars))]
         new_param, new_state = _spec_call(spec_rule, xp, tf.convert_to_tensor(param), grad,
-                                          tuple(tf.convert_to_tensor(v) for v in variables[1:]),
-                                          tf.unstack(scalars), static)
+                                          tuple(tf.convert_to_tensor(v) for v in variables[1:]), runtime, static)
         param.assign(new_param)
         exp_avg.assign(new_state.exp_avg)
         exp_avg_sq.assign(new_state.exp_avg_sq)
         if amsgrad:  # otherwise unchanged; assigning it anyway costs a full read and write under XLA
             max_exp_avg_sq.assign(new_state.max_exp_avg_sq)
+        count.assign_add(1)
 
     return step
 
@@ -229,12 +233,19 @@ class _TensorFlow:
         tf = import_framework("tensorflow")
         compiled.param = tf.Variable(compiled.param)
         compiled.state = _with_state_arrays(compiled.state, tf.Variable)
-        return tensorflow_inplace_step(*compiled.static(), (compiled.param, *compiled.state[1:]))
+        count = tf.Variable(0, dtype=tf.int64)
+        scalars = tf.Variable(tf.zeros(len(SCALARS) - 1, compiled.param.dtype))
+        step = tensorflow_inplace_step(*compiled.static(), (compiled.param, *compiled.state[1:]), count, scalars)
+        return {"step": step, "scalars": scalars, "assigned": None}
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        tf = import_framework("tensorflow")
-        compiled._compiled(grad, tf.constant(compiled.scalars(lr), dtype=compiled.param.dtype))
+        runtime = compiled._compiled
+        scalars = compiled.scalars(lr)[1:]
+        if scalars != runtime["assigned"]:
+            runtime["scalars"].assign(scalars)
+            runtime["assigned"] = scalars
+        runtime["step"](grad)
 
 
 class _NumPy:
@@ -272,6 +283,25 @@ class _NumPy:
 _BACKENDS = {"torch": _Torch(), "jax": _Jax(), "tensorflow": _TensorFlow(), "numpy": _NumPy()}
 
 
+def xla_step_bytes(executable: Any) -> int:
+    """Peak bytes of one call of a compiled jax executable, by XLA's own accounting.
+
+    Arguments plus outputs, less the outputs that reuse a donated argument's
+    buffer, plus temporaries.
+    """
+    stats = executable.memory_analysis()
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
+               + stats.temp_size_in_bytes)
+
+
+def jax_executable(compiled: CompiledStep, grad: Any, lr: float) -> Any:
+    """The XLA executable a jax :class:`CompiledStep` runs for ``grad`` (after its first step)."""
+    if compiled.framework != "jax" or compiled.count == 0:
+        raise ValueError("jax_executable needs a jax CompiledStep that has taken a step")
+    return compiled._compiled.lower(compiled.param, grad, *compiled.state[1:], compiled.count - 1, float(lr),
+                                    kwargs=compiled.static_kwargs).compile()
+
+
 def compilations(compiled: CompiledStep) -> int:
     """How many times the step has been compiled since ``compiled`` was made."""
     return _shared_compilations(compiled) - compiled._compilations_before
@@ -282,7 +312,7 @@ def _shared_compilations(compiled: CompiledStep) -> int:
     if compiled.framework == "jax":
         return int(compiled._compiled._cache_size())
     if compiled.framework == "tensorflow":
-        return int(compiled._compiled.experimental_get_tracing_count())
+        return int(compiled._compiled["step"].experimental_get_tracing_count())
     if compiled.framework == "numpy":
         return len(compiled._compiled["plans"])
     torch = import_framework("torch")
