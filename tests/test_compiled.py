@@ -66,6 +66,20 @@ def test_a_changing_learning_rate_never_recompiles(framework):
     assert compilations(compiled) == after_first, "a step after the first recompiled"
 
 
+@pytest.mark.skipif(not adapters.is_available("jax"), reason="jax is not installed")
+@pytest.mark.parametrize("commit_grads", [False, True])
+def test_jax_step_compiles_once_from_a_parameter_not_committed_to_a_device(commit_grads):
+    import jax
+    import jax.numpy as jnp
+
+    # jit keys its cache on whether each array is committed to a device, and the step's outputs are.
+    compiled = CompiledStep("jax", "adamw", jnp.ones(16, jnp.float32), weight_decay=0.01)
+    for i in range(6):
+        grad = jnp.full(16, 0.5, jnp.float32)
+        compiled.step(jax.device_put(grad, jax.devices()[0]) if commit_grads else grad, 1e-3 * (i + 1))
+    assert compilations(compiled) == 1
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("convention", "amsgrad", "maximize"), [("torch", False, False), ("keras", True, True),
                                                                  ("paper", False, True)])
