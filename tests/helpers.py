@@ -6,8 +6,8 @@ import numpy as np
 
 
 def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np.ndarray,
-                            *, rtol: float, what: str) -> None:
-    r"""Each step within ``rtol`` of the largest magnitude the element has had so far.
+                            *, rtol: float, what: str, atol: np.ndarray | float = 0.0) -> None:
+    r"""Each step within ``rtol`` of the largest magnitude the element has had so far, plus ``atol``.
 
     The rounding error of :math:`\theta_t = \theta_{t-1} - u_t` is a few ulps of
     :math:`\max(|\theta_{t-1}|, |u_t|) \le |\theta_{t-1}| + |\theta_t|`, and it is
@@ -25,6 +25,7 @@ def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np
         # norm-wise floor: ill-conditioned updates (centered RMSprop's v - gbar**2) are
         # only accurate relative to the tensor's scale, not each element's
         bound = rtol * 2 * np.fmax(np.fmax.accumulate(history, axis=0)[1:], np.nanmax(history[0], initial=0.0))
+    bound = bound + atol
     with np.errstate(invalid="ignore"):
         bad = ~((np.abs(actual - expected) <= bound) | (np.isnan(actual) & np.isnan(expected))
                 | (actual == expected))
@@ -33,5 +34,5 @@ def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np
         raise AssertionError(
             f"{what}: step {index[0] + 1}, element {index[1:]}: got {actual[index]!r}, "
             f"expected {expected[index]!r} (|diff| {abs(actual[index] - expected[index]):.3g} > "
-            f"bound {bound[index]:.3g} = rtol {rtol:g} x step magnitude)"
+            f"bound {bound[index]:.3g} = rtol {rtol:g} x step magnitude + atol)"
         )
