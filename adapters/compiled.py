@@ -11,10 +11,11 @@
 
 The per-step scalars (the step count, from which the spec derives the bias
 corrections, and the learning rate) enter as runtime values: a float64
-tensor for torch, Python scalars (weakly typed) for jax and numpy, captured
-variables for tensorflow.  For torch, tensorflow and numpy the hyperparameters are
-runtime values too, so one compilation serves every param group.  A changing learning rate
-therefore never recompiles; :func:`compilations` counts.
+tensor for torch, weakly typed device scalars for jax (the count carried
+from step to step), captured variables for tensorflow, Python scalars for
+numpy.  For torch, tensorflow and numpy the hyperparameters are runtime
+values too, so one compilation serves every param group.  A changing
+learning rate therefore never recompiles; :func:`compilations` counts.
 
 Only Adam-family rules (``adam``, ``adamw``) are compiled here.
 """
