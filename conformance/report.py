@@ -88,8 +88,9 @@ def markdown(cert: Certificate, plot: str | None) -> str:
         fail = cert.failure
         lines += ["", "## Failure", "", f"- check: {fail['check']}, step {fail['step']}",
                   f"- {fail['detail']}", f"- {fail['hint']}", f"- case: {fail['case']}", "",
-                  "Reproduce:", "", "```", fail["reproduce_cli"], "```", "", "```python",
-                  fail["reproduce_spec"], "```"]
+                  "Reproduce:", "", "```", fail["reproduce_cli"], "```"]
+        if "reproduce_spec" in fail:  # not at --size: the case is too large to print
+            lines += ["", "```python", fail["reproduce_spec"], "```"]
     if plot:
         lines += ["", f"![error against step]({plot})"]
     return "\n".join(lines) + "\n"

@@ -185,12 +185,13 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
                     "detail": (f"element {element} at step {t}: got {got_value!r}, the compiled spec in {dtype} "
                                f"gives {expected_value!r}, |error| {abs(got_value - expected_value):.3g} "
                                f"> 2 x bound {per_step[t - 1][1]:.3g}"),
-                    "hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
-                    "restore_at": None, "error_and_bound_per_step": per_step, "reproduce_cli": reproduce}
+                    "error_and_bound_per_step": per_step}
     elif not spot.passed:
         evidence = {"check": spot.check, "step": spot.step, "detail": f"float64 spot check: {spot.failure}",
-                    "hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
-                    "restore_at": None, "error_and_bound_per_step": spot.per_step, "reproduce_cli": reproduce}
+                    "error_and_bound_per_step": spot.per_step}
+    if evidence is not None:
+        evidence |= {"hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
+                     "restore_at": None, "reproduce_cli": reproduce}
     return Certificate(
         subject=subject.name, framework=framework, framework_version=adapters.frameworks.version(framework),
         device=device, dtype=dtype, spec_version=spec.SPEC_VERSION, rule=subject.rule,

@@ -67,3 +67,13 @@ def test_size_on_a_subject_outside_the_adam_family_is_a_one_line_error(capsys):
     assert main(["certify", "--framework", "torch", "--impl", "torch.optim.SGD[for-loop]", "--size", "100"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--size certifies Adam-family subjects" in err
+
+
+@needs("torch")
+def test_a_failure_at_scale_exits_1_and_writes_every_artefact(tmp_path):
+    argv = ["certify", "--framework", "torch", "--impl", "tests.plugins.torch_subjects:AdamW_epsilon_hat",
+            "--convention", "torch", "--size", "2000", "--steps", "3", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "- check: scale_step, step 1" in report and "--size 2000 --steps 3" in report
+    assert (tmp_path / "certificate.json").exists() and (tmp_path / "junit.xml").exists()
