@@ -18,6 +18,8 @@ nox.options.sessions = ["tests", "lint"]
 
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 ALL_EXTRAS = ".[torch,jax,tensorflow,conformance,test]"
+#: The real third-party optimizers the tests certify, installed with torch pinned.
+TORCH_PIN = "torch==2.13.0"
 
 
 def _pip_find_links() -> str:
@@ -40,8 +42,12 @@ if "UV_FIND_LINKS" not in os.environ and (links := _pip_find_links()):
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The suite's own tests, on every framework (one environment holds them all)."""
+    """The suite's own tests, on every framework (one environment holds them all), and real optimizers."""
     session.install("-e", ALL_EXTRAS)
+    pin = session.create_tmp() + "/torch-pin.txt"
+    with open(pin, "w") as handle:
+        handle.write(TORCH_PIN + "\n")
+    session.install("-c", pin, "-e", ".[real]")
     session.run(
         "python", "-c",
         "import torch, sys; v = torch.__version__; "

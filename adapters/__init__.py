@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from adapters import plugins
 from adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
 from adapters.errors import SetupError, SubjectError, one_line
 from adapters.frameworks import FRAMEWORKS, check_framework, import_framework, is_available
@@ -48,41 +49,43 @@ def subjects(framework: str) -> tuple[SubjectInfo, ...]:
     return framework_module(framework).SUBJECTS
 
 
-def load_plugin(framework: str, target: str) -> SubjectInfo:
-    """Imports ``MODULE:ATTR`` and checks it against the framework's plugin contract."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise SetupError(f"--impl {target!r} is not of the form MODULE:ATTR (e.g. mypkg.optim:AdamW)")
+def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
+    """Imports ``MODULE:ATTR[options]`` and makes it a subject of ``rule`` (:mod:`adapters.plugins`).
+
+    The constructor is called once on a one-element parameter, so that one
+    that rejects the call is a setup error (exit 2) before any case runs.
+    """
+    target = plugins.parse_target(text)
     adapter = framework_module(framework)
+    if not hasattr(adapter, "plugin"):
+        raise SetupError(f"{framework} takes no plugins: use one of its built-in subjects")
+    if rule not in adapter.TRANSLATIONS:
+        raise SetupError(f"--rule {rule!r}: {framework} plugins can implement "
+                         f"{', '.join(adapter.TRANSLATIONS)}")
+    factory = plugins.load(target)
+    caps = plugins.capabilities(factory, adapter.TRANSLATIONS[rule], target.options, text)
     try:
-        module = importlib.import_module(module_name)
+        return adapter.plugin(text, factory, rule, caps)
     except Exception as exc:
-        raise SetupError(
-            f"--impl {target!r}: module {module_name!r} does not import ({one_line(exc)}); "
-            "check it is installed and on PYTHONPATH"
-        ) from None
-    try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise SetupError(f"--impl {target!r}: module {module_name!r} has no attribute {attr!r}") from None
-    try:
-        return adapter.plugin(target, obj)
-    except Exception as exc:
-        raise SetupError(f"--impl {target!r} is not a {framework} AdamW drop-in: {one_line(exc)}") from None
+        raise SetupError(f"--impl {text!r} cannot be driven as a {framework} {rule} optimizer: "
+                         f"{one_line(exc)}") from None
 
 
-def resolve_subject(framework: str, impl: str | None) -> list[SubjectInfo]:
-    """Subjects for ``--impl``: a plugin ``MODULE:ATTR``, a built-in name, or all built-ins."""
+def resolve_subject(framework: str, impl: str | None, rule: str | None = None) -> list[SubjectInfo]:
+    """Subjects for ``--impl``: a plugin ``MODULE:ATTR[options]``, a built-in name, or all built-ins.
+
+    ``rule`` is the rule a plugin implements (AdamW by default); a built-in
+    subject already has its own.
+    """
     check_framework(framework)
-    if impl and ":" in impl:
-        return [load_plugin(framework, impl)]
+    if impl and ":" in impl.partition("[")[0]:
+        return [load_plugin(framework, impl, rule or "adamw")]
     found = subjects(framework)
     if impl is None:
-        return list(found)
-    chosen = [s for s in found if s.name == impl or s.name.split("[")[0] == impl]
-    if not chosen and "." in impl:
+        chosen = list(found)
+    else:
+        chosen = [s for s in found if s.name == impl or s.name.split("[")[0] == impl]
+    if not chosen and impl and "." in impl:
         raise SetupError(
             f"--impl {impl!r} is not of the form MODULE:ATTR (e.g. mypkg.optim:AdamW) nor a built-in "
             f"{framework} subject ({', '.join(s.name for s in found)})"
@@ -92,4 +95,9 @@ def resolve_subject(framework: str, impl: str | None) -> list[SubjectInfo]:
             f"unknown subject {impl!r} for {framework}: use MODULE:ATTR or one of "
             f"{', '.join(s.name for s in found)}"
         )
+    if rule is not None:
+        chosen = [s for s in chosen if s.rule == rule]
+        if not chosen:
+            raise SetupError(f"--rule {rule!r}: no built-in {framework} subject {impl or ''} implements it; "
+                             "--rule chooses the rule of a MODULE:ATTR plugin")
     return chosen

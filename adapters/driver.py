@@ -69,6 +69,10 @@ class SubjectInfo:
       build_batch: ``build_batch(members, steps, dtype, device) -> Session``
         over every member's tensors (member-major), each step taking one
         learning rate per member; None where the subject cannot be batched.
+      not_tested: spec hyperparameter -> why it is not tested (a plugin
+        whose constructor lacks it, :mod:`adapters.plugins`).
+      holds_hyperparameters_in_dtype: whether it casts its hyperparameters
+        (β above all) to the parameter's dtype, as Keras does.
     """
 
     name: str
@@ -80,6 +84,8 @@ class SubjectInfo:
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     devices: tuple[str, ...] | None = None
     build_batch: Callable[..., Session] | None = None
+    not_tested: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    holds_hyperparameters_in_dtype: bool = False
 
 
 @dataclasses.dataclass

@@ -15,9 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import spec
 from adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, framework_dtype, to_numpy
+from adapters.plugins import Capabilities
 from adapters.translation import OPTAX, Translation
 
 
@@ -140,8 +142,10 @@ def batch_builder(factory: Callable[..., Any], translation: Translation):
 
 def _subject(name: str, rule: str, convention: str | None, factory: Callable[..., Any],
              translation: Translation, **extra: Any) -> SubjectInfo:
-    return SubjectInfo(name, "jax", rule, convention, translation.supports, builder(factory, translation),
-                       build_batch=batch_builder(factory, translation), **extra)
+    extra.setdefault("supports", translation.supports)
+    return SubjectInfo(name=name, framework="jax", rule=rule, convention=convention,
+                       build=builder(factory, translation), build_batch=batch_builder(factory, translation),
+                       **extra)
 
 
 def _l2_adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
@@ -164,11 +168,15 @@ SUBJECTS: tuple[SubjectInfo, ...] = (
 )
 
 
-def plugin(name: str, obj: Any) -> SubjectInfo:
-    """A drop-in for ``optax.adamw(learning_rate, b1, b2, eps, weight_decay)``."""
-    if not callable(obj):
-        raise TypeError("it must be a factory like optax.adamw that returns a GradientTransformation")
-    probe = obj(learning_rate=1e-3)
+#: The spec rules a plugin may implement, with optax's names for their hyperparameters.
+TRANSLATIONS = OPTAX
+
+
+def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
+    """A plugin: ``factory(learning_rate=..., **knobs)`` returns an optax ``GradientTransformation``."""
+    probe = factory(learning_rate=1e-3)
     if not (hasattr(probe, "init") and hasattr(probe, "update")):
         raise TypeError(f"calling it returned {type(probe).__name__}, not an optax.GradientTransformation")
-    return _subject(name, "adamw", "optax", obj, OPTAX["adamw"])
+    convention = "optax" if spec.get_rule(rule).takes_convention else None
+    return _subject(name, rule, convention, factory, OPTAX[rule], supports=caps.supports, fixed=caps.fixed,
+                    not_tested=caps.not_tested)

@@ -16,9 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import spec
 from adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, to_numpy
+from adapters.plugins import Capabilities
 from adapters.translation import KERAS, Translation
 
 
@@ -112,7 +114,8 @@ def batch_builder(cls: type, translation: Translation):
 SUBJECTS: tuple[SubjectInfo, ...] = tuple(
     SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
                 "keras" if rule in ("adam", "adamw") else None,
-                KERAS[rule].supports, builder(cls, KERAS[rule]), build_batch=batch_builder(cls, KERAS[rule]))
+                KERAS[rule].supports, builder(cls, KERAS[rule]), build_batch=batch_builder(cls, KERAS[rule]),
+                holds_hyperparameters_in_dtype=True)
     for rule, cls in (
         ("sgd", keras.optimizers.SGD),
         ("adagrad", keras.optimizers.Adagrad),
@@ -123,10 +126,18 @@ SUBJECTS: tuple[SubjectInfo, ...] = tuple(
 )
 
 
-def plugin(name: str, obj: Any) -> SubjectInfo:
-    """A drop-in for ``keras.optimizers.AdamW(learning_rate, beta_1, beta_2, epsilon, weight_decay, amsgrad)``."""
-    if not (isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)):
-        raise TypeError("it must be a keras.optimizers.Optimizer subclass")
-    return SubjectInfo(name=name, framework="tensorflow", rule="adamw", convention="keras",
-                       supports=KERAS["adamw"].supports, build=builder(obj, KERAS["adamw"]),
-                       build_batch=batch_builder(obj, KERAS["adamw"]))
+#: The spec rules a plugin may implement, with Keras' names for their hyperparameters.
+TRANSLATIONS = KERAS
+
+
+def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
+    """A plugin: ``factory(learning_rate=..., **knobs)`` returns a ``keras.optimizers.Optimizer``."""
+    probe = factory(learning_rate=1e-3)
+    if not isinstance(probe, keras.optimizers.Optimizer):
+        raise TypeError(f"it returned a {type(probe).__name__}, not a keras.optimizers.Optimizer")
+    translation = KERAS[rule]
+    return SubjectInfo(name=name, framework="tensorflow", rule=rule,
+                       convention="keras" if spec.get_rule(rule).takes_convention else None,
+                       supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
+                       build=builder(factory, translation), build_batch=batch_builder(factory, translation),
+                       holds_hyperparameters_in_dtype=True)

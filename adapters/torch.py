@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
+import spec
 from adapters.batching import Member
 from adapters.driver import Session, SubjectInfo
 from adapters.namespaces import asarray, to_numpy
+from adapters.plugins import Capabilities
 from adapters.translation import TORCH, Translation
 
 
@@ -44,7 +46,10 @@ class TorchSession(Session):
             param.grad = grad
         rates = np.broadcast_to(np.asarray(lr, np.float64), (len(self.optimizer.param_groups),))
         for group, rate in zip(self.optimizer.param_groups, rates):
-            group["lr"] = float(rate)
+            if torch.is_tensor(group["lr"]):  # torchao keeps lr as a tensor, read inside a compiled step
+                group["lr"].fill_(float(rate))
+            else:
+                group["lr"] = float(rate)
         self.optimizer.step()
 
     def params(self) -> list[np.ndarray]:
@@ -76,11 +81,11 @@ def builder(cls: type, translation: Translation, extra: Mapping[str, Any] | None
 
 
 def batch_builder(cls: type, translation: Translation, extra: Mapping[str, Any] | None = None):
-    """A ``SubjectInfo.build_batch``: one param group per member."""
+    """A ``SubjectInfo.build_batch``: one param group per member, constructed with its own first lr."""
 
     def build_batch(members: Sequence[Member], steps: int, dtype: str, device: str | None) -> TorchSession:
         params0 = [p for m in members for p in m.params0]
-        groups = [(len(m.params0), translation.kwargs(m.hyper)) for m in members]
+        groups = [(len(m.params0), {**translation.kwargs(m.hyper), "lr": m.lrs[0]}) for m in members]
         return TorchSession(cls, dict(extra or {}), params0, members[0].lrs[0], dtype, device, groups)
 
     return build_batch
@@ -125,10 +130,21 @@ def _subjects() -> tuple[SubjectInfo, ...]:
 SUBJECTS = _subjects()
 
 
-def plugin(name: str, obj: Any) -> SubjectInfo:
-    """A drop-in for ``torch.optim.AdamW``: ``(params, lr, betas, eps, weight_decay, amsgrad, maximize)``."""
-    if not (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)):
-        raise TypeError("it must be a torch.optim.Optimizer subclass")
-    return SubjectInfo(name=name, framework="torch", rule="adamw", convention="torch",
-                       supports=TORCH["adamw"].supports, build=builder(obj, TORCH["adamw"]),
-                       build_batch=batch_builder(obj, TORCH["adamw"]))
+#: The spec rules a plugin may implement, with torch's names for their hyperparameters.
+TRANSLATIONS = TORCH
+
+
+def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
+    """A plugin: ``factory(params, lr=..., **knobs)`` returns a ``torch.optim.Optimizer``-like object.
+
+    It is called once on a one-element parameter, so that a constructor that
+    rejects the call fails here.
+    """
+    probe = factory([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    if not (hasattr(probe, "step") and hasattr(probe, "param_groups")):
+        raise TypeError(f"it returned a {type(probe).__name__}, not a torch.optim.Optimizer")
+    translation = TORCH[rule]
+    return SubjectInfo(name=name, framework="torch", rule=rule,
+                       convention="torch" if spec.get_rule(rule).takes_convention else None,
+                       supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
+                       build=builder(factory, translation), build_batch=batch_builder(factory, translation))

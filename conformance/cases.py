@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from adapters.driver import SubjectInfo
 from conformance import strategies as cs
+from conformance.representable import beta_near_one, normal_range
 
 
 @dataclasses.dataclass
@@ -44,22 +45,53 @@ class Case:
 MAGNITUDES = {
     "float64": (cs.TINY, cs.HUGE),
     "float32": (1e-15, 1e15),
-    "float16": (1e-2, 1e2),
+    "float16": (1e-2, 16.0),
     "bfloat16": (1e-15, 1e15),
 }
+
+
+def gradient_magnitudes(dtype: str, hyper: Mapping[str, Any], steps: int) -> tuple[float, float]:
+    r"""The range of nonzero gradient magnitudes for a case in ``dtype`` with ``hyper``.
+
+    A second moment holds :math:`(1-\beta_2)\beta_2^{t-1}g^2` of a gradient
+    seen :math:`t` steps ago, which must stay a normal number
+    (:mod:`conformance.representable`): the floor is
+    :math:`\sqrt{\mathrm{tiny}\cdot 2^4/((1-\beta)\beta^{T-1})}`, rounded up to a
+    power of ten so that few distinct ranges are drawn.
+    """
+    low, high = MAGNITUDES[dtype]
+    decay = [b for b in (hyper.get("betas", (0.0, None))[1], hyper.get("alpha")) if b is not None]
+    for beta in decay:
+        weight = (1 - beta) * beta ** max(steps - 1, 0)
+        if weight > 0:
+            floor = np.sqrt(normal_range(dtype).low / weight)
+            low = max(low, float(10.0 ** np.ceil(np.log10(floor))))
+    return low, max(high, low)
 
 
 @st.composite
 def random_cases(draw: st.DrawFn, supports: frozenset[str], dtype: str = "float64",
                  max_steps: int = 10) -> Case:
-    """A case over the hyperparameters in ``supports`` (a subject's :attr:`~SubjectInfo.supports`)."""
+    """A case over the hyperparameters in ``supports`` (a subject's :attr:`~SubjectInfo.supports`).
+
+    Its values stay inside ``dtype``'s range: gradients by
+    :func:`gradient_magnitudes`, and ``eps`` among the values the dtype holds.
+    """
     tensor_shapes = draw(cs.shapes(), label="shapes")
     steps = draw(st.integers(1, max_steps), label="steps")
+    hyper = draw(cs.hyperparameters(supports - {"convention"}), label="hyper")
+    if "eps" in hyper and hyper["eps"] < normal_range(dtype).tiny:
+        hyper["eps"] = draw(st.sampled_from([e for e in cs.EPS_VALUES if e >= normal_range(dtype).tiny]),
+                            label="eps")
+    if "betas" in hyper and any(beta_near_one(b, dtype) for b in hyper["betas"]):
+        # A subject that holds beta in its dtype (Keras) would have a bias correction of 0.
+        kept = [b for b in cs.BETA_VALUES if not beta_near_one(b, dtype)]
+        hyper["betas"] = draw(st.tuples(st.sampled_from(kept), st.sampled_from(kept)), label="betas")
     params0 = [draw(cs.parameters(s)) for s in tensor_shapes]
-    grads = [draw(cs.gradient_stream(s, steps, MAGNITUDES[dtype])) for s in tensor_shapes]
+    magnitudes = gradient_magnitudes(dtype, hyper, steps)
+    grads = [draw(cs.gradient_stream(s, steps, magnitudes)) for s in tensor_shapes]
     lr = draw(cs.HYPER_STRATEGIES["lr"], label="lr")
     lrs = draw(cs.schedule(steps, lr), label="schedule")
-    hyper = draw(cs.hyperparameters(supports - {"convention"}), label="hyper")
     restore_at = draw(st.one_of(st.none(), st.integers(1, steps - 1)) if steps > 1 else st.none(),
                       label="restore_at")
     return Case(params0, grads, lrs, hyper, restore_at)
@@ -72,7 +104,8 @@ def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: floa
     params0 = [rng.normal(size=s) + np.sign(rng.normal(size=s)) for s in shapes]
     grads = []
     for shape in shapes:
-        g = rng.normal(size=(steps, *shape)) * grad_scale
+        # Magnitudes within one decade: the case then fits float16's range after scaling.
+        g = rng.choice([-1.0, 1.0], size=(steps, *shape)) * rng.uniform(0.1, 1.0, size=(steps, *shape)) * grad_scale
         if decreasing:
             g *= np.geomspace(1.0, 1e-3, steps).reshape((steps,) + (1,) * len(shape))
         if zeros:
@@ -82,11 +115,34 @@ def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: floa
     return Case(params0, grads, lrs, dict(hyper), restore_at, label=label)
 
 
+def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, Any]) -> Case:
+    """Flat tensors of ``sizes`` elements: per-element gradient scales over one decade, random signs,
+    about 1% exact zeros, and a warm-up schedule."""
+    rng = np.random.default_rng(sum(map(ord, label)))
+    params0, grads = [], []
+    for size in sizes:
+        params0.append(rng.normal(size=size))
+        scale = 10.0 ** rng.uniform(-0.5, 0.5, size=size)
+        g = rng.choice([-1.0, 1.0], size=(steps, size)) * rng.uniform(0.5, 1.0, size=(steps, size)) * scale
+        g[rng.random(size=(steps, size)) < 0.01] = 0.0
+        grads.append(g)
+    lrs = [1e-2 * min(1.0, (t + 1) / 3) for t in range(steps)]
+    return Case(params0, grads, lrs, dict(hyper), label=label)
+
+
+#: Sizes at which real kernels switch algorithm: bitsandbytes' and torchao's
+#: 8-bit AdamW keep 8-bit state only from 4,096 elements on (and torchao only
+#: for multiples of its block size), and blockwise kernels change at 65,536.
+LARGE_SIZES = (4096, 65536)
+
 #: Discriminating cases: each separates one knob by a wide margin.  Tiny
 #: gradients against a large ε split the ε placements; a varying schedule with
 #: large lr·λ splits the decay scales and points; early steps (bias
 #: corrections far from 1) split bias correction; shrinking gradients make the
-#: AMSGrad maximum matter.
+#: AMSGrad maximum matter; tensors of :data:`LARGE_SIZES` elements reach the
+#: kernels that only large tensors take.  At these sizes the float64 reference
+#: of every element costs milliseconds, so every element of every step is
+#: checked with the full model, as for the small cases.
 NAMED_CASES: tuple[Case, ...] = (
     _named("epsilon-placement", 6, {"eps": 1e-3, "weight_decay": 0.1}, grad_scale=1e-3),
     _named("decay-scale-and-point", 6, {"eps": 1e-8, "weight_decay": 0.5}),
@@ -94,6 +150,7 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("amsgrad", 8, {"eps": 1e-8, "amsgrad": True, "weight_decay": 0.0}, decreasing=True),
     _named("maximize", 4, {"maximize": True, "weight_decay": 0.1}),
     _named("exact-zeros-and-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4),
+    _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )
 
 

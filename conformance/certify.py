@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,8 @@ from adapters.driver import SubjectInfo
 from conformance.batched import run_batched
 from conformance.cases import Case, named_cases_for, random_cases
 from conformance.check import CheckResult, run_case
+from conformance.reference import explicit_hyperparameters
+from conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 
 
 @dataclasses.dataclass
@@ -36,6 +39,7 @@ class Certificate:
     verdict: str
     failure: dict[str, Any] | None = None
     per_case_worst: list[float] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def conforms(self) -> bool:
@@ -77,7 +81,19 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
             progress(f"{subject.name}: {len(results)} cases")
 
     failure: CheckResult | None = None
+    notes: list[str] = [f"{knob}: not tested: {why}" for knob, why in sorted(subject.not_tested.items())]
+    notes += [f"{note}: the spec keeps it as given" for note in held_hyperparameters(
+        explicit_hyperparameters(subject, {}), dtype)]
     for case in named_cases_for(subject):
+        try:
+            case, note = fit_to_dtype(subject.rule, convention, dataclasses.replace(
+                case, hyper=explicit_hyperparameters(subject, case.hyper)), dtype,
+                holds_betas=subject.holds_hyperparameters_in_dtype)
+        except ValueError as exc:
+            notes.append(f"named case not applicable: {exc}")
+            continue
+        if note:
+            notes.append(f"named case {case.label}: {note}")
         result = run_case(subject, case, convention=convention, dtype=dtype, device=device, time_limit_s=time_limit_s)
         record(result)
         if not result.passed:
@@ -86,6 +102,10 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
     screened: list[CheckResult] | None = None
     if failure is None and examples > 0:
         cases = drawn_cases(subject, dtype, examples, seed_value)
+        cases, skipped = representable_cases(subject, convention, cases, dtype)
+        if skipped:
+            notes.append(f"{len(skipped)} of {len(skipped) + len(cases)} drawn cases were not run: they leave "
+                         f"{dtype}'s range (first: {skipped[0]})")
         screened = run_batched(subject, cases, convention=convention, dtype=dtype, device=device,
                                time_limit_s=time_limit_s)
         for result in screened or []:
@@ -93,7 +113,7 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
     if failure is None and examples > 0 and screened is None:
         shrunk: list[CheckResult] = []
 
-        @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+        @settings(max_examples=examples, database=None, deadline=None, print_blob=False, derandomize=False,
                   phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
         @seed(seed_value)
         @given(case=random_cases(frozenset(subject.supports), dtype))
@@ -115,7 +135,7 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
         from conformance.golden import replay
 
         golden = replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
-        failing = [g for g in golden if not g["passed"]]
+        failing = [g for g in golden if g["passed"] is False]
         if failing:
             failure = failing[0]["result"]
     checks = {
@@ -136,7 +156,23 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
         verdict="conforms" if failure is None else "does not conform",
         failure=None if failure is None else evidence(subject, failure, convention, dtype, seed_value, examples),
         per_case_worst=[max(r.worst.values()) for r in results],
+        notes=notes,
     )
+
+
+def representable_cases(subject: SubjectInfo, convention: Any, cases: list[Case],
+                        dtype: str) -> tuple[list[Case], list[str]]:
+    """The cases whose values stay inside ``dtype``'s range, and the reason for each one left out."""
+    kept, skipped = [], []
+    for case in cases:
+        explicit = dataclasses.replace(case, hyper=explicit_hyperparameters(subject, case.hyper))
+        reason = unrepresentable(subject.rule, convention, explicit, dtype,
+                                 holds_betas=subject.holds_hyperparameters_in_dtype)
+        if reason is None:
+            kept.append(case)
+        else:
+            skipped.append(reason)
+    return kept, skipped
 
 
 def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int) -> list[Case]:
@@ -152,7 +188,7 @@ def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int
 def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int) -> tuple[Case, ...]:
     cases: list[Case] = []
 
-    @settings(max_examples=examples, database=None, deadline=None, print_blob=False,
+    @settings(max_examples=examples, database=None, deadline=None, print_blob=False, derandomize=False,
               phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
     @seed(seed_value)
     @given(case=random_cases(supports, dtype))
@@ -161,6 +197,10 @@ def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int)
 
     collect()
     return tuple(cases)
+
+
+#: A failing case with more elements than this gets no Python reproduction (it would be megabytes).
+MAX_PRINTED_ELEMENTS = 1000
 
 
 def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype: str,
@@ -176,7 +216,6 @@ def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype:
         f"print(spec.run({subject.rule!r}, theta{i}, grads{i}, lr={case.lrs!r}{conv}, **{case.hyper!r}))"
         for i in range(len(case.params0))
     )
-    impl = f"--impl {subject.name}" if ":" in subject.name else f"--impl '{subject.name}'"
     return {
         "check": failure.check,
         "step": failure.step,
@@ -186,11 +225,28 @@ def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype:
         "hyperparameters": case.hyper,
         "learning_rates": case.lrs,
         "restore_at": case.restore_at,
+        "ulps": failure.worst_ulps,
         "error_and_bound_per_step": failure.per_step,
-        "reproduce_cli": (f"python -m conformance certify --framework {subject.framework} {impl} "
-                          f"--dtype {dtype} --seed {seed_value} --examples {examples}"),
-        "reproduce_spec": f"import numpy as np, spec\n{arrays}\n{runs}",
-    }
+        "reproduce_cli": reproduce_command(subject, convention=convention, dtype=dtype, seed=seed_value,
+                                           examples=examples),
+    } | ({"reproduce_spec": f"import numpy as np, spec\n{arrays}\n{runs}"}
+         if sum(p.size for p in case.params0) <= MAX_PRINTED_ELEMENTS else {})
+
+
+def reproduce_command(subject: SubjectInfo, *, convention: Any, dtype: str, seed: int,
+                      examples: int | None = None, size: int | None = None, steps: int | None = None) -> str:
+    """The ``certify`` command line that gives the same verdict: every option that affects it."""
+    words = ["python", "-m", "conformance", "certify", "--framework", subject.framework, "--impl", subject.name]
+    if ":" in subject.name.partition("[")[0]:
+        words += ["--rule", subject.rule]
+    if isinstance(convention, str):
+        words += ["--convention", convention]
+    words += ["--dtype", dtype, "--seed", str(seed)]
+    if size is not None:
+        words += ["--size", str(size), "--steps", str(steps)]
+    else:
+        words += ["--examples", str(examples)]
+    return shlex.join(words)
 
 
 def stderr_progress(message: str) -> None:

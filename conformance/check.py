@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import array_api_compat.numpy as xp
 import numpy as np
 
 import adapters
@@ -13,6 +12,8 @@ import spec
 from adapters.driver import SubjectInfo
 from conformance import tolerance
 from conformance.cases import Case
+from conformance.reference import prepared, reference
+from conformance.representable import SECOND_MOMENT
 from spec.conventions import KNOB_VALUES
 
 
@@ -34,46 +35,6 @@ class CheckResult:
     step: int | None = None
     per_step: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     hint: str | None = None
-
-
-def rounded(framework: str, x: np.ndarray, dtype: str) -> np.ndarray:
-    """``x`` rounded to ``dtype`` exactly as the subject receives it, back in float64."""
-    if dtype == "float64":
-        return np.asarray(x, np.float64)
-    if dtype == "bfloat16" or framework != "numpy":
-        fw = framework if framework != "numpy" else "torch"
-        return adapters.to_numpy(adapters.asarray(fw, x, dtype)).astype(np.float64)
-    return np.asarray(x).astype(dtype).astype(np.float64)
-
-
-def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
-              subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
-              states: list[Any] | None = None, **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
-
-    ``step_lag`` models a step counter that lags by one after the first step
-    (t = 1, 1, 2, 3, ...), for :func:`explain`.  ``states``, if given,
-    receives the reference's state after each step.
-    """
-    spec_rule = spec.get_rule(rule)
-    hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
-                                      **{**case.hyper, **override})
-    if spec_rule.takes_initial_lr:
-        hyper["initial_lr"] = case.lrs[0]
-    state = spec_rule.init_state(xp, theta0, hyper)
-    theta = theta0
-    free, resync = [], []
-    for t, lr in enumerate(case.lrs):
-        if subject_traj is not None:
-            previous = theta0 if t == 0 else subject_traj[t - 1]
-            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **hyper)[0])
-        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **hyper)
-        if step_lag and t == 0:
-            state = state._replace(step=0)
-        free.append(theta)
-        if states is not None:
-            states.append(state)
-    return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
 
 
 def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -99,18 +60,17 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
                             stored=stored)
 
 
-def prepared(subject: SubjectInfo, case: Case, dtype: str) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:
-    """``case`` with explicit hyperparameters, and its inputs rounded as the subject receives them."""
-    case = dataclasses.replace(case, hyper=explicit_hyperparameters(subject, case.hyper))
-    params0 = [rounded(subject.framework, p, dtype) for p in case.params0]
-    grads = [rounded(subject.framework, g, dtype) for g in case.grads]
-    return case, params0, grads
-
-
 def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
                      got: adapters.Trajectory, *, convention: Any, dtype: str,
-                     stored: tuple[np.ndarray, list[np.ndarray]] | None = None) -> CheckResult:
-    """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case."""
+                     stored: tuple[np.ndarray, list[np.ndarray]] | None = None,
+                     explain_failure: bool = True, stop_at_failure: bool = True) -> CheckResult:
+    """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case.
+
+    With ``stop_at_failure=False`` every tensor and check is scored (``worst``
+    is then the largest error/bound of all) and the first failure is kept;
+    ``explain_failure=False`` leaves out the hint, which re-runs the reference
+    once per candidate knob.
+    """
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
     if got.mutated_at is not None:
         return _fail(result, "gradient-mutation", got.mutated_at,
@@ -124,7 +84,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         if bad.any():
             step = int(np.argwhere(bad)[0][0]) + 1
             return _fail(result, "non-finite", step,
-                         f"tensor {index} is {traj[bad][0]} at step {step} where the reference is finite")
+                         f"tensor {index} is {float(traj[bad][0])} at step {step} where the reference is finite")
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(subject.rule, case.hyper)
@@ -148,27 +108,30 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             error, bound = checks["trajectory"]
             checks["trajectory"] = (np.zeros_like(error), bound)
             checks["trajectory"][0][kept] = np.abs(traj[kept] - stored[1][index])
+        error = np.abs(traj - free)
+        if error.size:
+            scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]), axis=0)
+            in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
+            result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
         for name, (error, bound) in checks.items():
             ratio = np.where(finite, _ratio(error, bound), 0.0)
             result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
-            if name == "trajectory" and error.size:
-                scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]),
-                                              axis=0)
-                in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
-                result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
             if (ratio > 1).any():
                 flat = ratio.reshape(case.steps, -1)
                 step = int(np.argwhere(flat > 1)[0][0]) + 1
                 element = tuple(int(i) for i in np.unravel_index(int(np.argmax(flat[step - 1])), theta0.shape))
                 worst_at = (step - 1, *element)
-                detail = (f"tensor {index} element {element} at step {step}: got {traj[worst_at]!r}, "
-                          f"expected {(resync if name == 'one_step' else free)[worst_at]!r}, "
+                detail = (f"tensor {index} element {element} at step {step}: got {float(traj[worst_at])!r}, "
+                          f"expected {float((resync if name == 'one_step' else free)[worst_at])!r}, "
                           f"|error| {error[worst_at]:.3g} > bound {bound[worst_at]:.3g}")
                 per_step = [(float(e.max()), float(b.reshape(-1)[int(np.argmax(e.reshape(-1)))]))
                             for e, b in zip(error.reshape(case.steps, -1), bound.reshape(case.steps, -1))]
-                failed = _fail(result, name, step, detail, per_step)
-                failed.hint = explain(subject, convention, case, theta0, g, traj, dtype)
-                return failed
+                if result.passed:
+                    _fail(result, name, step, detail, per_step)
+                    if explain_failure:
+                        result.hint = explain(subject, convention, case, theta0, g, traj, dtype)
+                if stop_at_failure:
+                    return result
     return result
 
 
@@ -236,19 +199,6 @@ def l2_feedback(rule: str, convention: Any, case: Case, states: list[Any]) -> np
     return weight_decay * np.stack(sensitivity)
 
 
-def explicit_hyperparameters(subject: SubjectInfo, hyper: dict[str, Any]) -> dict[str, Any]:
-    """``hyper`` with the spec's default for every other hyperparameter the subject can express.
-
-    Frameworks' defaults differ from the spec's (torch's): RMSprop's decay is
-    0.9 in optax and Keras against 0.99, Adagrad's ε is 1e-7 against 1e-10.
-    Passing every value explicitly keeps a subject's own default from being
-    mistaken for a deviation in its update rule.
-    """
-    defaults = spec.get_rule(subject.rule).defaults
-    filled = {k: v for k, v in defaults.items() if k in subject.supports and k != "lr"}
-    return {**filled, **hyper, **subject.fixed}
-
-
 def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:
     def rounded_value(value: Any) -> Any:
         if isinstance(value, tuple):
@@ -274,14 +224,22 @@ def _fail(result: CheckResult, check: str, step: int, detail: str,
     return result
 
 
+#: A knob is named only if the reference with it leaves at most this fraction of the error.
+HINT_THRESHOLD = 0.1
+
+#: Dtypes a subject may keep its optimizer state in, tried as explanations.
+STATE_DTYPES = ("bfloat16", "float16")
+
+
 def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
             traj: np.ndarray, dtype: str) -> str:
-    """The single change to the expected behaviour that best explains ``traj``.
+    """The single change to the expected behaviour that explains ``traj``, if one does.
 
     Tries every other value of every convention knob, L2 in place of
-    decoupled decay, and an ignored ``maximize``; a change that removes most
-    of the error is named.  Otherwise a relative error near a reduced dtype's
-    roundoff points at state kept in reduced precision.
+    decoupled decay, an ignored ``amsgrad`` or ``maximize``, the state kept
+    in a reduced dtype, and (in float64) hyperparameters rounded to float32.
+    A change is named only when the reference with it leaves at most
+    :data:`HINT_THRESHOLD` of the error; otherwise nothing is named.
     """
     base_free, _ = reference(subject.rule, convention, case, theta0, grads)
     base = float(np.nanmax(np.abs(traj - base_free)))
@@ -296,8 +254,19 @@ def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarra
                     candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
         if subject.rule == "adamw":
             candidates["weight decay applied as an L2 term in the gradient (rule adam)"] = ("adam", conv, {})
-    if case.hyper.get("maximize"):
-        candidates["maximize ignored"] = (subject.rule, convention, {"maximize": False})
+    for flag in ("amsgrad", "maximize"):
+        if case.hyper.get(flag) and flag not in subject.fixed:
+            candidates[f"{flag} ignored (the subject accepts {flag}=True and runs without it)"] = (
+                subject.rule, convention, {flag: False})
+    second = SECOND_MOMENT.get(subject.rule)
+    for state_dtype in STATE_DTYPES:
+        if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
+            candidates[f"optimizer state kept in {state_dtype} (reduced precision)"] = (
+                subject.rule, convention, {"state_dtype": state_dtype})
+            if second:
+                candidates[f"second moment kept in {state_dtype} (reduced precision)"] = (
+                    subject.rule, convention,
+                    {"state_dtype": state_dtype, "state_fields": frozenset({second, "max_exp_avg_sq"})})
     if dtype == "float64":
         candidates["hyperparameters rounded to float32 on the way in (as tensorflow#35938)"] = (
             subject.rule, convention, _through_float32(case.hyper))
@@ -308,16 +277,15 @@ def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarra
         except ValueError:
             continue
         scores[name] = float(np.nanmax(np.abs(traj - free)))
-    if scores:
+    if scores and base > 0:
         best = min(scores, key=scores.get)
-        if scores[best] < 0.1 * base:
+        if scores[best] <= HINT_THRESHOLD * base:
             return f"most likely knob: {best} (it leaves {scores[best]:.3g} of the {base:.3g} error)"
+    verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves "
+               f"{HINT_THRESHOLD:g} of the {base:.3g} error or less")
     scale = float(np.nanmax(np.abs(np.diff(np.concatenate([theta0[None], base_free]), axis=0)))) or 1.0
     relative = base / scale
     if dtype in ("float32", "float64") and 2.0**-14 < relative < 2.0**-4:
-        return (f"most likely: state kept in reduced precision (error {relative:.2g} of the step, "
-                "near bfloat16/float16 roundoff)")
-    if scores:
-        best = min(scores, key=scores.get)
-        return f"no single knob explains it; closest: {best} ({scores[best]:.3g} of the {base:.3g} error remains)"
-    return "no single knob explains it"
+        verdict += (f"; the error is {relative:.2g} of the largest step, the size of bfloat16/float16 roundoff, "
+                    "so arithmetic in reduced precision is possible (not reproduced by any change tried)")
+    return verdict

@@ -26,7 +26,10 @@ def parser() -> argparse.ArgumentParser:
     for name in ("certify", "matrix"):
         p = sub.add_parser(name)
         p.add_argument("--framework", required=name == "certify", choices=None)
-        p.add_argument("--impl", help="MODULE:ATTR or a built-in subject name")
+        p.add_argument("--impl", help="MODULE:ATTR[key=value,...] (a class or factory, with fixed constructor "
+                                      "options as Python literals) or a built-in subject name")
+        p.add_argument("--rule", choices=list(spec.RULES),
+                       help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
         p.add_argument("--convention")
         p.add_argument("--device")
         p.add_argument("--dtype", help="default: float64 (float32 for tensorflow, see docs/DEVIATIONS.md)")
@@ -41,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("identify")
     p.add_argument("--framework", required=True)
     p.add_argument("--impl", required=True)
+    p.add_argument("--rule", choices=["adamw", "adam"], help="adamw (default) or adam (L2)")
     golden = sub.add_parser("golden")
     golden.add_argument("action", choices=["verify", "regenerate"])
     golden.add_argument("--golden-dir")
@@ -77,7 +81,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_certify(args: argparse.Namespace) -> int:
     from conformance import certify, golden, report
 
-    subjects = adapters.resolve_subject(args.framework, args.impl)
+    subjects = adapters.resolve_subject(args.framework, args.impl, args.rule)
     golden_dir = args.golden_dir or (golden.DEFAULT_DIR if golden.DEFAULT_DIR.is_dir() else None)
     if args.size is not None:
         from conformance.scale import certify_at_scale
@@ -105,7 +109,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
               + (f", {len(cert.golden)} golden scenarios" if cert.golden else "") + ")")
         if cert.failure:
             fail = cert.failure
-            print(f"  failed {fail['check']} at step {fail['step']}: {fail['detail']}")
+            ulps = f" ({fail['ulps']:.3g} ulp)" if fail.get("ulps") else ""
+            print(f"  failed {fail['check']} at step {fail['step']}{ulps}: {fail['detail']}")
             if fail['hint']:
                 print(f"  {fail['hint']}")
             print(f"  case: {fail['case']}")
@@ -119,10 +124,11 @@ def cmd_certify(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from conformance.identify import identify
 
-    subject = adapters.resolve_subject(args.framework, args.impl)[0]
-    for line in identify(subject).lines():
+    subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
+    found = identify(subject)
+    for line in found.lines():
         print(line)
-    return 0
+    return 0 if found.fits else 1
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -132,7 +138,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     frameworks = [args.framework] if args.framework else list(adapters.FRAMEWORKS)
     rows = []
     for framework in frameworks:
-        for subject in adapters.resolve_subject(framework, args.impl):
+        for subject in adapters.resolve_subject(framework, args.impl, args.rule):
             targets = list(spec.PRESETS) if spec.get_rule(subject.rule).takes_convention else [None]
             cells = {}
             for preset in targets:

@@ -196,9 +196,15 @@ def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
 
 def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
            golden_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
-    """Runs the subject on every golden scenario it supports, against the stored trajectory."""
+    """Runs the subject on every golden scenario it supports, against the stored trajectory.
+
+    A scenario whose values leave ``dtype``'s range (:mod:`conformance.representable`)
+    is listed as not applicable, with the reason, and not run.
+    """
     from conformance.cases import Case
     from conformance.check import run_case
+    from conformance.reference import explicit_hyperparameters
+    from conformance.representable import unrepresentable
 
     golden_dir = Path(golden_dir)
     out = []
@@ -217,10 +223,17 @@ def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
         count = len(scenario["shapes"])
         case = Case([arrays[f"param0_{i}"] for i in range(count)], [arrays[f"grads_{i}"] for i in range(count)],
                     [float(x) for x in arrays["lrs"]], hyper, label=f"golden:{scenario['name']}")
+        explicit = Case(case.params0, case.grads, case.lrs, explicit_hyperparameters(subject, hyper))
+        reason = unrepresentable(subject.rule, convention, explicit, dtype,
+                                 holds_betas=subject.holds_hyperparameters_in_dtype)
+        if reason is not None:
+            out.append({"scenario": scenario["name"], "applicable": False, "passed": None,
+                        "worst_error_over_bound": None, "detail": f"not applicable in {dtype}: {reason}"})
+            continue
         stored = [arrays[f"params_{i}"] for i in range(count)]
         result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
                           time_limit_s=300.0, stored=(arrays["steps"], stored))
-        out.append({"scenario": scenario["name"], "passed": result.passed,
+        out.append({"scenario": scenario["name"], "applicable": True, "passed": result.passed,
                     "worst_error_over_bound": max(result.worst.values()),
                     "detail": result.failure, "result": result})
     return out

@@ -29,11 +29,17 @@ def junit(certs: list[Certificate]) -> str:
                 body = f'<failure message={quoteattr(message)}>{escape(json.dumps(fail, indent=2, default=str))}</failure>'
             cases.append(f'  <testcase classname={quoteattr(cert.subject)} name={quoteattr(name)}>{body}</testcase>')
         for replay in cert.golden:
-            body = "" if replay["passed"] else f'<failure message={quoteattr(str(replay.get("detail")))}/>'
+            if not replay.get("applicable", True):
+                body = f'<skipped message={quoteattr(str(replay.get("detail")))}/>'
+            elif replay["passed"]:
+                body = ""
+            else:
+                body = f'<failure message={quoteattr(str(replay.get("detail")))}/>'
             cases.append(f'  <testcase classname={quoteattr(cert.subject)} name={quoteattr("golden:" + replay["scenario"])}>{body}</testcase>')
     failures = sum("<failure" in c for c in cases)
+    skipped = sum("<skipped" in c for c in cases)
     return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="optspec" tests="{len(cases)}" '
-            f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+            f'failures="{failures}" skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n")
 
 
 def _plot(cert: Certificate, path: Path) -> str | None:
@@ -83,7 +89,11 @@ def markdown(cert: Certificate, plot: str | None) -> str:
         lines.append(f"| {name} | {check['passed']} | {'' if worst is None else f'{worst:.3g}'} |")
     if cert.golden:
         lines += ["", "| golden scenario | passed | worst error / bound |", "|---|---|---|"]
-        lines += [f"| {g['scenario']} | {g['passed']} | {g['worst_error_over_bound']:.3g} |" for g in cert.golden]
+        lines += [f"| {g['scenario']} | {g['passed']} | {g['worst_error_over_bound']:.3g} |"
+                  if g.get("applicable", True) else f"| {g['scenario']} | n/a: {g['detail']} | |"
+                  for g in cert.golden]
+    if cert.notes:
+        lines += ["", "Not tested, or tested differently, and why:", ""] + [f"- {n}" for n in cert.notes]
     if cert.failure:
         fail = cert.failure
         lines += ["", "## Failure", "", f"- check: {fail['check']}, step {fail['step']}",

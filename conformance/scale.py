@@ -36,8 +36,9 @@ from adapters.compiled import CompiledStep, as_numpy
 from adapters.driver import SubjectInfo, Trajectory
 from conformance import tolerance
 from conformance.cases import Case
-from conformance.certify import Certificate, _convention_name
-from conformance.check import check_trajectory, explicit_hyperparameters
+from conformance.certify import Certificate, _convention_name, reproduce_command
+from conformance.check import check_trajectory
+from conformance.reference import explicit_hyperparameters
 
 #: Hyperparameters of the scale case (the subject's defaults fill the rest).
 SCALE_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False, "maximize": False}
@@ -176,14 +177,14 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
         "trajectory": {"passed": spot.passed or spot.check != "trajectory",
                        "worst_error_over_bound": spot.worst.get("trajectory", 0.0), "worst_ulps": spot.worst_ulps},
     }
-    reproduce = (f"python -m conformance certify --framework {framework} --impl '{subject.name}' --dtype {dtype} "
-                 f"--size {size} --steps {steps} --seed {seed_value}")
+    reproduce = reproduce_command(subject, convention=convention, dtype=dtype, seed=seed_value, size=size,
+                                  steps=steps)
     evidence = None
     if failure is not None:
         t, element, got_value, expected_value = failure
         evidence = {"check": "scale_step", "step": t,
-                    "detail": (f"element {element} at step {t}: got {got_value!r}, the compiled spec in {dtype} "
-                               f"gives {expected_value!r}, |error| {abs(got_value - expected_value):.3g} "
+                    "detail": (f"element {element} at step {t}: got {float(got_value)!r}, the compiled spec in "
+                               f"{dtype} gives {float(expected_value)!r}, |error| {abs(got_value - expected_value):.3g} "
                                f"> 2 x bound {per_step[t - 1][1]:.3g}"),
                     "error_and_bound_per_step": per_step}
     elif not spot.passed:

@@ -29,7 +29,7 @@ def gradient_values(magnitude: tuple[float, float] = (TINY, HUGE)) -> st.SearchS
     ordinary = st.floats(-10, 10, allow_nan=False, allow_subnormal=False).map(
         lambda x: x if abs(x) >= low else 0.0
     )
-    extreme = st.sampled_from([low, 1e-12, 1e-8, 1e8, high]).flatmap(
+    extreme = st.sampled_from([m for m in (low, 1e-12, 1e-8, 1e8, high) if low <= m <= high]).flatmap(
         lambda m: st.sampled_from([m, -m])
     )
     return st.one_of(st.just(0.0), ordinary, ordinary, extreme)
@@ -91,6 +91,12 @@ def schedule(steps: int, base_lr: float) -> st.SearchStrategy[list[float]]:
     )
 
 
+#: The values of eps drawn: from far below to far above a typical root of v.
+EPS_VALUES = (1e-12, 1e-8, 1e-7, 1e-6, 1e-4, 1e-3, 0.1)
+
+#: The plain values of beta drawn besides a continuous range.
+BETA_VALUES = (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)
+
 #: Ranges of each hyperparameter over its whole valid range (not only defaults).
 HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "lr": st.sampled_from([1e-4, 1e-3, 1e-2, 0.1, 0.5]) | st.floats(1e-5, 1.0),
@@ -98,7 +104,7 @@ HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
         st.sampled_from([0.0, 0.5, 0.9, 0.99]) | st.floats(0.0, 0.999),
         st.sampled_from([0.9, 0.99, 0.999, 0.9999]) | st.floats(0.5, 0.99999),
     ),
-    "eps": st.sampled_from([1e-12, 1e-8, 1e-7, 1e-6, 1e-3, 0.1]),
+    "eps": st.sampled_from(EPS_VALUES),
     "weight_decay": st.sampled_from([0.0, 1e-4, 1e-2, 0.1, 0.5]) | st.floats(0, 1),
     "amsgrad": st.booleans(),
     "maximize": st.booleans(),

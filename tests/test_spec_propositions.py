@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import spec
 from conformance import strategies as cs
+from conformance import tolerance
 
 
 @given(
@@ -20,10 +21,20 @@ from conformance import strategies as cs
     l2=st.floats(0, 1.0),
 )
 def test_proposition_1_sgd_l2_equals_sgdw(theta0, grads, lr, l2):
-    """Plain SGD with L2 coefficient λ' and lr α equals SGDW with λ = αλ'."""
+    """Plain SGD with L2 coefficient λ' and lr α equals SGDW with λ = αλ'.
+
+    Equal in exact arithmetic; in float64 the two orders of operations each
+    stay within the tolerance model's trajectory bound of the exact result
+    (the step's parts are lr·|g| and lr·λ'|θ|, which may cancel), so they
+    differ by at most twice that bound.
+    """
     sgd = spec.run("sgd", theta0, grads, lr=lr, weight_decay=l2)
     sgdw = spec.run("sgdw", theta0, grads, lr=lr, weight_decay=lr * l2)
-    np.testing.assert_allclose(sgd, sgdw, rtol=1e-12, atol=1e-12 * np.abs(sgd).max())
+    previous = np.concatenate([theta0[None], sgd[:-1]])
+    parts = lr * (np.abs(grads) + l2 * np.abs(previous))
+    bound = 2 * tolerance.trajectory_bounds(theta0, sgd, "float64", update=parts)
+    excess = np.abs(sgd - sgdw) / bound
+    assert excess.max() <= 1, f"SGD+L2 and SGDW differ by {excess.max():.3g} times the bound"
 
 
 def implied_l2(grads: np.ndarray, lr: float, wd: float) -> float:

@@ -18,6 +18,8 @@ class ReferenceAdamW(torch.optim.Optimizer):
             raise ValueError(f"Invalid learning rate: {lr}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
+        for group in self.param_groups:  # lr_0 of each group, for the paper's schedule-scaled decay
+            group.setdefault("initial_lr", group["lr"])
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -44,6 +46,8 @@ class ReferenceAdamW(torch.optim.Optimizer):
                     g = g + wd * p
                 elif d == "decay_unscaled":
                     p.mul_(1 - wd)
+                elif d == "schedule_decay":
+                    p.mul_(1 - lr / group["initial_lr"] * wd)
                 elif d != "decay_after":
                     p.mul_(1 - lr * wd)
                 if d == "mutate_grad":
@@ -110,7 +114,7 @@ DEVIATIONS = (
     "l2", "decay_after", "no_bias_correction", "epsilon_hat", "epsilon_inside", "decay_unscaled",
     "bias_off_by_one", "amsgrad_corrected", "bf16_second_moment", "ignore_maximize",
 )
-for _name in (*DEVIATIONS, "nan", "raises", "hangs", "mutate_grad"):
+for _name in (*DEVIATIONS, "nan", "raises", "hangs", "mutate_grad", "schedule_decay"):
     globals()[f"AdamW_{_name}"] = _defective(_name)
 
 
@@ -121,3 +125,41 @@ class NotAnOptimizer:
 class RejectsEverything(ReferenceAdamW):
     def __init__(self, params, **kwargs):
         raise ValueError("unsupported argument betas")
+
+
+def adamw_without_flags(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    """A factory function, not a class, whose signature has no amsgrad or maximize (as HF's legacy AdamW)."""
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+class SwallowsAmsgrad(ReferenceAdamW):
+    """Takes ``**kwargs`` and runs without AMSGrad whatever it is given (as bitsandbytes' 32-bit AdamW)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, **kwargs):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         maximize=kwargs.get("maximize", False))
+
+
+class TensorLR(torch.optim.AdamW):
+    """Keeps every group's lr as a tensor and refuses a float in its place (as torchao does)."""
+
+    def __init__(self, params, lr=1e-3, **kwargs):
+        super().__init__(params, lr=lr, foreach=False, **kwargs)
+        for group in self.param_groups:
+            group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if not all(torch.is_tensor(group["lr"]) for group in self.param_groups):
+            raise TypeError("lr must stay a tensor: fill it in place")
+        return super().step(closure)
+
+
+class Options(ReferenceAdamW):
+    """Requires a vendor option, as DeepSpeed's ``adamw_mode``: AdamW only with ``adamw_mode=True``."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False, *, adamw_mode):
+        if adamw_mode is not True:
+            raise ValueError("this test subject is AdamW only with adamw_mode=True")
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)

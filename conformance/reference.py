@@ -1,0 +1,97 @@
+"""The float64 reference a subject is compared with, and a case's inputs as the subject receives them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import array_api_compat.numpy as xp
+import numpy as np
+
+import adapters
+import spec
+from adapters.driver import SubjectInfo
+
+if TYPE_CHECKING:
+    from conformance.cases import Case
+
+
+def rounded(framework: str, x: np.ndarray, dtype: str) -> np.ndarray:
+    """``x`` rounded to ``dtype`` exactly as the subject receives it, back in float64."""
+    if dtype == "float64":
+        return np.asarray(x, np.float64)
+    if dtype == "bfloat16" or framework != "numpy":
+        fw = framework if framework != "numpy" else "torch"
+        return adapters.to_numpy(adapters.asarray(fw, x, dtype)).astype(np.float64)
+    return np.asarray(x).astype(dtype).astype(np.float64)
+
+
+def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
+    """``x`` rounded to nearest-even in ``dtype`` (float16, bfloat16, float32 or float64), back in float64."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the dtype's range is inf, as in the subject
+        narrow = x.astype("float32" if dtype == "bfloat16" else dtype)
+    if dtype != "bfloat16":
+        return narrow.astype(np.float64)
+    bits = narrow.view(np.uint32).astype(np.uint64)
+    kept = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    return kept.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
+              subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
+              state_dtype: str | None = None, state_fields: frozenset[str] | None = None,
+              states: list[Any] | None = None,
+              **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
+
+    ``step_lag`` models a step counter that lags by one after the first step
+    (t = 1, 1, 2, 3, ...), and ``state_dtype`` a state rounded to that dtype
+    after every step (only its ``state_fields``, if given), for
+    :func:`conformance.check.explain`.  ``states``, if given,
+    receives the reference's state after each step.
+    """
+    spec_rule = spec.get_rule(rule)
+    hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
+                                      **{**case.hyper, **override})
+    if spec_rule.takes_initial_lr:
+        hyper["initial_lr"] = case.lrs[0]
+    state = spec_rule.init_state(xp, theta0, hyper)
+    theta = theta0
+    free, resync = [], []
+    for t, lr in enumerate(case.lrs):
+        if subject_traj is not None:
+            previous = theta0 if t == 0 else subject_traj[t - 1]
+            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **hyper)[0])
+        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **hyper)
+        if step_lag and t == 0:
+            state = state._replace(step=0)
+        if state_dtype is not None:
+            state = state._replace(**{k: round_to_dtype(v, state_dtype) for k, v in state._asdict().items()
+                                      if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                                      and (state_fields is None or k in state_fields)})
+        free.append(theta)
+        if states is not None:
+            states.append(state)
+    return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
+
+
+def prepared(subject: SubjectInfo, case: Case, dtype: str) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:
+    """``case`` with explicit hyperparameters, and its inputs rounded as the subject receives them."""
+    case = dataclasses.replace(case, hyper=explicit_hyperparameters(subject, case.hyper))
+    params0 = [rounded(subject.framework, p, dtype) for p in case.params0]
+    grads = [rounded(subject.framework, g, dtype) for g in case.grads]
+    return case, params0, grads
+
+
+def explicit_hyperparameters(subject: SubjectInfo, hyper: dict[str, Any]) -> dict[str, Any]:
+    """``hyper`` with the spec's default for every other hyperparameter the subject can express.
+
+    Frameworks' defaults differ from the spec's (torch's): RMSprop's decay is
+    0.9 in optax and Keras against 0.99, Adagrad's ε is 1e-7 against 1e-10.
+    Passing every value explicitly keeps a subject's own default from being
+    mistaken for a deviation in its update rule.
+    """
+    defaults = spec.get_rule(subject.rule).defaults
+    filled = {k: v for k, v in defaults.items() if k in subject.supports and k != "lr"}
+    return {**filled, **hyper, **subject.fixed}

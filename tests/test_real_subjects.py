@@ -1,0 +1,86 @@
+"""Real third-party optimizers from PyPI, certified as they ship (the ``real`` extra).
+
+The convention of each was read from its source; file and line refer to the
+installed package at the pinned version.  None of these packages imports
+torchvision, so each is imported as it is (PyPI's torchvision does not load
+against the CPU torch wheel; a package that pulled it in would need its
+optimizer module imported on its own).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+
+
+def _certify(impl: str, *extra: str) -> int:
+    return main(["certify", "--framework", "torch", "--impl", impl, "--dtype", "float32", *extra])
+
+
+def _identify(impl: str, capsys) -> list[str]:
+    capsys.readouterr()
+    code = main(["identify", "--framework", "torch", "--impl", impl])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == (0 if lines[0].startswith("fit:") else 1)
+    return lines
+
+
+# transformers 4.49.0, transformers/optimization.py:629-638 (signature: no amsgrad, no maximize),
+# :697 denom = sqrt(v) + eps and :699-703 step_size = lr*sqrt(bc2)/bc1 (epsilon "hat"),
+# :715-716 p -= lr*wd*p after the Adam step (decay_point "after"): the hf_legacy preset.
+HF = "transformers.optimization:AdamW[no_deprecation_warning=True]"
+
+
+def test_hf_transformers_legacy_adamw_is_hf_legacy(capsys):
+    pytest.importorskip("transformers.optimization")
+    assert _certify(HF, "--convention", "hf_legacy", "--examples", "60") == 0
+    assert _certify(HF, "--examples", "20") == 1  # not torch's convention
+    assert _identify(HF, capsys)[-1] == "hf_legacy"
+
+
+def test_hf_without_bias_correction_fits_knobs_but_no_preset(capsys):
+    pytest.importorskip("transformers.optimization")
+    lines = _identify("transformers.optimization:AdamW[no_deprecation_warning=True,correct_bias=False]", capsys)
+    assert "bias_correction=off" in lines and "decay_point=after" in lines and lines[-1] == "none"
+
+
+# torch-optimi 0.3.3, optimi/adamw.py:48-61 (no amsgrad, no maximize); optimi/adam.py:273 decay factor
+# 1 - lr*wd before the step (:373-375), :396 lr*m/(sqrt(v)+eps) on bias-corrected moments: torch's
+# convention.  With decouple_lr=True, adam.py:270-271 decays by (lr/max_lr)*wd, max_lr being the lr
+# given at construction (optimizer.py:20-21): the paper's schedule-scaled decay.
+def test_torch_optimi_adamw_is_torch(capsys):
+    pytest.importorskip("optimi")
+    assert _certify("optimi:AdamW", "--examples", "60") == 0
+    assert _identify("optimi:AdamW", capsys)[-1] == "torch"
+
+
+def test_torch_optimi_decouple_lr_is_the_paper(capsys):
+    pytest.importorskip("optimi")
+    impl = "optimi:AdamW[decouple_lr=True]"
+    assert _certify(impl, "--convention", "paper", "--examples", "60") == 0
+    assert _certify(impl, "--examples", "20") == 1
+    assert _identify(impl, capsys)[-1] == "paper"
+
+
+# torchao 0.18.0, torchao/optim/adam.py:406-430 (_AdamW: block_size=inf, so float32 state),
+# :183 p -= lr*wd*p before the step, :187-204 corrected epsilon; :53-59 lr kept as a tensor.
+# :71-78 quantized (8-bit) state only for numel >= 4096 and a multiple of the block size.
+def test_torchao_float32_adamw_is_torch():
+    pytest.importorskip("torchao.optim")
+    assert _certify("torchao.optim:_AdamW", "--examples", "20") == 0
+
+
+def test_torchao_8bit_adamw_is_rejected_by_the_default_run(capsys):
+    pytest.importorskip("torchao.optim")
+    assert _certify("torchao.optim:AdamW8bit", "--examples", "20") == 1
+    assert "large-tensors" in capsys.readouterr().out
+
+
+# bitsandbytes 0.50.2, bitsandbytes/optim/adamw.py:9-59: AdamW takes amsgrad and never passes it on.
+def test_bitsandbytes_adamw_ignoring_amsgrad_is_named(capsys):
+    pytest.importorskip("bitsandbytes")
+    assert _certify("bitsandbytes.optim:AdamW", "--examples", "20") == 1
+    assert "most likely knob: amsgrad ignored" in capsys.readouterr().out
