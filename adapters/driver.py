@@ -105,6 +105,25 @@ class SubjectTimeout(Exception):
     pass
 
 
+_heartbeat: Callable[[str, int], None] | None = None
+
+
+def set_heartbeat(beat: Callable[[str, int], None] | None) -> None:
+    """Calls ``beat(case, step)`` before construction (step 0) and before every step of every drive.
+
+    A supervisor in another process (:mod:`conformance.isolation`) uses it to
+    tell a slow step from a hung one, and to name the step a crash happened at.
+    """
+    global _heartbeat
+    _heartbeat = beat
+
+
+def heartbeat(case: str, step: int) -> None:
+    """Reports that ``case`` is about to run ``step`` (0: construction), if anyone listens."""
+    if _heartbeat is not None:
+        _heartbeat(case, step)
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Raises :class:`SubjectTimeout` in the main thread after ``seconds``."""
@@ -137,6 +156,7 @@ def drive(
     restore_at: int | None = None,
     time_limit_s: float | None = None,
     record_state: bool = False,
+    label: str = "",
 ) -> Trajectory:
     """Runs ``subject`` over ``grads`` (one ``(T, *shape)`` array per tensor).
 
@@ -151,7 +171,8 @@ def drive(
     def build(current: list[np.ndarray]) -> Session:
         return subject.build(current, hyper, list(lrs), dtype, device)
 
-    return _loop(subject.name, build, params0, grads, list(lrs), restore_at, time_limit_s, record_state)
+    return _loop(subject.name, build, params0, grads, list(lrs), restore_at, time_limit_s, record_state,
+                 label)
 
 
 def drive_batch(
@@ -163,6 +184,7 @@ def drive_batch(
     device: str | None = None,
     restore_at: int | None = None,
     time_limit_s: float | None = None,
+    label: str = "",
 ) -> list[Trajectory]:
     """Runs many cases through one subject at once (see :mod:`adapters.batching`).
 
@@ -186,7 +208,8 @@ def drive_batch(
 
     flat_params = [p for m in members for p in m.params0]
     flat_grads = [g for streams in grads for g in streams]
-    whole = _loop(subject.name, build, flat_params, flat_grads, list(lrs), restore_at, time_limit_s, False)
+    whole = _loop(subject.name, build, flat_params, flat_grads, list(lrs), restore_at, time_limit_s, False,
+                  label or f"a batch of {len(members)} cases")
     out, index = [], 0
     for count in counts:
         out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at))
@@ -203,7 +226,7 @@ def _without_fixed(subject: SubjectInfo, hyper: Mapping[str, Any]) -> dict[str, 
 
 def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequence[np.ndarray],
           grads: Sequence[np.ndarray], lrs: list[Any], restore_at: int | None,
-          time_limit_s: float | None, record_state: bool) -> Trajectory:
+          time_limit_s: float | None, record_state: bool, label: str) -> Trajectory:
     """The loop every driver shares: steps, read-back, mutation check, restore, time limit, errors."""
     steps = len(lrs)
     history: list[list[np.ndarray]] = [[] for _ in params0]
@@ -216,9 +239,11 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
     where = "construction"
     try:
         with time_limit(time_limit_s):
+            heartbeat(label, 0)
             session = build(list(params0))
             where = "step"
             for index in range(steps):
+                heartbeat(label, index + 1)
                 fed = session.feed([g[index] for g in grads])
                 before = [to_numpy(g) for g in fed]
                 session.step(fed, lrs[index], index)

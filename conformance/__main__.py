@@ -2,4 +2,5 @@ import sys
 
 from conformance.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a spawned worker imports this module as __mp_main__
+    sys.exit(main())

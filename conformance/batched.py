@@ -66,7 +66,8 @@ def _drive(subject: SubjectInfo, chunk: Sequence[tuple[Case, list[np.ndarray], l
         streams.append([np.concatenate([g, np.zeros((pad, *g.shape[1:]))]) for g in grads])
     try:
         whole = adapters.drive_batch(subject, members, streams, dtype=dtype, device=device,
-                                     restore_at=restore_at, time_limit_s=time_limit_s)
+                                     restore_at=restore_at, time_limit_s=time_limit_s,
+                                     label=f"a batch of {len(chunk)} drawn cases")
     except adapters.SubjectError:
         return None
     if any(t.mutated_at is not None for t in whole):

@@ -33,6 +33,10 @@ class Case:
     def steps(self) -> int:
         return len(self.lrs)
 
+    def short(self) -> str:
+        """The case in a few words: its label, steps and shapes."""
+        return f"{self.label} ({self.steps} steps on shapes {[p.shape for p in self.params0]})"
+
     def describe(self) -> str:
         shapes = ", ".join(str(p.shape) for p in self.params0)
         hyper = ", ".join(f"{k}={v!r}" for k, v in sorted(self.hyper.items()))

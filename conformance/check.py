@@ -55,7 +55,7 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
     """
     case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
-                         restore_at=case.restore_at, time_limit_s=time_limit_s)
+                         restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short())
     return check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
                             stored=stored)
 

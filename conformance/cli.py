@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import adapters
 import spec
+from conformance import run
+from conformance.run import CertifyOptions
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,46 +25,58 @@ def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="python -m conformance", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="frameworks, subjects, rules and presets")
-    for name in ("certify", "matrix"):
-        p = sub.add_parser(name)
-        p.add_argument("--framework", required=name == "certify", choices=None)
+    for name, about in (("certify", "certify subjects against the spec; the exit code is the verdict"),
+                        ("matrix", "every built-in subject against every preset, as a table")):
+        p = sub.add_parser(name, help=about, description=about)
+        p.add_argument("--framework", required=name == "certify",
+                       help="numpy, torch, jax or tensorflow" + ("" if name == "certify" else " (default: all)"))
         p.add_argument("--impl", help="MODULE:ATTR[key=value,...] (a class or factory, with fixed constructor "
-                                      "options as Python literals) or a built-in subject name")
+                                      "options as Python literals) or a built-in subject name (default: all)")
         p.add_argument("--rule", choices=list(spec.RULES),
-                       help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
-        p.add_argument("--convention")
-        p.add_argument("--device")
-        p.add_argument("--dtype", help="default: float64 (float32 for tensorflow, see docs/DEVIATIONS.md)")
-        p.add_argument("--examples", type=int, default=100)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--out")
-        p.add_argument("--golden-dir")
+                       help="the spec rule a MODULE:ATTR plugin implements (default adamw); for built-ins, "
+                            "only the subjects of that rule")
+        p.add_argument("--device", help="the framework's device, e.g. cpu or cuda:0 (default: its first)")
+        p.add_argument("--dtype", choices=list(adapters.DTYPES),
+                       help="the subject's dtype (default: float64; float32 for tensorflow, see docs/DEVIATIONS.md)")
+        p.add_argument("--examples", type=int, default=100, help="drawn cases per subject (default 100)")
+        p.add_argument("--seed", type=int, default=0, help="the seed of the drawn cases (default 0)")
     certify_parser = sub.choices["certify"]
+    certify_parser.add_argument("--convention", help="the preset to hold an Adam-family subject to "
+                                                     "(default: its own)")
+    certify_parser.add_argument("--out", help="a directory for certificate.json, junit.xml and report.md")
+    certify_parser.add_argument("--golden-dir", help="golden files to replay (default: the installed ones)")
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
-    certify_parser.add_argument("--steps", type=int, default=100, help="steps of the --size run (default 100)")
-    p = sub.add_parser("identify")
-    p.add_argument("--framework", required=True)
-    p.add_argument("--impl", required=True)
-    p.add_argument("--rule", choices=["adamw", "adam"], help="adamw (default) or adam (L2)")
-    golden = sub.add_parser("golden")
+    certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
+    certify_parser.add_argument("--time-limit", type=float, default=300.0,
+                                help="seconds a subject may take for one step (or its construction) before it "
+                                     "is killed and the verdict is 'does not conform' (default 300)")
+    p = sub.add_parser("identify", help="which convention an AdamW subject follows, knob by knob",
+                       description="which convention an AdamW subject follows; exit 1 when none fits")
+    p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
+    p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
+    golden = sub.add_parser("golden", help="verify or regenerate the golden trajectories")
     golden.add_argument("action", choices=["verify", "regenerate"])
-    golden.add_argument("--golden-dir")
+    golden.add_argument("--golden-dir", help="the golden directory (default: the installed one)")
     return top
 
 
-def _convention(name: str | None) -> str | None:
-    if name is not None:
-        try:
-            spec.resolve(name)
-        except ValueError as exc:
-            raise adapters.SetupError(str(exc)) from None
-    return name
+def options_of(args: argparse.Namespace) -> CertifyOptions:
+    """The certification options of a ``certify`` command line."""
+    return CertifyOptions(framework=args.framework, impl=args.impl, rule=args.rule, convention=args.convention,
+                          dtype=args.dtype, device=args.device, examples=args.examples, seed=args.seed,
+                          golden_dir=args.golden_dir, size=args.size, steps=args.steps,
+                          time_limit_s=args.time_limit)
 
 
-def default_dtype(framework: str) -> str:
-    """float64, but float32 for Keras-TF, whose float64 path drifts through tensorflow#35938."""
-    return "float32" if framework == "tensorflow" else "float64"
+def validate(args: argparse.Namespace) -> None:
+    """Every option checked before any work is done; a problem is one :class:`adapters.SetupError` line."""
+    if args.command == "certify":
+        run.validate(options_of(args))
+        if args.out:
+            run.check_writable_directory(args.out)
+    elif args.command == "matrix" and args.examples < 0:
+        raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -79,29 +93,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    from conformance import certify, golden, report
+    """Certifies each subject in a supervised worker (:func:`conformance.run.certify_all`)."""
+    from conformance import certify, report
 
-    subjects = adapters.resolve_subject(args.framework, args.impl, args.rule)
-    golden_dir = args.golden_dir or (golden.DEFAULT_DIR if golden.DEFAULT_DIR.is_dir() else None)
-    if args.size is not None:
-        from conformance.scale import certify_at_scale
-
-        subjects = [s for s in subjects if spec.get_rule(s.rule).takes_convention] or subjects
-        dtype = args.dtype or "float32"
-    else:
-        dtype = args.dtype or default_dtype(args.framework)
+    options = options_of(args)
+    dtype = options.resolved_dtype
     certs = []
-    for subject in subjects:
-        if args.size is not None:
-            cert = certify_at_scale(subject, size=args.size, steps=args.steps, convention=_convention(args.convention),
-                                    dtype=dtype, device=args.device, seed_value=args.seed,
-                                    progress=certify.stderr_progress)
-            what = f"{args.size} elements x {args.steps} steps"
-        else:
-            cert = certify.certify(subject, convention=_convention(args.convention), dtype=dtype,
-                                   device=args.device, examples=args.examples, seed_value=args.seed,
-                                   golden_dir=golden_dir, progress=certify.stderr_progress)
-            what = f"{cert.cases_run} cases"
+    for cert in run.certify_all(options, progress=certify.stderr_progress):
+        what = (f"{args.size} elements x {options.steps or 100} steps" if args.size is not None
+                else f"{cert.cases_run} cases")
         certs.append(cert)
         worst = cert.checks["trajectory"].get("worst_ulps", 0.0)
         print(f"{cert.verdict.upper()}: {cert.subject} vs {cert.convention or cert.rule} "
@@ -124,7 +124,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from conformance.identify import identify
 
-    subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
+    subject = adapters.resolve_subject(args.framework, args.impl)[0]
     found = identify(subject)
     for line in found.lines():
         print(line)
@@ -145,7 +145,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                 if preset and subject.fixed.get("amsgrad") and spec.PRESETS[preset].amsgrad == "off":
                     cells[preset] = "n/a"
                     continue
-                cert = certify.certify(subject, convention=preset, dtype=args.dtype or default_dtype(framework),
+                cert = certify.certify(subject, convention=preset, dtype=args.dtype or run.default_dtype(framework),
                                        device=args.device,
                                        examples=args.examples, seed_value=args.seed)
                 worst = cert.checks["trajectory"].get("worst_ulps", 0.0)
@@ -186,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
+        validate(args)
         if getattr(args, "framework", None):
             adapters.check_framework(args.framework)
         return {"list": cmd_list, "certify": cmd_certify, "identify": cmd_identify,
@@ -196,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: no verdict; nothing was half-written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 """A pytest plugin: ``pytest --optspec-framework torch --optspec-impl pkg.mod:AdamW`` certifies inside a vendor's suite.
 
 Registered through the ``pytest11`` entry point; it does nothing unless
-``--optspec-framework`` is given.  ``--optspec-skips FILE`` reads one
-``<id> <reason>`` per line (ids are subject names); ids that match no subject
-are warned about.
+``--optspec-framework`` is given.  It takes the options of ``certify``
+(``--optspec-dtype``, ``--optspec-rule``, ``--optspec-convention``, ...), with
+the same defaults and golden replay, through the same entry point
+(:func:`conformance.run.certify_all`): each subject is one test item,
+certified in a supervised worker.  A bad option is a usage error.
+``--optspec-skips FILE`` reads one ``<id> <reason>`` per line (ids are subject
+names); ids that match no subject are warned about.
 """
 
 from __future__ import annotations
@@ -13,22 +17,46 @@ from pathlib import Path
 
 import pytest
 
+#: pytest option -> (CertifyOptions field, type, help).
+OPTIONS = {
+    "--optspec-framework": ("framework", str, "numpy, torch, jax or tensorflow (turns the plugin on)"),
+    "--optspec-impl": ("impl", str, "MODULE:ATTR[key=value,...] or a built-in subject name (default: all)"),
+    "--optspec-rule": ("rule", str, "the rule a MODULE:ATTR plugin implements (default adamw)"),
+    "--optspec-convention": ("convention", str, "the preset to hold an Adam-family subject to (default: its own)"),
+    "--optspec-dtype": ("dtype", str, "the subject's dtype (default: float64; float32 for tensorflow)"),
+    "--optspec-device": ("device", str, "the framework's device, e.g. cpu or cuda:0"),
+    "--optspec-examples": ("examples", int, "drawn cases per subject (default 100)"),
+    "--optspec-seed": ("seed", int, "the seed of the drawn cases (default 0)"),
+    "--optspec-golden-dir": ("golden_dir", str, "golden files to replay (default: the installed ones)"),
+    "--optspec-size": ("size", int, "certify at scale: one tensor of SIZE elements"),
+    "--optspec-steps": ("steps", int, "steps of the --optspec-size run (default 100)"),
+    "--optspec-time-limit": ("time_limit_s", float, "seconds a subject may take for one step (default 300)"),
+}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("optspec", "optspec conformance certification")
-    group.addoption("--optspec-framework", help="numpy, torch, jax or tensorflow")
-    group.addoption("--optspec-impl", help="MODULE:ATTR or a built-in subject name")
-    group.addoption("--optspec-convention", help="preset to certify against")
-    group.addoption("--optspec-device", help="device, e.g. cpu or cuda")
-    group.addoption("--optspec-examples", type=int, default=50)
+    for flag, (_, kind, about) in OPTIONS.items():
+        group.addoption(flag, type=kind, help=about)
     group.addoption("--optspec-skips", help="file of '<subject id> <reason>' lines to skip")
+
+
+def _options(config: pytest.Config):
+    from conformance.run import CertifyOptions
+
+    given = {field: config.getoption(flag) for flag, (field, _, _) in OPTIONS.items()}
+    return CertifyOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def _skips(path: str | None) -> dict[str, str]:
     if not path:
         return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise pytest.UsageError(f"--optspec-skips {path!r} cannot be read ({exc.strerror})") from None
     out = {}
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, reason = line.partition(" ")
@@ -36,40 +64,56 @@ def _skips(path: str | None) -> dict[str, str]:
     return out
 
 
+class CertificationFailed(Exception):
+    """A verdict of 'does not conform', shown as the CLI shows it."""
+
+
 class OptspecItem(pytest.Item):
-    def __init__(self, *, subject, **kwargs) -> None:
+    def __init__(self, *, subject, options, **kwargs) -> None:
         super().__init__(**kwargs)
         self.subject = subject
+        self.options = options
 
     def runtest(self) -> None:
-        from conformance.certify import certify
+        from conformance.run import certify_all
 
-        config = self.config
-        cert = certify(self.subject, convention=config.getoption("--optspec-convention"),
-                       device=config.getoption("--optspec-device"),
-                       examples=config.getoption("--optspec-examples"))
+        (cert,) = certify_all(self.options, subjects=[self.subject])
         if not cert.conforms:
             fail = cert.failure
-            raise AssertionError(f"{fail['check']} at step {fail['step']}: {fail['detail']} | {fail['hint']}\n"
-                                 f"reproduce: {fail['reproduce_cli']}")
+            lines = [f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})",
+                     f"  failed {fail['check']} at step {fail['step']}: {fail['detail']}"]
+            if fail.get("hint"):
+                lines.append(f"  {fail['hint']}")
+            lines += [f"  case: {fail['case']}", f"  reproduce: {fail['reproduce_cli']}"]
+            raise CertificationFailed("\n".join(lines))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CertificationFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
         return self.path, 0, f"optspec certify {self.subject.name}"
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    framework = config.getoption("--optspec-framework")
-    if not framework:
+    if not config.getoption("--optspec-framework"):
         return
     import adapters
+    from conformance.run import subjects_of, validate
 
+    options = _options(config)
+    try:
+        validate(options)
+        subjects = subjects_of(options)
+    except adapters.SetupError as exc:
+        raise pytest.UsageError(f"optspec: {exc}") from None
     skips = _skips(config.getoption("--optspec-skips"))
-    subjects = adapters.resolve_subject(framework, config.getoption("--optspec-impl"))
     names = {s.name for s in subjects}
     for unknown in sorted(set(skips) - names):
         warnings.warn(f"optspec skip file: id {unknown!r} matches no subject", stacklevel=1)
     for subject in subjects:
-        item = OptspecItem.from_parent(session, name=f"optspec[{subject.name}]", subject=subject)
+        item = OptspecItem.from_parent(session, name=f"optspec[{subject.name}]", subject=subject, options=options)
         if subject.name in skips:
             item.add_marker(pytest.mark.skip(reason=skips[subject.name]))
         items.append(item)

@@ -11,11 +11,20 @@ from xml.sax.saxutils import escape, quoteattr
 from conformance.atomic import write_bytes, write_text
 from conformance.certify import Certificate
 
+#: The schema of ``certificate.json``: one object, ``certificates`` a list of one per subject.
+SCHEMA = "optspec.certificate"
+SCHEMA_VERSION = 1
 
-def to_json(cert: Certificate) -> str:
-    data = dataclasses.asdict(cert)
-    data.pop("per_case_worst")
-    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+def to_json(certs: list[Certificate]) -> str:
+    """``certificate.json``: ``{"schema", "schema_version", "certificates": [...]}``, for one subject or several."""
+    records = []
+    for cert in certs:
+        data = dataclasses.asdict(cert)
+        data.pop("per_case_worst")
+        records.append(data)
+    document = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "certificates": records}
+    return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
 
 
 def junit(certs: list[Certificate]) -> str:
@@ -43,25 +52,32 @@ def junit(certs: list[Certificate]) -> str:
 
 
 def _plot(cert: Certificate, path: Path) -> str | None:
+    """A plot of the failing case's error against its bound, or of every case's worst ratio; None when
+    there is nothing numeric to show (a crash, a hang, NaN, a mutated gradient)."""
+    if cert.failure and not cert.failure.get("error_and_bound_per_step"):
+        return None
+    if not cert.failure and not cert.per_case_worst:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    if cert.failure and cert.failure.get("error_and_bound_per_step"):
+    title = f"{cert.subject}, {cert.dtype}"
+    if cert.failure:
         pairs = cert.failure["error_and_bound_per_step"]
         steps = range(1, len(pairs) + 1)
         ax.semilogy(steps, [max(e, 1e-300) for e, _ in pairs], "o-", label="|error|")
         ax.semilogy(steps, [max(b, 1e-300) for _, b in pairs], "--", label="bound")
         ax.set_xlabel("step")
-        ax.set_title(f"{cert.failure['check']} check of the failing case")
+        ax.set_title(f"{title}: {cert.failure['check']} check of the failing case", fontsize=9)
     else:
-        ax.plot(range(1, len(cert.per_case_worst) + 1), cert.per_case_worst, ".")
+        ax.semilogy(range(1, len(cert.per_case_worst) + 1), [max(w, 1e-300) for w in cert.per_case_worst], ".")
         ax.axhline(1.0, color="red", linestyle="--", label="bound")
         ax.set_xlabel("case")
         ax.set_ylabel("worst error / bound")
-        ax.set_title("every case, worst step")
+        ax.set_title(f"{title}: every case, worst step", fontsize=9)
     ax.legend()
     buffer = io.BytesIO()
     fig.tight_layout()
@@ -109,10 +125,7 @@ def markdown(cert: Certificate, plot: str | None) -> str:
 def write(certs: list[Certificate], out: str | Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if len(certs) == 1:
-        write_text(out / "certificate.json", to_json(certs[0]))
-    else:
-        write_text(out / "certificate.json", "[\n" + ",\n".join(to_json(c) for c in certs) + "]\n")
+    write_text(out / "certificate.json", to_json(certs))
     write_text(out / "junit.xml", junit(certs))
     parts = []
     for index, cert in enumerate(certs):

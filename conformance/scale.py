@@ -33,7 +33,7 @@ import numpy as np
 import adapters
 import spec
 from adapters.compiled import CompiledStep, as_numpy
-from adapters.driver import SubjectInfo, Trajectory
+from adapters.driver import SubjectInfo, Trajectory, heartbeat
 from conformance import tolerance
 from conformance.cases import Case
 from conformance.certify import Certificate, _convention_name, reproduce_command
@@ -132,6 +132,8 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
     magnitude = CompiledStep(framework, subject.rule, fed(np.zeros(size, np.float32)), device=device,
                            convention=convention, **{**spec_hyper, "weight_decay": 0.0, "maximize": False})
     started = time.perf_counter()
+    label = f"scale ({size} elements)"
+    heartbeat(label, 0)
     try:
         session = subject.build([theta0], hyper, lrs, dtype, device)
     except Exception as exc:
@@ -142,6 +144,7 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
     spot_params, spot_grads = [], []
     xp = adapters.namespace(framework, device)
     for t, lr in enumerate(lrs, start=1):
+        heartbeat(label, t)
         drawn = rng.standard_normal(size, dtype=np.float32)
         drawn *= scales
         drawn[rng.integers(0, size, rng.binomial(size, 0.01))] = 0.0

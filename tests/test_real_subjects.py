@@ -68,9 +68,11 @@ def test_torch_optimi_decouple_lr_is_the_paper(capsys):
 # torchao 0.18.0, torchao/optim/adam.py:406-430 (_AdamW: block_size=inf, so float32 state),
 # :183 p -= lr*wd*p before the step, :187-204 corrected epsilon; :53-59 lr kept as a tensor.
 # :71-78 quantized (8-bit) state only for numel >= 4096 and a multiple of the block size.
-def test_torchao_float32_adamw_is_torch():
+def test_torchao_float32_adamw_is_torch(capsys):
     pytest.importorskip("torchao.optim")
     assert _certify("torchao.optim:_AdamW", "--examples", "20") == 0
+    lines = _identify("torchao.optim:_AdamW", capsys)
+    assert lines[-1] == "torch" and "amsgrad=raw" in lines
 
 
 def test_torchao_8bit_adamw_is_rejected_by_the_default_run(capsys):

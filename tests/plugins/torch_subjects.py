@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import signal
 
 import torch
 
@@ -76,6 +79,10 @@ class ReferenceAdamW(torch.optim.Optimizer):
                 elif d == "hangs" and t == 2:
                     while True:
                         pass
+                elif d == "segfaults" and t == 3:
+                    os.kill(os.getpid(), signal.SIGSEGV)
+                elif d == "hangs_in_c" and t == 3:  # C code that holds the GIL: no signal handler runs
+                    re.match(r"(a+)+$", "a" * 64 + "b")
                 else:
                     p.addcdiv_(m, second.sqrt() / math.sqrt(bc2) + eps, value=-lr / bc1)
                 if d == "decay_after":
@@ -114,7 +121,7 @@ DEVIATIONS = (
     "l2", "decay_after", "no_bias_correction", "epsilon_hat", "epsilon_inside", "decay_unscaled",
     "bias_off_by_one", "amsgrad_corrected", "bf16_second_moment", "ignore_maximize",
 )
-for _name in (*DEVIATIONS, "nan", "raises", "hangs", "mutate_grad", "schedule_decay"):
+for _name in (*DEVIATIONS, "nan", "raises", "hangs", "mutate_grad", "schedule_decay", "segfaults", "hangs_in_c"):
     globals()[f"AdamW_{_name}"] = _defective(_name)
 
 

@@ -1,0 +1,160 @@
+"""Certifying in a supervised worker process, so that a subject that crashes or hangs ends its case, not the run.
+
+The worker re-creates the subject from its ``--impl`` text, certifies it, and
+sends the :class:`~conformance.certify.Certificate` back.  While it runs, the
+driver sends a heartbeat at every step (the case and the step,
+:func:`adapters.driver.set_heartbeat`).  The supervisor waits at most
+``time_limit_s`` for each heartbeat: a step that takes longer, whatever the
+subject holds (the GIL in C code, a lock), is a hang, and the worker is
+killed.  A worker that dies (any signal) has crashed.  Either way the verdict
+is "does not conform", with the case and step as evidence.
+
+One worker serves every case of a subject, so the batched speed is kept; it
+is started with ``spawn`` (a fork of a process that already runs torch, jax
+or TensorFlow threads may deadlock).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import adapters
+import spec
+from adapters.driver import SubjectInfo
+from conformance.certify import Certificate, _convention_name, reproduce_command
+
+#: Seconds a worker may take to import the frameworks and build the subject before its first step.
+STARTUP_S = 180.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What the worker needs to re-create the subject and certify it."""
+
+    framework: str
+    impl: str | None
+    rule: str | None
+    subject: str
+    size: int | None
+    options: dict[str, Any]
+
+
+def _worker(connection: Any, requests: list[Request]) -> None:
+    from adapters.driver import set_heartbeat
+    from conformance.certify import certify
+
+    set_heartbeat(lambda label, step: connection.send(("beat", label, step)))
+    for request in requests:
+        try:
+            (subject,) = [s for s in adapters.resolve_subject(request.framework, request.impl, request.rule)
+                          if s.name == request.subject]
+            if request.size is not None:
+                from conformance.scale import certify_at_scale
+
+                cert = certify_at_scale(subject, size=request.size, **request.options)
+            else:
+                cert = certify(subject, **request.options)
+            connection.send(("done", cert))
+        except adapters.SetupError as exc:
+            connection.send(("setup-error", str(exc), 0))
+            return
+        except adapters.SubjectError as exc:
+            connection.send(("raised", str(exc), exc.step))
+        except KeyboardInterrupt:
+            return
+        except Exception as exc:
+            connection.send(("raised", adapters.one_line(exc), 0))
+
+
+def certify_isolated(subjects: list[SubjectInfo], requests: list[Request], *, time_limit_s: float
+                     ) -> Iterator[Certificate]:
+    """Certifies each subject in a worker process, yielding its certificate as soon as it is known.
+
+    One worker serves the subjects in turn; after a crash or a hang, a fresh
+    one takes the subjects that are left.
+    """
+    pending = list(zip(subjects, requests))
+    while pending:
+        yield from _run_worker(pending, time_limit_s)
+
+
+def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float) -> Iterator[Certificate]:
+    """Runs a worker over ``pending``, removing each subject from it once its certificate is yielded."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(target=_worker, args=(sender, [r for _, r in pending]), daemon=True)
+    worker.start()
+    sender.close()
+    label, step, started = "the worker's start (imports)", 0, False
+    try:
+        while pending:
+            subject, request = pending[0]
+            limit = time_limit_s if started else max(time_limit_s, STARTUP_S)
+            if not receiver.poll(limit):
+                pending.pop(0)
+                yield _broken(subject, request, "hang", step, label,
+                              f"no result within {limit:g} s at step {step} of case {label} "
+                              "(the worker was killed; --time-limit sets the limit)")
+                return
+            try:
+                message = receiver.recv()
+            except EOFError:
+                worker.join()
+                pending.pop(0)
+                yield _broken(subject, request, "crash", step, label,
+                              f"crashed with {_signal_name(worker.exitcode)} at step {step} of case {label}")
+                return
+            kind = message[0]
+            if kind == "beat":
+                label, step, started = message[1], message[2], True
+                continue
+            pending.pop(0)
+            if kind == "done":
+                yield message[1]
+            elif kind == "setup-error":
+                pending.clear()
+                raise adapters.SetupError(message[1])
+            else:
+                yield _broken(subject, request, "raised", message[2] or step, label, message[1])
+            label, step, started = "the next subject's start", 0, False
+    finally:
+        if worker.is_alive():
+            worker.kill()
+        worker.join()
+        receiver.close()
+
+
+def _signal_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _broken(subject: SubjectInfo, request: Request, check: str, step: int, label: str, detail: str) -> Certificate:
+    options = request.options
+    convention = options.get("convention") or (subject.convention if spec.get_rule(subject.rule).takes_convention
+                                               else None)
+    dtype = options.get("dtype", "float64")
+    seed = options.get("seed_value", 0)
+    reproduce = reproduce_command(subject, convention=convention, dtype=dtype, seed=seed,
+                                  examples=options.get("examples"), size=request.size,
+                                  steps=options.get("steps"))
+    failure = {"check": check, "step": step, "detail": detail, "hint": None, "case": label,
+               "hyperparameters": {}, "learning_rates": [], "restore_at": None, "ulps": None,
+               "error_and_bound_per_step": [], "reproduce_cli": reproduce}
+    return Certificate(
+        subject=subject.name, framework=subject.framework,
+        framework_version=adapters.frameworks.version(subject.framework), device=options.get("device") or "cpu",
+        dtype=dtype, spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=_convention_name(convention),
+        knobs=None, seed=seed, cases_run=0, checks={check: {"passed": False, "worst_error_over_bound": None},
+                                                  "trajectory": {"passed": False, "worst_error_over_bound": None,
+                                                                 "worst_ulps": 0.0}},
+        golden=[], verdict="does not conform", failure=failure,
+    )

@@ -1,0 +1,145 @@
+"""The one certification entry point: the CLI's ``certify`` and the pytest plugin both call :func:`certify_all`.
+
+:class:`CertifyOptions` owns the defaults (the dtype per framework, the
+installed golden files, the subject's own convention, seed 0) and
+:func:`validate` checks every option before any work is done.  Each subject
+is certified in a supervised worker (:mod:`conformance.isolation`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import adapters
+import spec
+from adapters.driver import SubjectInfo
+from conformance.certify import Certificate
+
+#: Seconds a subject may take for one step (or its construction) before it is killed.
+DEFAULT_TIME_LIMIT_S = 300.0
+
+
+def default_dtype(framework: str) -> str:
+    """float64, but float32 for Keras-TF, whose float64 path drifts through tensorflow#35938."""
+    return "float32" if framework == "tensorflow" else "float64"
+
+
+@dataclasses.dataclass(frozen=True)
+class CertifyOptions:
+    """Everything that affects a verdict; ``None`` means the default.
+
+    Attributes:
+      framework: numpy, torch, jax or tensorflow.
+      impl: ``MODULE:ATTR[key=value,...]`` or a built-in subject name; None for every built-in.
+      rule: the rule a plugin implements (adamw), or the rule of the built-ins to take.
+      convention: the preset to hold an Adam-family subject to (its own).
+      dtype: the subject's dtype (:func:`default_dtype`; float32 at ``size``).
+      device: the framework's device (its first).
+      examples: drawn cases per subject.
+      seed: the seed of the drawn cases.
+      golden_dir: golden files to replay (the installed ones, if present).
+      size, steps: certify at scale: one tensor of ``size`` elements over ``steps`` steps (100).
+      time_limit_s: seconds a subject may take for one step before it is killed.
+    """
+
+    framework: str
+    impl: str | None = None
+    rule: str | None = None
+    convention: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    examples: int = 100
+    seed: int = 0
+    golden_dir: str | None = None
+    size: int | None = None
+    steps: int | None = None
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+
+    @property
+    def resolved_dtype(self) -> str:
+        if self.dtype is not None:
+            return self.dtype
+        return "float32" if self.size is not None else default_dtype(self.framework)
+
+    @property
+    def resolved_golden_dir(self) -> str | None:
+        from conformance import golden
+
+        if self.golden_dir is not None:
+            return self.golden_dir
+        return str(golden.DEFAULT_DIR) if golden.DEFAULT_DIR.is_dir() else None
+
+
+def validate(options: CertifyOptions) -> None:
+    """Raises a one-line :class:`adapters.SetupError` for the first bad option, before any work."""
+    adapters.check_framework(options.framework)
+    if options.examples < 0:
+        raise adapters.SetupError(f"--examples must be 0 or more (got {options.examples})")
+    if options.size is not None and options.size < 1:
+        raise adapters.SetupError(f"--size must be 1 or more (got {options.size})")
+    if options.steps is not None:
+        if options.size is None:
+            raise adapters.SetupError("--steps applies only with --size: add --size N, or drop --steps")
+        if options.steps < 1:
+            raise adapters.SetupError(f"--steps must be 1 or more (got {options.steps})")
+    if options.time_limit_s <= 0:
+        raise adapters.SetupError(f"--time-limit must be positive (got {options.time_limit_s:g})")
+    if options.dtype is not None and options.dtype not in adapters.DTYPES:
+        raise adapters.SetupError(f"--dtype {options.dtype!r}: use one of {', '.join(adapters.DTYPES)}")
+    if options.rule is not None and options.rule not in spec.RULES:
+        raise adapters.SetupError(f"--rule {options.rule!r}: use one of {', '.join(spec.RULES)}")
+    if options.convention is not None:
+        try:
+            spec.resolve(options.convention)
+        except ValueError as exc:
+            raise adapters.SetupError(str(exc)) from None
+    if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
+        raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
+
+
+def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
+    """The subjects ``options`` names (a plugin is imported and probed here: exit 2 if it cannot be driven)."""
+    found = adapters.resolve_subject(options.framework, options.impl, options.rule)
+    if options.size is not None:
+        found = [s for s in found if spec.get_rule(s.rule).takes_convention] or found
+    return found
+
+
+def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = None,
+                progress: Callable[[str], None] | None = None) -> Iterator[Certificate]:
+    """Certifies every subject of ``options`` in a supervised worker, yielding each certificate."""
+    from conformance.isolation import Request, certify_isolated
+
+    validate(options)
+    subjects = subjects if subjects is not None else subjects_of(options)
+    requests = []
+    for subject in subjects:
+        settings: dict = {"convention": options.convention, "dtype": options.resolved_dtype,
+                          "device": options.device, "seed_value": options.seed, "progress": progress}
+        if options.size is not None:
+            settings["steps"] = options.steps or 100
+        else:
+            settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir}
+        requests.append(Request(options.framework, options.impl, options.rule, subject.name, options.size,
+                                settings))
+    yield from certify_isolated(subjects, requests, time_limit_s=options.time_limit_s)
+
+
+def check_writable_directory(path: str) -> None:
+    """Makes ``path`` a directory and writes a probe file there, or raises a one-line :class:`adapters.SetupError`."""
+    import tempfile
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise adapters.SetupError(f"--out {path!r} is a file: give a directory for certificate.json, "
+                                  "junit.xml and report.md")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as exc:
+        raise adapters.SetupError(f"--out {path!r} cannot be written ({exc.strerror or exc}): "
+                                  "give a writable directory") from None

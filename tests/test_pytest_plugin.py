@@ -1,0 +1,44 @@
+"""The pytest plugin: the options and verdicts of ``certify``, inside a vendor's own pytest run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import needs
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = "tests.plugins.torch_subjects"
+
+
+def _pytest(tmp_path: Path, *options: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_empty.py").write_text("")
+    return subprocess.run([sys.executable, "-m", "pytest", str(tmp_path), "-q", "-p", "no:cacheprovider", *options],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+
+
+@needs("tensorflow")
+def test_the_plugin_certifies_keras_adamw_in_float32_with_golden_replay(tmp_path):
+    done = _pytest(tmp_path, "--optspec-framework", "tensorflow", "--optspec-impl", "keras.optimizers.AdamW",
+                   "--optspec-dtype", "float32", "--optspec-examples", "10", "-rA")
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "PASSED" in done.stdout and "optspec[keras.optimizers.AdamW]" in done.stdout
+
+
+@needs("torch")
+def test_a_failure_reads_like_the_cli_without_the_plugins_traceback(tmp_path):
+    done = _pytest(tmp_path, "--optspec-framework", "torch", "--optspec-impl", f"{PLUGIN}:AdamW_epsilon_hat",
+                   "--optspec-examples", "3")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "DOES NOT CONFORM" in done.stdout and "epsilon=hat" in done.stdout
+    assert "reproduce: python -m conformance certify" in done.stdout
+    assert "pytest_plugin.py" not in done.stdout and "Traceback" not in done.stdout
+
+
+@needs("torch")
+def test_a_bad_impl_is_a_usage_error_not_an_internal_error(tmp_path):
+    done = _pytest(tmp_path, "--optspec-framework", "torch", "--optspec-impl", "nosuchpkg.optim:AdamW")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert "does not import" in done.stderr
