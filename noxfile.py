@@ -54,7 +54,9 @@ def tests(session: nox.Session) -> None:
         "sys.exit(0 if '+cu' not in v and not torch.version.cuda else f'CUDA torch installed: {v}')",
     )
     profile = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
-    session.run("pytest", f"--hypothesis-profile={profile}", *session.posargs)
+    # Two workers, one per core: most of the time is single-threaded Python.
+    session.run("pytest", f"--hypothesis-profile={profile}", "-n", os.environ.get("OPTSPEC_TEST_WORKERS", "2"),
+                *session.posargs)
 
 
 @nox.session(python="3.11")
