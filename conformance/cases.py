@@ -88,9 +88,12 @@ def random_cases(draw: st.DrawFn, supports: frozenset[str], dtype: str = "float6
         hyper["eps"] = draw(st.sampled_from([e for e in cs.EPS_VALUES if e >= normal_range(dtype).tiny]),
                             label="eps")
     if "betas" in hyper and any(beta_near_one(b, dtype) for b in hyper["betas"]):
-        # A subject that holds beta in its dtype (Keras) would have a bias correction of 0.
-        kept = [b for b in cs.BETA_VALUES if not beta_near_one(b, dtype)]
-        hyper["betas"] = draw(st.tuples(st.sampled_from(kept), st.sampled_from(kept)), label="betas")
+        # A subject that holds beta in its dtype (Keras) would have a bias correction of 0:
+        # such a beta is redrawn from the plain values of its own range that the dtype keeps below 1.
+        hyper["betas"] = tuple(
+            draw(st.sampled_from([v for v in values if not beta_near_one(v, dtype)]), label=f"beta{i}")
+            if beta_near_one(beta, dtype) else beta
+            for i, (beta, values) in enumerate(zip(hyper["betas"], cs.BETA_VALUES), start=1))
     params0 = [draw(cs.parameters(s)) for s in tensor_shapes]
     magnitudes = gradient_magnitudes(dtype, hyper, steps)
     grads = [draw(cs.gradient_stream(s, steps, magnitudes)) for s in tensor_shapes]

@@ -94,15 +94,15 @@ def schedule(steps: int, base_lr: float) -> st.SearchStrategy[list[float]]:
 #: The values of eps drawn: from far below to far above a typical root of v.
 EPS_VALUES = (1e-12, 1e-8, 1e-7, 1e-6, 1e-4, 1e-3, 0.1)
 
-#: The plain values of beta drawn besides a continuous range.
-BETA_VALUES = (0.0, 0.5, 0.9, 0.99, 0.999, 0.9999)
+#: The plain values of beta1 and of beta2 drawn besides a continuous range.
+BETA_VALUES = ((0.0, 0.5, 0.9, 0.99), (0.9, 0.99, 0.999, 0.9999))
 
 #: Ranges of each hyperparameter over its whole valid range (not only defaults).
 HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "lr": st.sampled_from([1e-4, 1e-3, 1e-2, 0.1, 0.5]) | st.floats(1e-5, 1.0),
     "betas": st.tuples(
-        st.sampled_from([0.0, 0.5, 0.9, 0.99]) | st.floats(0.0, 0.999),
-        st.sampled_from([0.9, 0.99, 0.999, 0.9999]) | st.floats(0.5, 0.99999),
+        st.sampled_from(BETA_VALUES[0]) | st.floats(0.0, 0.999),
+        st.sampled_from(BETA_VALUES[1]) | st.floats(0.5, 0.99999),
     ),
     "eps": st.sampled_from(EPS_VALUES),
     "weight_decay": st.sampled_from([0.0, 1e-4, 1e-2, 0.1, 0.5]) | st.floats(0, 1),
