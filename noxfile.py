@@ -78,21 +78,21 @@ def conformance(session: nox.Session) -> None:
         args = ["matrix", "--framework", args[0], *args[1:]]
     elif not args or args[0].startswith("-"):
         args = ["matrix", *args]
-    session.run("python", "-m", "conformance", *args)
+    session.run("optspec", *args)
 
 
 @nox.session(python="3.11")
 def golden(session: nox.Session) -> None:
     """Regenerates the golden trajectories, deterministically and atomically."""
     session.install("-e", ".[conformance]")
-    session.run("python", "-m", "conformance", "golden", "regenerate", *session.posargs)
+    session.run("optspec", "golden", "regenerate", *session.posargs)
 
 
 @nox.session(python="3.11")
 def golden_check(session: nox.Session) -> None:
     """Verifies the committed golden files, then fails on any diff under golden/."""
     session.install("-e", ".[conformance]")
-    session.run("python", "-m", "conformance", "golden", "verify", *session.posargs)
+    session.run("optspec", "golden", "verify", *session.posargs)
     session.run("git", "diff", "--exit-code", "--stat", "--", "golden/", external=True)
 
 
@@ -100,4 +100,4 @@ def golden_check(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: certification throughput per framework, then the compiled spec against native AdamW."""
     session.install("-e", ALL_EXTRAS)
-    session.run("python", "-m", "conformance.bench", *session.posargs)
+    session.run("python", "-m", "optspec.conformance.bench", *session.posargs)

@@ -1,8 +1,8 @@
 """Adapters: the spec's array namespace on each framework, and drivers for real optimizers.
 
 Two jobs, one module per framework (``numpy``, ``torch``, ``jax``,
-``tensorflow``) over shared code: :mod:`adapters.namespaces` gives the spec a
-namespace on a device; :mod:`adapters.driver` drives subjects.
+``tensorflow``) over shared code: :mod:`optspec.adapters.namespaces` gives the spec a
+namespace on a device; :mod:`optspec.adapters.driver` drives subjects.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adapters import plugins
-from adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
-from adapters.errors import SetupError, SubjectError, one_line
-from adapters.frameworks import FRAMEWORKS, check_framework, import_framework, is_available
-from adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
+from optspec.adapters import plugins
+from optspec.adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
+from optspec.adapters.errors import SetupError, SubjectError, one_line
+from optspec.adapters.frameworks import FRAMEWORKS, check_framework, import_framework, is_available
+from optspec.adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
 
 __all__ = [
     "DTYPES",
@@ -41,7 +41,7 @@ __all__ = [
 def framework_module(framework: str) -> Any:
     """``adapters.<framework>``, after the framework itself imported cleanly."""
     import_framework(framework)
-    return importlib.import_module(f"adapters.{framework}")
+    return importlib.import_module(f"optspec.adapters.{framework}")
 
 
 def subjects(framework: str) -> tuple[SubjectInfo, ...]:
@@ -50,7 +50,7 @@ def subjects(framework: str) -> tuple[SubjectInfo, ...]:
 
 
 def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
-    """Imports ``MODULE:ATTR[options]`` and makes it a subject of ``rule`` (:mod:`adapters.plugins`).
+    """Imports ``MODULE:ATTR[options]`` and makes it a subject of ``rule`` (:mod:`optspec.adapters.plugins`).
 
     The constructor is called once on a one-element parameter, so that one
     that rejects the call is a setup error (exit 2) before any case runs.

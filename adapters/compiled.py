@@ -7,7 +7,7 @@
 - tensorflow: ``tf.function(jit_compile=True)`` over the TF namespace, the
   new values assigned to ``tf.Variable`` s inside the compiled function;
 - numpy: the step recorded once and replayed with ``out=`` into preallocated
-  buffers (:mod:`adapters.numpy_plan`).
+  buffers (:mod:`optspec.adapters.numpy_plan`).
 
 The per-step scalars (the step count, from which the spec derives the bias
 corrections, and the learning rate) enter as runtime values: a float64
@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from adapters.frameworks import import_framework
-from adapters.namespaces import namespace
-from adapters.scalar_hoisting import inductor_with_hoisting
+from optspec.adapters.frameworks import import_framework
+from optspec.adapters.namespaces import namespace
+from optspec.adapters.scalar_hoisting import inductor_with_hoisting
 
 COMPILED_FRAMEWORKS = ("torch", "jax", "tensorflow", "numpy")
 #: The runtime scalars of a torch, tensorflow or numpy compiled step, in order.
@@ -48,8 +47,7 @@ def runtime_scalars(count: float, lr: float, initial_lr: float, betas: tuple[flo
 
 
 def _adam_rule(rule: str) -> Any:
-    import spec
-
+    from optspec import spec
     found = spec.get_rule(rule)
     if not found.takes_convention:
         raise ValueError(f"only adam and adamw are compiled; {rule!r} is not")
@@ -69,7 +67,7 @@ def _with_state_arrays(state: Any, convert: Any) -> Any:
 def _spec_call(rule: Any, xp: Any, param: Any, grad: Any, moments: tuple[Any, Any, Any], scalars: Any,
                static: Mapping[str, Any]) -> Any:
     """The spec step with every hyperparameter taken from the unpacked ``scalars`` (see :data:`SCALARS`)."""
-    from spec.adam import AdamState
+    from optspec.spec.adam import AdamState
 
     count, lr, initial_lr, beta1, beta2, eps, weight_decay = scalars
     hyper = {"betas": (beta1, beta2), "eps": eps, "weight_decay": weight_decay, **static}
@@ -280,7 +278,7 @@ class _NumPy:
 
     @staticmethod
     def run(compiled: CompiledStep, grad: Any, lr: float) -> None:
-        from adapters import numpy_plan
+        from optspec.adapters import numpy_plan
 
         arrays = dict(zip(_NumPy.ARRAYS, (compiled.param, np.asarray(grad), *compiled.state[1:])))
         count, *rest = compiled.scalars(lr)
@@ -333,6 +331,6 @@ def _shared_compilations(compiled: CompiledStep) -> int:
 
 
 def as_numpy(compiled: CompiledStep) -> np.ndarray:
-    from adapters.namespaces import to_numpy
+    from optspec.adapters.namespaces import to_numpy
 
     return to_numpy(compiled.param)

@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from adapters.batching import Member
-from adapters.errors import SubjectError, one_line
-from adapters.namespaces import to_numpy
+from optspec.adapters.batching import Member
+from optspec.adapters.errors import SubjectError, one_line
+from optspec.adapters.namespaces import to_numpy
 
 
 class Session(abc.ABC):
@@ -70,7 +69,7 @@ class SubjectInfo:
         over every member's tensors (member-major), each step taking one
         learning rate per member; None where the subject cannot be batched.
       not_tested: spec hyperparameter -> why it is not tested (a plugin
-        whose constructor lacks it, :mod:`adapters.plugins`).
+        whose constructor lacks it, :mod:`optspec.adapters.plugins`).
       holds_hyperparameters_in_dtype: whether it casts its hyperparameters
         (β above all) to the parameter's dtype, as Keras does.
     """
@@ -111,7 +110,7 @@ _heartbeat: Callable[[str, int], None] | None = None
 def set_heartbeat(beat: Callable[[str, int], None] | None) -> None:
     """Calls ``beat(case, step)`` before construction (step 0) and before every step of every drive.
 
-    A supervisor in another process (:mod:`conformance.isolation`) uses it to
+    A supervisor in another process (:mod:`optspec.conformance.isolation`) uses it to
     tell a slow step from a hung one, and to name the step a crash happened at.
     """
     global _heartbeat
@@ -186,7 +185,7 @@ def drive_batch(
     time_limit_s: float | None = None,
     label: str = "",
 ) -> list[Trajectory]:
-    """Runs many cases through one subject at once (see :mod:`adapters.batching`).
+    """Runs many cases through one subject at once (see :mod:`optspec.adapters.batching`).
 
     ``grads[i]`` is member ``i``'s list of ``(T, *shape)`` streams; every
     member runs the same number of steps T (pad shorter cases and ignore the

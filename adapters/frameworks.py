@@ -6,7 +6,7 @@ import importlib
 import os
 from types import ModuleType
 
-from adapters.errors import SetupError
+from optspec.adapters.errors import SetupError
 
 FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "tensorflow")
 

@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
+from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.namespaces import asarray, framework_dtype, to_numpy
+from optspec.adapters.plugins import Capabilities
+from optspec.adapters.translation import OPTAX, Translation
 
-import spec
-from adapters.batching import Member, Packing, elementwise_hyper, lr_table
-from adapters.driver import Session, SubjectInfo
-from adapters.namespaces import asarray, framework_dtype, to_numpy
-from adapters.plugins import Capabilities
-from adapters.translation import OPTAX, Translation
+from optspec import spec
 
 
 @functools.lru_cache(maxsize=512)

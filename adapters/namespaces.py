@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from adapters.errors import SetupError
-from adapters.frameworks import import_framework
+from optspec.adapters.errors import SetupError
+from optspec.adapters.frameworks import import_framework
 
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
@@ -40,7 +39,7 @@ def namespace(framework: str, device: str | None = None) -> Any:
     """The Array API namespace of ``framework``, after checking ``device`` is present.
 
     numpy, torch and jax come from array-api-compat (jax.numpy is itself
-    compliant); tensorflow is :mod:`adapters.tensorflow_namespace`.
+    compliant); tensorflow is :mod:`optspec.adapters.tensorflow_namespace`.
     """
     import_framework(framework)
     check_device(framework, device)
@@ -51,7 +50,7 @@ def namespace(framework: str, device: str | None = None) -> Any:
     elif framework == "jax":
         import jax.numpy as xp
     else:
-        import adapters.tensorflow_namespace as xp
+        import optspec.adapters.tensorflow_namespace as xp
     return xp
 
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from adapters.errors import SetupError, one_line
-from adapters.translation import Translation
+from optspec.adapters.errors import SetupError, one_line
+from optspec.adapters.translation import Translation
 
 
 @dataclasses.dataclass(frozen=True)

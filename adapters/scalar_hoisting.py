@@ -23,7 +23,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from adapters.frameworks import import_framework
+from optspec.adapters.frameworks import import_framework
 
 
 def inductor_with_hoisting(scalar_input: str) -> Callable[..., Any]:

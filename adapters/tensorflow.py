@@ -15,13 +15,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import tensorflow as tf
+from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
+from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.namespaces import asarray, to_numpy
+from optspec.adapters.plugins import Capabilities
+from optspec.adapters.translation import KERAS, Translation
 
-import spec
-from adapters.batching import Member, Packing, elementwise_hyper, lr_table
-from adapters.driver import Session, SubjectInfo
-from adapters.namespaces import asarray, to_numpy
-from adapters.plugins import Capabilities
-from adapters.translation import KERAS, Translation
+from optspec import spec
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -43,7 +43,7 @@ class KerasSession(Session):
 
     ``vectors`` (a batch) replaces hyperparameter attributes by per-element
     tensors before the optimizer is built, so one Keras update serves every
-    member (:mod:`adapters.batching`).
+    member (:mod:`optspec.adapters.batching`).
     """
 
     def __init__(self, cls: type, kwargs: Mapping[str, Any], lr_name: str,

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from optspec.adapters.batching import Member
+from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.namespaces import asarray, to_numpy
+from optspec.adapters.plugins import Capabilities
+from optspec.adapters.translation import TORCH, Translation
 
-import spec
-from adapters.batching import Member
-from adapters.driver import Session, SubjectInfo
-from adapters.namespaces import asarray, to_numpy
-from adapters.plugins import Capabilities
-from adapters.translation import TORCH, Translation
+from optspec import spec
 
 
 class TorchSession(Session):

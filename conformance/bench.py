@@ -1,4 +1,4 @@
-"""``python -m conformance.bench``: certification throughput per framework, split by stage.
+"""``python -m optspec.conformance.bench``: certification throughput per framework, split by stage.
 
 For one AdamW subject per installed framework it draws N hypothesis cases
 (about 10 steps each), drives them through the subject in batches, and checks
@@ -28,9 +28,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import adapters
-from conformance import check
-from conformance.atomic import write_text
+from optspec.conformance import check
+from optspec.conformance.atomic import write_text
+
+from optspec import adapters
 
 #: One AdamW subject per framework, the dtype it is certified in, and its target in seconds per 1,000 cases.
 SUBJECTS = (
@@ -66,8 +67,8 @@ class _Stopwatch:
 
 def measure(framework: str, impl: str, dtype: str, examples: int, seed: int) -> dict[str, Any]:
     """Times every stage of certifying ``impl`` on ``examples`` cases."""
-    from conformance import batched
-    from conformance.certify import drawn_cases
+    from optspec.conformance import batched
+    from optspec.conformance.certify import drawn_cases
 
     (subject,) = adapters.resolve_subject(framework, impl)
     convention = subject.convention
@@ -106,8 +107,8 @@ def measure(framework: str, impl: str, dtype: str, examples: int, seed: int) -> 
 
 def measure_certify(framework: str, impl: str, dtype: str, examples: int, seed: int) -> dict[str, Any]:
     """Wall time of one ``certify`` (large tensors included) and of one ``identify`` of ``impl``."""
-    from conformance.certify import certify
-    from conformance.identify import identify
+    from optspec.conformance.certify import certify
+    from optspec.conformance.identify import identify
 
     (subject,) = adapters.resolve_subject(framework, impl)
     start = time.perf_counter()
@@ -122,7 +123,7 @@ def measure_certify(framework: str, impl: str, dtype: str, examples: int, seed: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conformance.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m optspec.conformance.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_results")
@@ -161,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     "whole_certify": whole}, indent=2) + "\n")
     print(f"wrote {out / 'throughput.json'} (ratio = total / target; <= 1 meets the target; "
           "id/cert <= 1.5 meets identify's)")
-    from conformance import kernels_bench
+    from optspec.conformance import kernels_bench
 
     return kernels_bench.main(["--out", str(out)])
 

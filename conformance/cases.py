@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
-
-from adapters.driver import SubjectInfo
-from conformance import strategies as cs
-from conformance.representable import beta_near_one, normal_range
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance import strategies as cs
+from optspec.conformance.representable import beta_near_one, normal_range
 
 
 @dataclasses.dataclass
@@ -59,7 +58,7 @@ def gradient_magnitudes(dtype: str, hyper: Mapping[str, Any], steps: int) -> tup
 
     A second moment holds :math:`(1-\beta_2)\beta_2^{t-1}g^2` of a gradient
     seen :math:`t` steps ago, which must stay a normal number
-    (:mod:`conformance.representable`): the floor is
+    (:mod:`optspec.conformance.representable`): the floor is
     :math:`\sqrt{\mathrm{tiny}\cdot 2^4/((1-\beta)\beta^{T-1})}`, rounded up to a
     power of ten so that few distinct ranges are drawn.
     """

@@ -10,15 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance.batched import run_batched
+from optspec.conformance.cases import Case, named_cases_for, random_cases
+from optspec.conformance.check import CheckResult, run_case
+from optspec.conformance.reference import explicit_hyperparameters
+from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
-from conformance.batched import run_batched
-from conformance.cases import Case, named_cases_for, random_cases
-from conformance.check import CheckResult, run_case
-from conformance.reference import explicit_hyperparameters
-from conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
+from optspec import adapters, spec
 
 
 @dataclasses.dataclass
@@ -136,7 +135,7 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
             record(failure)
     golden = []
     if failure is None and golden_dir is not None:
-        from conformance.golden import replay
+        from optspec.conformance.golden import replay
 
         golden = replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
         failing = [g for g in golden if g["passed"] is False]
@@ -233,14 +232,14 @@ def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype:
         "error_and_bound_per_step": failure.per_step,
         "reproduce_cli": reproduce_command(subject, convention=convention, dtype=dtype, seed=seed_value,
                                            examples=examples),
-    } | ({"reproduce_spec": f"import numpy as np, spec\n{arrays}\n{runs}"}
+    } | ({"reproduce_spec": f"import numpy as np\nfrom optspec import spec\n{arrays}\n{runs}"}
          if sum(p.size for p in case.params0) <= MAX_PRINTED_ELEMENTS else {})
 
 
 def reproduce_command(subject: SubjectInfo, *, convention: Any, dtype: str, seed: int,
                       examples: int | None = None, size: int | None = None, steps: int | None = None) -> str:
     """The ``certify`` command line that gives the same verdict: every option that affects it."""
-    words = ["python", "-m", "conformance", "certify", "--framework", subject.framework, "--impl", subject.name]
+    words = ["optspec", "certify", "--framework", subject.framework, "--impl", subject.name]
     if ":" in subject.name.partition("[")[0]:
         words += ["--rule", subject.rule]
     if isinstance(convention, str):

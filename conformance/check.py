@@ -6,15 +6,14 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance import tolerance
+from optspec.conformance.cases import Case
+from optspec.conformance.reference import prepared, reference
+from optspec.conformance.representable import SECOND_MOMENT
+from optspec.spec.conventions import KNOB_VALUES
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
-from conformance import tolerance
-from conformance.cases import Case
-from conformance.reference import prepared, reference
-from conformance.representable import SECOND_MOMENT
-from spec.conventions import KNOB_VALUES
+from optspec import adapters, spec
 
 
 @dataclasses.dataclass
@@ -139,7 +138,7 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
                      theta_path: np.ndarray | None = None) -> np.ndarray:
     r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
 
-    It sums magnitudes where the real update may cancel (see :mod:`conformance.tolerance`).
+    It sums magnitudes where the real update may cancel (see :mod:`optspec.conformance.tolerance`).
     A moment kept as ``m + (1-β)(g - m)`` (torch's ``lerp``, Keras) rounds at
     the scale of the previous moment, so the previous step's update, scaled
     by the change of lr and by 2 for the change of the bias corrections and

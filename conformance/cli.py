@@ -1,4 +1,4 @@
-"""``python -m conformance``: list, certify, identify, matrix, golden verify|regenerate.
+"""``optspec``: list, certify, identify, matrix, golden verify|regenerate.
 
 Exit codes: 0 conforms (or verifies), 1 does not conform (or a golden file
 fails), 2 a usage or setup error, printed as one line.
@@ -10,19 +10,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import adapters
-import spec
-from conformance import run
-from conformance.run import CertifyOptions
+from optspec.conformance import run
+from optspec.conformance.run import CertifyOptions
+
+from optspec import adapters, spec
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        raise adapters.SetupError(f"{message} (see `python -m conformance --help`)")
+        raise adapters.SetupError(f"{message} (see `optspec --help`)")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="python -m conformance", description=__doc__.splitlines()[0])
+    top = _Parser(prog="optspec", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="frameworks, subjects, rules and presets")
     for name, about in (("certify", "certify subjects against the spec; the exit code is the verdict"),
@@ -94,7 +94,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     """Certifies each subject in a supervised worker (:func:`conformance.run.certify_all`)."""
-    from conformance import certify, report
+    from optspec.conformance import certify, report
 
     options = options_of(args)
     dtype = options.resolved_dtype
@@ -122,7 +122,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from conformance.identify import identify
+    from optspec.conformance.identify import identify
 
     subject = adapters.resolve_subject(args.framework, args.impl)[0]
     found = identify(subject)
@@ -133,7 +133,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Every built-in subject against every preset (Adam family) or its rule."""
-    from conformance import certify
+    from optspec.conformance import certify
 
     frameworks = [args.framework] if args.framework else list(adapters.FRAMEWORKS)
     rows = []
@@ -166,7 +166,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from conformance import golden
+    from optspec.conformance import golden
 
     directory = args.golden_dir or golden.DEFAULT_DIR
     if args.action == "regenerate":
@@ -182,7 +182,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from conformance.golden import GoldenError
+    from optspec.conformance.golden import GoldenError
 
     try:
         args = parser().parse_args(argv)

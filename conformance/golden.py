@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optspec.conformance.atomic import write_text
 
-import spec
-from conformance.atomic import write_text
+from optspec import spec
 
 SCENARIOS_PATH = Path(__file__).with_name("scenarios.json")
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "golden"
@@ -159,7 +159,7 @@ def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
     golden_dir = Path(golden_dir)
     manifest_path = golden_dir / "MANIFEST.json"
     if not manifest_path.is_file():
-        return [f"{manifest_path}: missing: run `python -m conformance golden regenerate`"]
+        return [f"{manifest_path}: missing: run `optspec golden regenerate`"]
     try:
         manifest = json.loads(manifest_path.read_text())
         recorded = manifest["files"]
@@ -198,13 +198,13 @@ def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
            golden_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
     """Runs the subject on every golden scenario it supports, against the stored trajectory.
 
-    A scenario whose values leave ``dtype``'s range (:mod:`conformance.representable`)
+    A scenario whose values leave ``dtype``'s range (:mod:`optspec.conformance.representable`)
     is listed as not applicable, with the reason, and not run.
     """
-    from conformance.cases import Case
-    from conformance.check import run_case
-    from conformance.reference import explicit_hyperparameters
-    from conformance.representable import unrepresentable
+    from optspec.conformance.cases import Case
+    from optspec.conformance.check import run_case
+    from optspec.conformance.reference import explicit_hyperparameters
+    from optspec.conformance.representable import unrepresentable
 
     golden_dir = Path(golden_dir)
     out = []

@@ -12,14 +12,14 @@ import dataclasses
 import itertools
 from typing import Any
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
-from adapters.translation import NATIVE_CONVENTION
-from conformance.cases import NAMED_CASES, Case, restricted
-from conformance.check import check_trajectory
-from conformance.reference import prepared
-from spec.conventions import KNOB_VALUES
+from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.translation import NATIVE_CONVENTION
+from optspec.conformance.cases import NAMED_CASES, Case, restricted
+from optspec.conformance.check import check_trajectory
+from optspec.conformance.reference import prepared
+from optspec.spec.conventions import KNOB_VALUES
+
+from optspec import adapters, spec
 
 DTYPE = "float32"
 CORE_KNOBS = ("decay_scale", "decay_point", "bias_correction", "epsilon")

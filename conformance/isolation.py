@@ -22,10 +22,10 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
-from conformance.certify import Certificate, _convention_name, reproduce_command
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
+
+from optspec import adapters, spec
 
 #: Seconds a worker may take to import the frameworks and build the subject before its first step.
 STARTUP_S = 180.0
@@ -44,8 +44,8 @@ class Request:
 
 
 def _worker(connection: Any, requests: list[Request]) -> None:
-    from adapters.driver import set_heartbeat
-    from conformance.certify import certify
+    from optspec.adapters.driver import set_heartbeat
+    from optspec.conformance.certify import certify
 
     set_heartbeat(lambda label, step: connection.send(("beat", label, step)))
     for request in requests:
@@ -53,7 +53,7 @@ def _worker(connection: Any, requests: list[Request]) -> None:
             (subject,) = [s for s in adapters.resolve_subject(request.framework, request.impl, request.rule)
                           if s.name == request.subject]
             if request.size is not None:
-                from conformance.scale import certify_at_scale
+                from optspec.conformance.scale import certify_at_scale
 
                 cert = certify_at_scale(subject, size=request.size, **request.options)
             else:

@@ -1,4 +1,4 @@
-"""``python -m conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
+"""``python -m optspec.conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
 
 One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
 present) in float32 and bfloat16, timed side by side in one run, taking
@@ -9,7 +9,7 @@ turns each round in an order that reverses every round, median of
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;
 - ``spec[tf.function(jit_compile)]`` against Keras ``AdamW`` applied inside
   ``tf.function(jit_compile=True)`` (float32 only);
-- ``spec[numpy plan]`` (:mod:`adapters.numpy_plan`) against the eager spec
+- ``spec[numpy plan]`` (:mod:`optspec.adapters.numpy_plan`) against the eager spec
   on NumPy, which has no AdamW of its own (float32 only);
 - a STREAM-like in-place triad on torch (``a += s * b``), the bandwidth floor;
 - peak memory during one torch step: the resident tensors (parameter,
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from optspec.conformance.atomic import write_text
 
-import adapters
-from conformance.atomic import write_text
+from optspec import adapters
 
 Timed = dict[str, tuple[Callable[[], object], Callable[[], object]]]
 
@@ -72,8 +72,7 @@ def _no_sync() -> None:
 
 def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import torch
-
-    from adapters.compiled import CompiledStep
+    from optspec.adapters.compiled import CompiledStep
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kind = getattr(torch, dtype)
@@ -117,8 +116,7 @@ def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import jax
     import jax.numpy as jnp
     import optax
-
-    from adapters.compiled import CompiledStep, jax_executable, xla_step_bytes
+    from optspec.adapters.compiled import CompiledStep, jax_executable, xla_step_bytes
 
     kind = getattr(jnp, dtype)
     grad = jnp.asarray(np.random.default_rng(0).normal(size=n), kind)
@@ -154,8 +152,7 @@ def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import tensorflow as tf
-
-    from adapters.compiled import CompiledStep
+    from optspec.adapters.compiled import CompiledStep
 
     grad = tf.constant(np.random.default_rng(0).normal(size=n), tf.float32)
     variable = keras.Variable(np.ones(n, np.float32))
@@ -179,8 +176,9 @@ def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     """The recorded plan against the eager spec (NumPy has no native AdamW); NumPy has no bfloat16."""
     if dtype != "float32":
         return {}
-    import spec
-    from adapters.compiled import CompiledStep
+    from optspec.adapters.compiled import CompiledStep
+
+    from optspec import spec
 
     rng = np.random.default_rng(0)
     grad = rng.normal(size=n).astype(np.float32)
@@ -239,7 +237,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conformance.kernels_bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m optspec.conformance.kernels_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="*")
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=20)

@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _options(config: pytest.Config):
-    from conformance.run import CertifyOptions
+    from optspec.conformance.run import CertifyOptions
 
     given = {field: config.getoption(flag) for flag, (field, _, _) in OPTIONS.items()}
     return CertifyOptions(**{k: v for k, v in given.items() if v is not None})
@@ -75,7 +75,7 @@ class OptspecItem(pytest.Item):
         self.options = options
 
     def runtest(self) -> None:
-        from conformance.run import certify_all
+        from optspec.conformance.run import certify_all
 
         (cert,) = certify_all(self.options, subjects=[self.subject])
         if not cert.conforms:
@@ -99,8 +99,9 @@ class OptspecItem(pytest.Item):
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if not config.getoption("--optspec-framework"):
         return
-    import adapters
-    from conformance.run import subjects_of, validate
+    from optspec.conformance.run import subjects_of, validate
+
+    from optspec import adapters
 
     options = _options(config)
     try:

@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat.numpy as xp
 import numpy as np
+from optspec.adapters.driver import SubjectInfo
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
+from optspec import adapters, spec
 
 if TYPE_CHECKING:
-    from conformance.cases import Case
+    from optspec.conformance.cases import Case
 
 
 def rounded(framework: str, x: np.ndarray, dtype: str) -> np.ndarray:

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from conformance.atomic import write_bytes, write_text
-from conformance.certify import Certificate
+from optspec.conformance.atomic import write_bytes, write_text
+from optspec.conformance.certify import Certificate
 
 #: The schema of ``certificate.json``: one object, ``certificates`` a list of one per subject.
 SCHEMA = "optspec.certificate"

@@ -90,7 +90,7 @@ def beta_near_one(beta: float, dtype: str) -> bool:
     Measured: Keras' AdamW in bfloat16 with :math:`\beta_1 = 1-2^{-9}` computes
     :math:`1-\beta_1^t = 0` and steps to -inf.
     """
-    from conformance import tolerance
+    from optspec.conformance import tolerance
 
     return 0 < beta < 1 and 1 - _rounded_scalar(beta, dtype) < 2 * tolerance.unit_roundoff(dtype)
 
@@ -106,7 +106,7 @@ def _scalar_violation(case: Any, dtype: str, holds_betas: bool) -> str | None:
     :math:`\beta` to the variable's dtype), where the bias correction
     :math:`1-\beta^t` is 0; :math:`\epsilon` is checked against the second moment.
     """
-    from conformance import tolerance
+    from optspec.conformance import tolerance
 
     u = tolerance.unit_roundoff(dtype)
     if holds_betas:
@@ -161,8 +161,8 @@ def unrepresentable(rule: str, convention: Any, case: Any, dtype: str, *, holds_
     """
     if dtype == "float64":
         return None
-    from conformance import tolerance
-    from conformance.reference import reference
+    from optspec.conformance import tolerance
+    from optspec.conformance.reference import reference
 
     bounds = normal_range(dtype)
     if (why := _scalar_violation(case, dtype, holds_betas)) is not None:

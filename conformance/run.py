@@ -3,7 +3,7 @@
 :class:`CertifyOptions` owns the defaults (the dtype per framework, the
 installed golden files, the subject's own convention, seed 0) and
 :func:`validate` checks every option before any work is done.  Each subject
-is certified in a supervised worker (:mod:`conformance.isolation`).
+is certified in a supervised worker (:mod:`optspec.conformance.isolation`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import adapters
-import spec
-from adapters.driver import SubjectInfo
-from conformance.certify import Certificate
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance.certify import Certificate
+
+from optspec import adapters, spec
 
 #: Seconds a subject may take for one step (or its construction) before it is killed.
 DEFAULT_TIME_LIMIT_S = 300.0
@@ -66,7 +66,7 @@ class CertifyOptions:
 
     @property
     def resolved_golden_dir(self) -> str | None:
-        from conformance import golden
+        from optspec.conformance import golden
 
         if self.golden_dir is not None:
             return self.golden_dir
@@ -111,7 +111,7 @@ def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
 def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = None,
                 progress: Callable[[str], None] | None = None) -> Iterator[Certificate]:
     """Certifies every subject of ``options`` in a supervised worker, yielding each certificate."""
-    from conformance.isolation import Request, certify_isolated
+    from optspec.conformance.isolation import Request, certify_isolated
 
     validate(options)
     subjects = subjects if subjects is not None else subjects_of(options)

@@ -6,7 +6,7 @@ scale two checks share the work:
 - **step by step, every element:** the spec compiled for the subject's
   framework (:class:`adapters.compiled.CompiledStep`) runs in the subject's
   dtype on the very arrays the subject is fed.  Each of the two is within
-  :math:`B^{(T)}_t` of the exact trajectory (:mod:`conformance.tolerance`), so
+  :math:`B^{(T)}_t` of the exact trajectory (:mod:`optspec.conformance.tolerance`), so
   they may differ by :math:`2B^{(T)}_t`.  :math:`B^{(T)}_t` accumulates the one-step bounds along
   the compiled reference, with :math:`M_t` from a third run of the rule on
   :math:`|g|` without decay, exactly as for small cases.  The L2 feedback term
@@ -29,16 +29,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from optspec.adapters.compiled import CompiledStep, as_numpy
+from optspec.adapters.driver import SubjectInfo, Trajectory, heartbeat
+from optspec.conformance import tolerance
+from optspec.conformance.cases import Case
+from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
+from optspec.conformance.check import check_trajectory
+from optspec.conformance.reference import explicit_hyperparameters
 
-import adapters
-import spec
-from adapters.compiled import CompiledStep, as_numpy
-from adapters.driver import SubjectInfo, Trajectory, heartbeat
-from conformance import tolerance
-from conformance.cases import Case
-from conformance.certify import Certificate, _convention_name, reproduce_command
-from conformance.check import check_trajectory
-from conformance.reference import explicit_hyperparameters
+from optspec import adapters, spec
 
 #: Hyperparameters of the scale case (the subject's defaults fill the rest).
 SCALE_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False, "maximize": False}

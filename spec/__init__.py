@@ -5,9 +5,9 @@ Every rule is a pair of pure functions over the Array API standard:
 -> (param, State)``.  :func:`run` drives a whole trajectory.
 """
 
-from spec.conventions import KNOBS, PRESETS, Convention, resolve
-from spec.rules import RULES, Rule, get_rule
-from spec.run import learning_rates, run
+from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
+from optspec.spec.rules import RULES, Rule, get_rule
+from optspec.spec.run import learning_rates, run
 
 #: Bumped whenever a change to the spec changes a number it produces.
 SPEC_VERSION = "1.0.0"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from spec import _validate
-from spec.conventions import Convention, resolve
-from spec.sgd import _schedule_multiplier
+from optspec.spec import _validate
+from optspec.spec.conventions import Convention, resolve
+from optspec.spec.sgd import _schedule_multiplier
 
 Array = Any
 
@@ -132,7 +132,7 @@ def adamw_step(
     :math:`v_t/bc_2` by :math:`\max(\tilde v_{t-1}, v_t/bc_2)` (``corrected``).
     :math:`\mathrm{lr}_0` is ``initial_lr`` (:func:`spec.run` passes the first
     step's lr).  The ``torch`` convention is ``torch/optim/adam.py``
-    ``_single_tensor_adam``; the others are listed in :mod:`spec.conventions`.
+    ``_single_tensor_adam``; the others are listed in :mod:`optspec.spec.conventions`.
     """
     conv = resolve(convention)
     g = -grad if maximize else grad

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from spec import _validate
+from optspec.spec import _validate
 
 Array = Any
 

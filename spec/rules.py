@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from spec import _validate, adagrad, adam, rmsprop, sgd
+from optspec.spec import _validate, adagrad, adam, rmsprop, sgd
 
 
 @dataclasses.dataclass(frozen=True)

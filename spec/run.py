@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from spec import _validate
-from spec.rules import get_rule
+from optspec.spec import _validate
+from optspec.spec.rules import get_rule
 
 Array = Any
 

@@ -21,6 +21,6 @@ def false_alarm_cases() -> int:
 
 def needs(framework: str):
     """Skips a test, with the reason, when ``framework`` is not installed."""
-    from adapters import is_available
+    from optspec.adapters import is_available
 
     return pytest.mark.skipif(not is_available(framework), reason=f"{framework} is not installed")

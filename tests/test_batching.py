@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optspec.adapters.batching import Member, Packing
+from optspec.conformance.batched import run_batched
+from optspec.conformance.certify import drawn_cases
+from optspec.conformance.check import prepared
 
-import adapters
-from adapters.batching import Member, Packing
-from conformance.batched import run_batched
-from conformance.certify import drawn_cases
-from conformance.check import prepared
+from optspec import adapters
 from tests.conftest import needs
 
 
@@ -75,7 +75,7 @@ def test_batch_screen_passes_a_conforming_subject_and_refers_a_defective_one():
 @needs("torch")
 def test_a_failure_found_in_a_batch_is_shrunk_one_case_at_a_time(monkeypatch):
     """The named cases are skipped here so that only the hypothesis cases (batched first) can fail."""
-    from conformance import certify as certify_module
+    from optspec.conformance import certify as certify_module
 
     (bad,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_decay_unscaled")
     monkeypatch.setattr(certify_module, "named_cases_for", lambda subject: [])

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from optspec.conformance.certify import certify
+from optspec.conformance.cli import main
+from optspec.conformance.identify import identify
 
-import adapters
-from conformance.certify import certify
-from conformance.cli import main
-from conformance.identify import identify
+from optspec import adapters
 from tests.conftest import false_alarm_cases, needs
 from tests.plugins.torch_subjects import DEVIATIONS
 
@@ -75,8 +75,7 @@ def test_builtin_subjects_pass_their_own_preset(subject, examples, seed):
 def _l2_feedback_case(weight_decay: float = 0.1):
     """Shrunk from seed 3: an L2 gradient that cancels at step 1, then a tiny one divided by ~ε."""
     import numpy as np
-
-    from conformance.cases import Case
+    from optspec.conformance.cases import Case
 
     return Case(params0=[np.array(1e-5)], grads=[np.array([-1e-6, 1e-6, 1e-6, 1e-6, 1e-6])], lrs=[0.5] * 5,
                 hyper={"betas": (0.0, 0.9), "eps": 1e-7, "weight_decay": weight_decay,
@@ -86,7 +85,7 @@ def _l2_feedback_case(weight_decay: float = 0.1):
 @needs("torch")
 def test_an_l2_error_amplified_by_the_adaptive_step_is_within_the_trajectory_bound():
     """θ₁ is off by 1.5e-16 (fused g + λθ), and λ/ε turns that into 3e-13 at step 2: rounding, not a defect."""
-    from conformance.check import run_case
+    from optspec.conformance.check import run_case
 
     subject = adapters.resolve_subject("torch", "torch.optim.Adam[for-loop]")[0]
     result = run_case(subject, _l2_feedback_case(), convention="torch", dtype="float64")
@@ -96,7 +95,7 @@ def test_an_l2_error_amplified_by_the_adaptive_step_is_within_the_trajectory_bou
 @needs("torch")
 def test_the_l2_feedback_term_does_not_hide_a_wrong_weight_decay():
     """A relative change of 1e-9 in λ moves the same case by far more than the widened bound."""
-    from conformance.check import check_trajectory, prepared
+    from optspec.conformance.check import check_trajectory, prepared
 
     subject = adapters.resolve_subject("torch", "torch.optim.Adam[for-loop]")[0]
     case, params0, grads = prepared(subject, _l2_feedback_case(), "float64")
@@ -158,8 +157,8 @@ def test_cli_exit_codes_and_one_line_errors(argv, code, message, capsys):
 def test_hanging_subject_hits_the_time_limit():
     (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_hangs")
     with pytest.raises(adapters.SubjectError, match="hung at step 2"):
-        from conformance.cases import NAMED_CASES
-        from conformance.check import run_case
+        from optspec.conformance.cases import NAMED_CASES
+        from optspec.conformance.check import run_case
 
         run_case(subject, NAMED_CASES[0], convention="torch", time_limit_s=0.5)
 
@@ -198,8 +197,8 @@ def test_a_subjects_own_default_is_not_taken_for_a_deviation():
     """optax.rmsprop's decay defaults to 0.9 where the spec's (torch's) alpha is 0.99."""
     import dataclasses
 
-    from conformance.cases import NAMED_CASES, restricted
-    from conformance.check import run_case
+    from optspec.conformance.cases import NAMED_CASES, restricted
+    from optspec.conformance.check import run_case
 
     (subject,) = adapters.resolve_subject("jax", "optax.rmsprop")
     case = restricted(NAMED_CASES[2], subject)

@@ -7,11 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+from optspec.conformance import golden
+from optspec.conformance.certify import certify
 
-import adapters
-import spec
-from conformance import golden
-from conformance.certify import certify
+from optspec import adapters, spec
 from tests.conftest import needs
 
 

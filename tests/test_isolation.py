@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from optspec.conformance.cli import main
 
-from conformance.cli import main
 from tests.conftest import needs
 
 PLUGIN = "tests.plugins.torch_subjects"
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _certify(tmp_path: Path, deviation: str, *extra: str) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "conformance", "certify", "--framework", "torch",
+    argv = [sys.executable, "-m", "optspec", "certify", "--framework", "torch",
             "--impl", f"{PLUGIN}:AdamW_{deviation}", "--examples", "5", "--time-limit", "10",
             "--out", str(tmp_path), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -73,7 +73,7 @@ def test_an_out_that_is_a_file_is_refused_before_any_case(tmp_path, capsys):
 
 @needs("torch")
 def test_ctrl_c_stops_with_one_line_and_writes_nothing(tmp_path):
-    argv = [sys.executable, "-m", "conformance", "certify", "--framework", "torch",
+    argv = [sys.executable, "-m", "optspec", "certify", "--framework", "torch",
             "--impl", f"{PLUGIN}:AdamW_hangs_in_c", "--examples", "5", "--out", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from conformance import kernels_bench
+from optspec.conformance import kernels_bench
 
 
 def test_the_compared_steps_take_turns_after_their_warm_up_in_an_order_reversed_every_round():

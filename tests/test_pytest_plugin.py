@@ -32,7 +32,7 @@ def test_a_failure_reads_like_the_cli_without_the_plugins_traceback(tmp_path):
                    "--optspec-examples", "3")
     assert done.returncode == 1, done.stdout[-3000:]
     assert "DOES NOT CONFORM" in done.stdout and "epsilon=hat" in done.stdout
-    assert "reproduce: python -m conformance certify" in done.stdout
+    assert "reproduce: optspec certify" in done.stdout
     assert "pytest_plugin.py" not in done.stdout and "Traceback" not in done.stdout
 
 

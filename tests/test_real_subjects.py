@@ -10,8 +10,7 @@ optimizer module imported on its own).
 from __future__ import annotations
 
 import pytest
-
-from conformance.cli import main
+from optspec.conformance.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-import spec
+from optspec import spec
 
 
 def trajectory(rule: str, theta0: float, grads: list[float], **kwargs) -> list[float]:

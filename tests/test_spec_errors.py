@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import spec
+from optspec import spec
 
 THETA = np.zeros(3)
 GRADS = np.ones((2, 3))

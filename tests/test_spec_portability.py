@@ -6,7 +6,7 @@ import array_api_strict as xps
 import numpy as np
 import pytest
 
-import spec
+from optspec import spec
 
 CONFIGS = {
     "sgd": {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "maximize": True},

@@ -8,15 +8,15 @@ import shlex
 
 import numpy as np
 import pytest
+from optspec.conformance import golden
+from optspec.conformance.cases import NAMED_CASES, Case
+from optspec.conformance.certify import certify, drawn_cases, representable_cases
+from optspec.conformance.check import HINT_THRESHOLD, explain
+from optspec.conformance.cli import main
+from optspec.conformance.reference import explicit_hyperparameters, reference, round_to_dtype
+from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 
-import adapters
-from conformance import golden
-from conformance.cases import NAMED_CASES, Case
-from conformance.certify import certify, drawn_cases, representable_cases
-from conformance.check import HINT_THRESHOLD, explain
-from conformance.cli import main
-from conformance.reference import explicit_hyperparameters, reference, round_to_dtype
-from conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
+from optspec import adapters
 from tests.conftest import needs
 
 PLUGIN = "tests.plugins.torch_subjects"
@@ -103,8 +103,8 @@ def test_builtin_adam_family_conforms_in_reduced_dtypes_with_golden_replay(frame
 
 def _assert_drawn_cases_conform(subject, dtype, seed, examples=20):
     """The part of ``certify`` that the seed changes: the drawn cases, screened in one batch."""
-    from conformance.batched import run_batched
-    from conformance.check import run_case
+    from optspec.conformance.batched import run_batched
+    from optspec.conformance.check import run_case
 
     convention = subject.convention
     cases, _ = representable_cases(subject, convention, drawn_cases(subject, dtype, examples, seed), dtype)
@@ -163,7 +163,7 @@ def test_a_tensor_learning_rate_is_filled_in_place():
 
 @needs("torch")
 def test_a_subject_that_records_lr_at_construction_runs_batched():
-    from conformance.batched import run_batched
+    from optspec.conformance.batched import run_batched
 
     (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_schedule_decay")
     subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})  # the paper has none
@@ -199,7 +199,7 @@ def test_identify_on_a_subject_matching_no_convention_says_so_and_exits_1(deviat
 
 @needs("torch")
 def test_identify_reports_ignored_amsgrad():
-    from conformance.identify import identify
+    from optspec.conformance.identify import identify
 
     (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:SwallowsAmsgrad")
     found = identify(subject)
@@ -227,8 +227,7 @@ def test_a_knob_is_named_only_when_it_leaves_at_most_the_threshold(fraction):
 
 
 def spec_convention(name, **knobs):
-    import spec
-
+    from optspec import spec
     return spec.resolve(name).replace(**knobs)
 
 
@@ -241,7 +240,7 @@ def test_the_reproduce_line_gives_the_same_verdict_and_numbers_are_plain(capsys)
     assert "np.float64" not in out and " 0 ulp" not in out
     (line,) = [x for x in out.splitlines() if x.strip().startswith("reproduce:")]
     words = shlex.split(line.split("reproduce:", 1)[1])
-    assert words[:4] == ["python", "-m", "conformance", "certify"]
+    assert words[:2] == ["optspec", "certify"]
     assert {"--convention", "--dtype", "--seed", "--examples", "--rule"} <= set(words)
-    assert main(words[3:]) == 1
+    assert main(words[1:]) == 1
     assert capsys.readouterr().out.splitlines()[0] == out.splitlines()[0]

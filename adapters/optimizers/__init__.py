@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import spec
+from optspec import spec
 
 
 def checked_hyperparameters(rule: str, convention: Any, lr: Any, **given: Any) -> dict[str, Any]:

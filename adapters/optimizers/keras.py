@@ -16,11 +16,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
 import tensorflow as tf
+from optspec.adapters.namespaces import namespace
+from optspec.adapters.optimizers import checked_hyperparameters
+from optspec.spec.adam import AdamState
 
-import spec
-from adapters.namespaces import namespace
-from adapters.optimizers import checked_hyperparameters
-from spec.adam import AdamState
+from optspec import spec
 
 
 class AdamW(keras.optimizers.Optimizer):

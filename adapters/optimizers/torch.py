@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-
-from adapters.compiled import runtime_scalars, torch_inplace_step
-from adapters.optimizers import checked_hyperparameters
+from optspec.adapters.compiled import runtime_scalars, torch_inplace_step
+from optspec.adapters.optimizers import checked_hyperparameters
 
 
 class AdamW(torch.optim.Optimizer):
