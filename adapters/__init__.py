@@ -1,19 +1,25 @@
 """Adapters: the spec's array namespace on each framework, and drivers for real optimizers.
 
-Two jobs, one module per framework (``numpy``, ``torch``, ``jax``,
-``tensorflow``) over shared code: :mod:`optspec.adapters.namespaces` gives the spec a
-namespace on a device; :mod:`optspec.adapters.driver` drives subjects.
+One package per framework (``numpy``, ``torch``, ``jax``, ``tensorflow``),
+each with the face that :mod:`optspec.adapters.frameworks` describes, over
+shared code: :mod:`optspec.adapters.namespaces` gives the spec a namespace
+on a device; :mod:`optspec.adapters.driver` drives subjects.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from optspec.adapters import plugins
 from optspec.adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
 from optspec.adapters.errors import SetupError, SubjectError, one_line
-from optspec.adapters.frameworks import FRAMEWORKS, check_framework, import_framework, is_available
+from optspec.adapters.frameworks import (
+    FRAMEWORKS,
+    check_framework,
+    import_framework,
+    is_available,
+    part,
+)
 from optspec.adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "drive",
     "drive_batch",
     "framework_module",
+    "import_framework",
     "is_available",
     "load_plugin",
     "namespace",
@@ -39,9 +46,8 @@ __all__ = [
 
 
 def framework_module(framework: str) -> Any:
-    """``adapters.<framework>``, after the framework itself imported cleanly."""
-    import_framework(framework)
-    return importlib.import_module(f"optspec.adapters.{framework}")
+    """``optspec.adapters.<framework>.subjects``, after the framework itself imported cleanly."""
+    return part(framework, "subjects")
 
 
 def subjects(framework: str) -> tuple[SubjectInfo, ...]:

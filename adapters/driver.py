@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from optspec.adapters.batching import Member
 from optspec.adapters.errors import SubjectError, one_line
 from optspec.adapters.namespaces import to_numpy

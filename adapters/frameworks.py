@@ -1,22 +1,58 @@
-"""Importing a framework, with the one-line error that says how to install it."""
+"""The framework registry: one package per framework, and importing a framework with a one-line error.
+
+Each framework is a package ``optspec.adapters.<name>`` with the same face:
+
+- ``__init__.py``: ``FRAMEWORK``, a :class:`Framework` (cheap: it imports no framework);
+- ``arrays.py``: ``namespace()``, ``dtype(name)``, ``asarray(x, dtype, device)``, ``devices()``;
+- ``subjects.py``: its ``Session``, built-in ``SUBJECTS``, ``TRANSLATIONS`` and ``plugin()``;
+- ``compiled.py`` (optional): ``BACKEND`` of :class:`optspec.adapters.compiled.CompiledStep`;
+- ``optimizer.py`` (optional): its spec-backed optimizer.
+
+Adding a framework is one such package and one entry in :data:`FRAMEWORKS`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 
 from optspec.adapters.errors import SetupError
 
+#: The registry: each name is a package ``optspec.adapters.<name>``.
 FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "tensorflow")
 
-#: The modules each framework needs, and the extra of ``pyproject.toml`` that installs them.
-_MODULES = {
-    "numpy": ("numpy",),
-    "torch": ("torch",),
-    "jax": ("jax", "optax"),
-    "tensorflow": ("tensorflow", "keras"),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Framework:
+    """What the certifier knows of a framework before importing it.
+
+    Attributes:
+      name: the name ``--framework`` takes.
+      modules: the modules it needs, imported in order; the first is its main module.
+      extra: the extra of ``pyproject.toml`` that installs them.
+      default_dtype: the dtype ``certify`` uses unless told otherwise.
+      native_convention: the preset that the framework's own AdamW follows.
+      environment: variables set (unless already set) before the first import.
+      configure: called with the main module once imported.
+      import_noise: regular expressions of the lines its import writes to
+        the process's stderr (from C++, below Python) that are dropped.
+    """
+
+    name: str
+    modules: tuple[str, ...]
+    extra: str
+    default_dtype: str = "float64"
+    native_convention: str = "torch"
+    environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    configure: Callable[[ModuleType], None] | None = None
+    import_noise: tuple[str, ...] = ()
 
 
 def check_framework(framework: str) -> str:
@@ -27,28 +63,61 @@ def check_framework(framework: str) -> str:
     return framework
 
 
-def import_framework(framework: str) -> ModuleType:
-    """Imports the framework's main module, configured as optspec needs it.
-
-    JAX gets x64 enabled so that float64 is real; Keras gets the TensorFlow
-    backend.
-    """
+def describe(framework: str) -> Framework:
+    """The :class:`Framework` record of a registered framework, without importing it."""
     check_framework(framework)
-    if framework == "tensorflow":
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return importlib.import_module(f"optspec.adapters.{framework}").FRAMEWORK
+
+
+def import_framework(framework: str) -> ModuleType:
+    """Imports the framework's modules, configured as optspec needs them, and returns the main one."""
+    record = describe(framework)
+    for name, value in record.environment.items():
+        os.environ.setdefault(name, value)
     modules = []
-    for name in _MODULES[framework]:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError as exc:
-            raise SetupError(
-                f"framework {framework!r} is not installed ({exc.name or name} is missing): "
-                f"run `pip install -e '.[{framework}]'` or use a nox session, which installs it"
-            ) from None
-    if framework == "jax":
-        modules[0].config.update("jax_enable_x64", True)
+    with _stderr_without(record.import_noise if record.modules[0] not in sys.modules else ()):
+        for name in record.modules:
+            try:
+                modules.append(importlib.import_module(name))
+            except ImportError as exc:
+                raise SetupError(
+                    f"framework {framework!r} is not installed ({exc.name or name} is missing): "
+                    f"run `pip install -e '.[{record.extra}]'` or use a nox session, which installs it"
+                ) from None
+    if record.configure is not None:
+        record.configure(modules[0])
     return modules[0]
+
+
+@contextlib.contextmanager
+def _stderr_without(noise: tuple[str, ...]) -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file; on exit its lines come back, less those matching ``noise``."""
+    if not noise:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            pattern = re.compile("|".join(f"(?:{n})" for n in noise))
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                    if not pattern.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def part(framework: str, name: str) -> ModuleType:
+    """``optspec.adapters.<framework>.<name>`` (``arrays``, ``subjects``, ...), after the framework imported."""
+    import_framework(framework)
+    return importlib.import_module(f"optspec.adapters.{framework}.{name}")
 
 
 def is_available(framework: str) -> bool:

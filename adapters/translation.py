@@ -1,15 +1,16 @@
-"""Spec hyperparameters in each framework's own names, as data.
+"""Spec hyperparameters in a framework's own names, as data.
 
-The spec uses torch's names and defaults.  Each built-in subject and each
-plugin contract has a :class:`Translation`; the deviations behind each entry
-are documented, with their upstream issues, in ``docs/DEVIATIONS.md``.
+The spec uses torch's names and defaults.  Each framework's ``subjects``
+module holds a table of :class:`Translation`, one per rule
+(``TRANSLATIONS``), that its built-in subjects and plugins use; the
+deviations behind each entry are documented, with their upstream issues, in
+``docs/DEVIATIONS.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 
@@ -49,84 +50,7 @@ class Translation:
     def supports(self) -> frozenset[str]:
         return frozenset(self.names)
 
-
-def _identity(*names: str) -> Translation:
-    return Translation(names={n: n for n in names})
-
-
-TORCH: Mapping[str, Translation] = MappingProxyType(
-    {
-        "sgd": _identity("momentum", "dampening", "weight_decay", "nesterov", "maximize"),
-        "adagrad": _identity("lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"),
-        "rmsprop": _identity("alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
-        "adam": _identity("betas", "eps", "weight_decay", "amsgrad", "maximize"),
-        "adamw": _identity("betas", "eps", "weight_decay", "amsgrad", "maximize"),
-    }
-)
-
-#: optax names; every factory takes ``learning_rate`` (a schedule of the 0-based count).
-OPTAX: Mapping[str, Translation] = MappingProxyType(
-    {
-        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov"}, lr="learning_rate"),
-        "adagrad": Translation(
-            {"eps": "eps", "initial_accumulator_value": "initial_accumulator_value"},
-            lr="learning_rate",
-        ),
-        # eps_in_sqrt=False puts eps outside the root, as torch does.
-        "rmsprop": Translation(
-            {"alpha": "decay", "eps": "eps", "centered": "centered", "momentum": "momentum"},
-            constants={"eps_in_sqrt": False},
-            lr="learning_rate",
-        ),
-        "adam": Translation({"betas": ("b1", "b2"), "eps": "eps"}, lr="learning_rate"),
-        "adamw": Translation(
-            {"betas": ("b1", "b2"), "eps": "eps", "weight_decay": "weight_decay"},
-            lr="learning_rate",
-        ),
-    }
-)
-
-#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer, so
-#: it maps only for AdamW.
-KERAS: Mapping[str, Translation] = MappingProxyType(
-    {
-        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov"}, lr="learning_rate"),
-        "adagrad": Translation(
-            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value"},
-            lr="learning_rate",
-        ),
-        "rmsprop": Translation(
-            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered"},
-            lr="learning_rate",
-        ),
-        "adam": Translation(
-            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
-            lr="learning_rate",
-        ),
-        "adamw": Translation(
-            {
-                "betas": ("beta_1", "beta_2"),
-                "eps": "epsilon",
-                "weight_decay": "weight_decay",
-                "amsgrad": "amsgrad",
-            },
-            lr="learning_rate",
-        ),
-    }
-)
-
-#: Each framework's AdamW defaults, which differ; the spec's are torch's.
-ADAMW_DEFAULTS: Mapping[str, Mapping[str, float]] = MappingProxyType(
-    {
-        "torch": {"lr": 1e-3, "eps": 1e-8, "weight_decay": 1e-2},
-        "optax": {"eps": 1e-8, "weight_decay": 1e-4},
-        "keras": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 4e-3},
-        "bert": {"eps": 1e-6, "weight_decay": 0.0},
-        "hf_legacy": {"lr": 1e-3, "eps": 1e-6, "weight_decay": 0.0},
-    }
-)
-
-#: The preset that each framework's own AdamW follows.
-NATIVE_CONVENTION: Mapping[str, str] = MappingProxyType(
-    {"numpy": "torch", "torch": "torch", "jax": "optax", "tensorflow": "keras"}
-)
+    @classmethod
+    def same_names(cls, *names: str) -> Translation:
+        """The translation of a framework that uses the spec's own names."""
+        return cls(names={n: n for n in names})

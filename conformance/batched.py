@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from optspec import adapters
 from optspec.adapters.batching import Member, batch_key
 from optspec.adapters.driver import SubjectInfo, Trajectory
 from optspec.conformance.cases import Case
 from optspec.conformance.check import CheckResult, check_trajectory, prepared
-
-from optspec import adapters
 
 #: Members per subject: enough to amortise a framework's per-call overhead.
 MAX_MEMBERS = 256

@@ -28,10 +28,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from optspec import adapters
 from optspec.conformance import check
 from optspec.conformance.atomic import write_text
-
-from optspec import adapters
 
 #: One AdamW subject per framework, the dtype it is certified in, and its target in seconds per 1,000 cases.
 SUBJECTS = (

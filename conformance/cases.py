@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import strategies as cs
 from optspec.conformance.representable import beta_near_one, normal_range

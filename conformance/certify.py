@@ -10,14 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
 from optspec.conformance.check import CheckResult, run_case
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
-
-from optspec import adapters, spec
 
 
 @dataclasses.dataclass

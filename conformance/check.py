@@ -6,14 +6,13 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.reference import prepared, reference
-from optspec.conformance.representable import SECOND_MOMENT
 from optspec.spec.conventions import KNOB_VALUES
-
-from optspec import adapters, spec
 
 
 @dataclasses.dataclass
@@ -148,7 +147,7 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
     hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
     magnitudes = np.abs(grads)
     if "weight_decay" in hyper:
-        if rule not in ("adamw", "sgdw") and theta_path is not None:
+        if spec.get_rule(rule).weight_decay == "l2" and theta_path is not None:
             # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
             magnitudes = magnitudes + hyper["weight_decay"] * np.abs(theta_path)
         hyper = {**hyper, "weight_decay": 0.0}
@@ -159,7 +158,8 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
         carried = np.nan_to_num(2 * lrs[1:] / lrs[:-1] * update[:-1], nan=0.0, posinf=0.0)
     update[1:] = np.maximum(update[1:], carried)
     eps = float(case.hyper.get("eps", 0.0))
-    if rule in ("adam", "adagrad", "rmsprop") and theta_path is not None and eps > 0:
+    adaptive_l2 = spec.get_rule(rule).weight_decay == "l2" and spec.get_rule(rule).second_moment is not None
+    if adaptive_l2 and theta_path is not None and eps > 0:
         # A rounding error δg = u·λ|θ| of an L2 gradient that cancelled to ~0 is
         # divided by ~ε, not by the root of the (large) magnitude run.
         l2 = float(case.hyper.get("weight_decay", 0.0)) * np.abs(theta_path)
@@ -168,32 +168,23 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
 
 
 def l2_feedback(rule: str, convention: Any, case: Case, states: list[Any]) -> np.ndarray | None:
-    r""":math:`\lambda A_t` per step along the reference, for Adam with an L2 term; None otherwise.
+    r""":math:`\lambda A_t` per step along the reference, for an adaptive rule with an L2 term; None otherwise.
 
-    :math:`A_t` is :func:`conformance.tolerance.adam_gradient_sensitivity` with
-    the denominator :math:`D_t` of the reference's convention, in corrected units.
+    :math:`A_t` is :func:`conformance.tolerance.adam_gradient_sensitivity` of the
+    rule's own :math:`(\hat m_t, D_t)` (:attr:`spec.Rule.corrected_moments`).
     """
+    spec_rule = spec.get_rule(rule)
     weight_decay = float(case.hyper.get("weight_decay", 0.0))
-    if rule != "adam" or weight_decay == 0 or not states:
+    moments = spec_rule.corrected_moments
+    if spec_rule.weight_decay != "l2" or moments is None or weight_decay == 0 or not states:
         return None
-    conv = spec.resolve(convention)
-    hyper = {**spec.get_rule(rule).defaults, **case.hyper}
-    beta1, beta2 = hyper["betas"]
-    eps = float(hyper["eps"])
-    amsgrad = bool(case.hyper.get("amsgrad"))
+    hyper = {**spec_rule.defaults, **case.hyper}
     sensitivity = []
     for state, lr in zip(states, case.lrs):
-        t = state.step
-        bc1 = 1 - beta1**t if conv.bias_correction else 1.0
-        bc2 = 1 - beta2**t if conv.bias_correction else 1.0
-        second = state.max_exp_avg_sq if amsgrad else state.exp_avg_sq
-        second_hat = second if amsgrad and conv.amsgrad == "corrected" else second / bc2
-        if conv.epsilon == "inside":
-            denominator = np.sqrt(second_hat + eps)
-        else:
-            denominator = np.sqrt(second_hat) + (eps / np.sqrt(bc2) if conv.epsilon == "hat" else eps)
+        first, denominator = moments(np, state, betas=tuple(hyper["betas"]), eps=float(hyper["eps"]),
+                                     amsgrad=bool(case.hyper.get("amsgrad")), convention=convention)
         with np.errstate(divide="ignore", invalid="ignore"):
-            a = tolerance.adam_gradient_sensitivity(lr, state.exp_avg / bc1, denominator)
+            a = tolerance.adam_gradient_sensitivity(lr, first, denominator)
         sensitivity.append(np.where(denominator > 0, a, 0.0))
     return weight_decay * np.stack(sensitivity)
 
@@ -210,9 +201,10 @@ def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:
-    if rule not in ("adam", "adamw"):
+    defaults = spec.get_rule(rule).defaults
+    if "betas" not in defaults:
         return None
-    return tuple(hyper.get("betas", spec.get_rule(rule).defaults["betas"]))
+    return tuple(hyper.get("betas", defaults["betas"]))
 
 
 def _fail(result: CheckResult, check: str, step: int, detail: str,
@@ -251,13 +243,13 @@ def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarra
             for value in values:
                 if value != getattr(conv, knob) and not (knob == "amsgrad" and value == "off"):
                     candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
-        if subject.rule == "adamw":
-            candidates["weight decay applied as an L2 term in the gradient (rule adam)"] = ("adam", conv, {})
+        if (coupled := spec.get_rule(subject.rule).l2_counterpart) is not None:
+            candidates[f"weight decay applied as an L2 term in the gradient (rule {coupled})"] = (coupled, conv, {})
     for flag in ("amsgrad", "maximize"):
         if case.hyper.get(flag) and flag not in subject.fixed:
             candidates[f"{flag} ignored (the subject accepts {flag}=True and runs without it)"] = (
                 subject.rule, convention, {flag: False})
-    second = SECOND_MOMENT.get(subject.rule)
+    second = spec.get_rule(subject.rule).second_moment
     for state_dtype in STATE_DTYPES:
         if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
             candidates[f"optimizer state kept in {state_dtype} (reduced precision)"] = (

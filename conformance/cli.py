@@ -10,10 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from optspec import adapters, spec
 from optspec.conformance import run
 from optspec.conformance.run import CertifyOptions
-
-from optspec import adapters, spec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,38 +130,56 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 0 if found.fits else 1
 
 
+#: What each cell of the matrix means; printed under it.
+MATRIX_LEGEND = (
+    "PASS n: conforms; n is the worst trajectory error in ulps of the row's dtype",
+    "FAIL: does not conform to the subject's own convention (marked *) or to its rule: a bug;"
+    " `optspec certify` gives the evidence",
+    "differs: does not conform to this preset: the subject follows a different convention, not a bug",
+    "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant",
+    "exit code: 0 when every * cell and every rule cell passes",
+)
+
+
+def matrix_cell(passed: bool, worst_ulps: float, own: bool) -> str:
+    """One cell: PASS with its ulps, or FAIL (own convention or rule: a bug) or differs (another preset)."""
+    text = f"PASS {worst_ulps:.2g}" if passed else ("FAIL" if own else "differs")
+    return text + ("*" if own else "")
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
-    """Every built-in subject against every preset (Adam family) or its rule."""
+    """Every built-in subject against every preset (Adam family) or its rule, with a legend."""
     from optspec.conformance import certify
 
     frameworks = [args.framework] if args.framework else list(adapters.FRAMEWORKS)
-    rows = []
+    rows, verdicts = [], []
     for framework in frameworks:
+        dtype = args.dtype or run.default_dtype(framework)
         for subject in adapters.resolve_subject(framework, args.impl, args.rule):
             targets = list(spec.PRESETS) if spec.get_rule(subject.rule).takes_convention else [None]
             cells = {}
             for preset in targets:
+                column = preset or "rule"
+                own = preset is None or preset == subject.convention
                 if preset and subject.fixed.get("amsgrad") and spec.PRESETS[preset].amsgrad == "off":
-                    cells[preset] = "n/a"
+                    cells[column] = "n/a" + ("*" if own else "")
                     continue
-                cert = certify.certify(subject, convention=preset, dtype=args.dtype or run.default_dtype(framework),
-                                       device=args.device,
+                cert = certify.certify(subject, convention=preset, dtype=dtype, device=args.device,
                                        examples=args.examples, seed_value=args.seed)
-                worst = cert.checks["trajectory"].get("worst_ulps", 0.0)
-                cells[preset or subject.rule] = f"PASS {worst:.2g}ulp" if cert.conforms else "fail"
-            rows.append((subject, cells))
+                cells[column] = matrix_cell(cert.conforms, cert.checks["trajectory"].get("worst_ulps", 0.0), own)
+                if own:
+                    verdicts.append(cert.conforms)
+            rows.append((subject, dtype, cells))
             print(f"{subject.name}: " + "  ".join(f"{k}={v}" for k, v in cells.items()), file=sys.stderr)
     columns = [*spec.PRESETS, "rule"]
-    width = max(len(s.name) for s, _ in rows)
-    print(f"\n{'subject':<{width}}  " + "  ".join(f"{c:>14}" for c in columns))
-    for subject, cells in rows:
-        values = [cells.get(c, "") for c in spec.PRESETS] + [cells.get(subject.rule, "")]
-        print(f"{subject.name:<{width}}  " + "  ".join(f"{v:>14}" for v in values))
-    native_ok = all(
-        cells.get(subject.convention, "").startswith("PASS")
-        for subject, cells in rows if subject.convention
-    )
-    return 0 if native_ok else 1
+    width = max(len(s.name) for s, _, _ in rows)
+    print(f"\n{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns))
+    for subject, dtype, cells in rows:
+        print(f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, ''):>11}" for c in columns))
+    print()
+    for line in MATRIX_LEGEND:
+        print(line)
+    return 0 if all(verdicts) else 1
 
 
 def cmd_golden(args: argparse.Namespace) -> int:

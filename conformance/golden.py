@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from optspec.conformance.atomic import write_text
 
 from optspec import spec
+from optspec.conformance.atomic import write_text
 
 SCENARIOS_PATH = Path(__file__).with_name("scenarios.json")
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "golden"

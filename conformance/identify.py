@@ -12,14 +12,13 @@ import dataclasses
 import itertools
 from typing import Any
 
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
-from optspec.adapters.translation import NATIVE_CONVENTION
+from optspec.adapters.frameworks import describe
 from optspec.conformance.cases import NAMED_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory
 from optspec.conformance.reference import prepared
 from optspec.spec.conventions import KNOB_VALUES
-
-from optspec import adapters, spec
 
 DTYPE = "float32"
 CORE_KNOBS = ("decay_scale", "decay_point", "bias_correction", "epsilon")
@@ -119,7 +118,7 @@ def identify(subject: SubjectInfo) -> Identification:
     matching = spec.conventions.matching_presets(comparable)
     preset = None
     if best_error <= 1.0 and matching and knobs["amsgrad"] != "ignored":
-        native = NATIVE_CONVENTION[subject.framework]
+        native = describe(subject.framework).native_convention
         preset = native if native in matching else matching[0]
     return Identification(knobs, preset, float(best_error))
 

@@ -22,10 +22,9 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
-
-from optspec import adapters, spec
 
 #: Seconds a worker may take to import the frameworks and build the subject before its first step.
 STARTUP_S = 180.0

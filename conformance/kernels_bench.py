@@ -9,14 +9,14 @@ turns each round in an order that reverses every round, median of
 - ``spec[jax.jit]`` against ``optax.adamw`` jitted with donation;
 - ``spec[tf.function(jit_compile)]`` against Keras ``AdamW`` applied inside
   ``tf.function(jit_compile=True)`` (float32 only);
-- ``spec[numpy plan]`` (:mod:`optspec.adapters.numpy_plan`) against the eager spec
+- ``spec[numpy plan]`` (:mod:`optspec.adapters.numpy.plan`) against the eager spec
   on NumPy, which has no AdamW of its own (float32 only);
 - a STREAM-like in-place triad on torch (``a += s * b``), the bandwidth floor;
 - peak memory during one torch step: the resident tensors (parameter,
   gradient, two moments) plus what the step allocates, from the torch
   profiler (``profile_memory=True``), for the spec and the fused kernel;
 - peak memory of one jax step, by XLA's accounting of the compiled
-  executables (:func:`adapters.compiled.xla_step_bytes`), spec and optax.
+  executables (:func:`optspec.adapters.jax.compiled.xla_step_bytes`), spec and optax.
 
 Printed as a table with the ratios the issue targets (each the median over
 rounds of the ratio within a round), and written to
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from optspec.conformance.atomic import write_text
 
 from optspec import adapters
+from optspec.conformance.atomic import write_text
 
 Timed = dict[str, tuple[Callable[[], object], Callable[[], object]]]
 
@@ -72,6 +72,7 @@ def _no_sync() -> None:
 
 def torch_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import torch
+
     from optspec.adapters.compiled import CompiledStep
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -116,7 +117,9 @@ def jax_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     import jax
     import jax.numpy as jnp
     import optax
-    from optspec.adapters.compiled import CompiledStep, jax_executable, xla_step_bytes
+
+    from optspec.adapters.compiled import CompiledStep
+    from optspec.adapters.jax.compiled import jax_executable, xla_step_bytes
 
     kind = getattr(jnp, dtype)
     grad = jnp.asarray(np.random.default_rng(0).normal(size=n), kind)
@@ -152,6 +155,7 @@ def tensorflow_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import tensorflow as tf
+
     from optspec.adapters.compiled import CompiledStep
 
     grad = tf.constant(np.random.default_rng(0).normal(size=n), tf.float32)
@@ -176,9 +180,8 @@ def numpy_rows(n: int, repeats: int, dtype: str) -> dict[str, list[float]]:
     """The recorded plan against the eager spec (NumPy has no native AdamW); NumPy has no bfloat16."""
     if dtype != "float32":
         return {}
-    from optspec.adapters.compiled import CompiledStep
-
     from optspec import spec
+    from optspec.adapters.compiled import CompiledStep
 
     rng = np.random.default_rng(0)
     grad = rng.normal(size=n).astype(np.float32)

@@ -99,9 +99,8 @@ class OptspecItem(pytest.Item):
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if not config.getoption("--optspec-framework"):
         return
-    from optspec.conformance.run import subjects_of, validate
-
     from optspec import adapters
+    from optspec.conformance.run import subjects_of, validate
 
     options = _options(config)
     try:

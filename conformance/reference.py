@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat.numpy as xp
 import numpy as np
-from optspec.adapters.driver import SubjectInfo
 
 from optspec import adapters, spec
+from optspec.adapters.driver import SubjectInfo
 
 if TYPE_CHECKING:
     from optspec.conformance.cases import Case

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from optspec import spec
+
 #: Four binades between a checked value and the edge of the dtype's normal range.
 MARGIN = 2.0**4
 
@@ -78,10 +80,6 @@ _RANGES = {
 
 def normal_range(dtype: str) -> NormalRange:
     return _RANGES[dtype]
-
-
-#: The state field holding each rule's second moment (what ``eps`` is added to the root of).
-SECOND_MOMENT = {"adam": "exp_avg_sq", "adamw": "exp_avg_sq", "rmsprop": "square_avg", "adagrad": "sum"}
 
 
 def beta_near_one(beta: float, dtype: str) -> bool:
@@ -171,7 +169,8 @@ def unrepresentable(rule: str, convention: Any, case: Any, dtype: str, *, holds_
     for index, (theta0, grads) in enumerate(zip(case.params0, case.grads)):
         grads = np.asarray(grads, np.float64)
         arrays = [("the initial parameter", theta0), ("the gradient", grads)]
-        if rule in SECOND_MOMENT:
+        second_moment = spec.get_rule(rule).second_moment
+        if second_moment is not None:
             arrays.append(("the squared gradient", grads * grads))
         for name, values in arrays:
             if (why := bounds.violation(f"{name} of tensor {index}", values, underflow=False)) is not None:
@@ -181,11 +180,11 @@ def unrepresentable(rule: str, convention: Any, case: Any, dtype: str, *, holds_
         if (why := bounds.violation(f"the parameter of tensor {index}", free, underflow=False)) is not None:
             return why
         for field, values in _state_arrays(states):
-            second = field == SECOND_MOMENT.get(rule) or field == "max_exp_avg_sq"
+            second = field in (second_moment, "max_exp_avg_sq")
             why = bounds.violation(f"the state {field} of tensor {index}", values, underflow=second)
             if why is not None:
                 return why
-            if field == SECOND_MOMENT.get(rule):
+            if field == second_moment:
                 second_moments.append(values)
     eps = case.hyper.get("eps")
     if eps and _eps_effect(eps, dtype, second_moments) > tolerance.unit_roundoff(dtype):

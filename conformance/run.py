@@ -13,18 +13,17 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.certify import Certificate
-
-from optspec import adapters, spec
 
 #: Seconds a subject may take for one step (or its construction) before it is killed.
 DEFAULT_TIME_LIMIT_S = 300.0
 
 
 def default_dtype(framework: str) -> str:
-    """float64, but float32 for Keras-TF, whose float64 path drifts through tensorflow#35938."""
-    return "float32" if framework == "tensorflow" else "float64"
+    """The framework's own default (float64, but float32 for Keras-TF, which drifts in float64: tensorflow#35938)."""
+    return adapters.frameworks.describe(framework).default_dtype
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from optspec import adapters, spec
 from optspec.adapters.compiled import CompiledStep, as_numpy
 from optspec.adapters.driver import SubjectInfo, Trajectory, heartbeat
 from optspec.conformance import tolerance
@@ -36,8 +38,6 @@ from optspec.conformance.cases import Case
 from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
 from optspec.conformance.check import check_trajectory
 from optspec.conformance.reference import explicit_hyperparameters
-
-from optspec import adapters, spec
 
 #: Hyperparameters of the scale case (the subject's defaults fill the rest).
 SCALE_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False, "maximize": False}

@@ -153,6 +153,38 @@ def _decay_factor(scale: str, lr: float, initial_lr: float | None, weight_decay:
     return weight_decay
 
 
+def corrected_moments(xp: Any, state: AdamState, *, betas: tuple[float, float], eps: float, amsgrad: bool,
+                      convention: str | Convention) -> tuple[Array, Array]:
+    r""":math:`(\hat m_t, D_t)` of the state after step :math:`t`, whose update was :math:`\mathrm{lr}_t\hat m_t/D_t`.
+
+    In corrected units, whatever the convention: :math:`\hat m_t = m_t/bc_1` and
+
+    .. math::
+
+        D_t = \begin{cases}
+            \sqrt{s_t} + \epsilon & \texttt{epsilon=corrected} \\
+            \sqrt{s_t} + \epsilon/\sqrt{bc_2} & \texttt{hat} \\
+            \sqrt{s_t + \epsilon} & \texttt{inside}
+        \end{cases}
+
+    with :math:`s_t` the corrected second moment the step divided by
+    (:math:`v_t/bc_2`, or AMSGrad's maximum).  The tolerance model reads it
+    (an L2 term's rounding error is amplified by :math:`\hat m/D`).
+    """
+    conv = resolve(convention)
+    beta1, beta2 = betas
+    t = state.step
+    bc1 = 1 - beta1**t if conv.bias_correction else 1.0
+    bc2 = 1 - beta2**t if conv.bias_correction else 1.0
+    second = state.max_exp_avg_sq if amsgrad else state.exp_avg_sq
+    second_hat = second if amsgrad and conv.amsgrad == "corrected" else second / bc2
+    if conv.epsilon == "inside":
+        denominator = xp.sqrt(second_hat + eps)
+    else:
+        denominator = xp.sqrt(second_hat) + (eps / bc2**0.5 if conv.epsilon == "hat" else eps)
+    return state.exp_avg / bc1, denominator
+
+
 def _adam_update(
     xp: Any,
     param: Array,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from optspec.spec import _validate, adagrad, adam, rmsprop, sgd
 
@@ -24,6 +24,16 @@ class Rule:
       takes_initial_lr: whether the step needs :math:`\\mathrm{lr}_0` for
         schedule-scaled decay.
       init_hyper: the hyperparameters that :attr:`init` needs.
+      weight_decay: how ``weight_decay`` acts: ``"l2"`` adds :math:`\\lambda\theta`
+        to the gradient (so it passes through the moments and any adaptive
+        denominator); ``"decoupled"`` shrinks :math:`\theta` directly.
+      second_moment: the state field holding the running second moment that
+        the step divides by (an adaptive denominator), or None.
+      corrected_moments: for a rule whose step is :math:`\\mathrm{lr}_t\\hat m_t/D_t`,
+        ``f(xp, state, betas=, eps=, amsgrad=, convention=) -> (m_hat, D)``
+        of the state after step :math:`t` (:func:`optspec.spec.adam.corrected_moments`).
+      l2_counterpart: for a decoupled rule, the rule that applies the same
+        ``weight_decay`` as an L2 term instead.
     """
 
     name: str
@@ -34,6 +44,10 @@ class Rule:
     takes_convention: bool = False
     takes_initial_lr: bool = False
     init_hyper: tuple[str, ...] = ()
+    weight_decay: Literal["l2", "decoupled"] = "l2"
+    second_moment: str | None = None
+    corrected_moments: Callable[..., tuple[Any, Any]] | None = None
+    l2_counterpart: str | None = None
 
     def hyperparameters(self, convention: Any = None, **given: Any) -> dict[str, Any]:
         """Validates ``given`` and returns the full set, defaults filled in.
@@ -64,20 +78,22 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd),
         "sgdw": Rule(
             "sgdw", sgd.init, sgd.sgdw_step, sgd.SGDW_DEFAULTS, sgd.validate_sgdw,
-            takes_initial_lr=True,
+            takes_initial_lr=True, weight_decay="decoupled",
         ),
         "adagrad": Rule(
             "adagrad", adagrad.init, adagrad.step, adagrad.DEFAULTS, adagrad.validate,
-            init_hyper=("initial_accumulator_value",),
+            init_hyper=("initial_accumulator_value",), second_moment="sum",
         ),
-        "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate),
+        "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate,
+                        second_moment="square_avg"),
         "adam": Rule(
             "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
-            takes_convention=True,
+            takes_convention=True, second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments,
         ),
         "adamw": Rule(
             "adamw", adam.init, adam.adamw_step, adam.ADAMW_DEFAULTS, adam.validate,
-            takes_convention=True, takes_initial_lr=True,
+            takes_convention=True, takes_initial_lr=True, weight_decay="decoupled",
+            second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments, l2_counterpart="adam",
         ),
     }
 )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from optspec import adapters
 from optspec.adapters.batching import Member, Packing
 from optspec.conformance.batched import run_batched
 from optspec.conformance.certify import drawn_cases
 from optspec.conformance.check import prepared
-
-from optspec import adapters
 from tests.conftest import needs
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
+
+from optspec import adapters
 from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
-
-from optspec import adapters
 from tests.conftest import false_alarm_cases, needs
 from tests.plugins.torch_subjects import DEVIATIONS
 
@@ -75,6 +76,7 @@ def test_builtin_subjects_pass_their_own_preset(subject, examples, seed):
 def _l2_feedback_case(weight_decay: float = 0.1):
     """Shrunk from seed 3: an L2 gradient that cancels at step 1, then a tiny one divided by ~ε."""
     import numpy as np
+
     from optspec.conformance.cases import Case
 
     return Case(params0=[np.array(1e-5)], grads=[np.array([-1e-6, 1e-6, 1e-6, 1e-6, 1e-6])], lrs=[0.5] * 5,
@@ -225,8 +227,25 @@ def test_matrix_prints_subject_by_preset(capsys):
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     header = next(line for line in out if line.startswith("subject"))
-    assert header.split()[1:] == ["torch", "optax", "keras", "paper", "bert", "hf_legacy", "tfa", "rule"]
+    assert header.split()[1:] == ["dtype", "torch", "optax", "keras", "paper", "bert", "hf_legacy", "tfa", "rule"]
     (row,) = [line for line in out if line.startswith("torch.optim.AdamW[fused]")]
     cells = row.split()[1:]
-    # optax's preset differs in amsgrad (max of v̂), which this subject supports, so it fails too.
-    assert cells[0] == "PASS" and cells[2:].count("fail") == 6, row
+    # optax's preset differs in amsgrad (max of v̂), which this subject supports, so it differs too.
+    assert cells[:3] == ["float64", "PASS", cells[2]] and cells[2].endswith("*"), row
+    assert cells[3:] == ["differs"] * 6, row
+    assert any(line.startswith("differs: ") and "not a bug" in line for line in out)
+
+
+def test_matrix_exit_code_counts_the_rule_column(monkeypatch, capsys):
+    from optspec.conformance import certify as certify_module
+
+    real = certify_module.certify
+
+    def failing(subject, **kwargs):
+        cert = real(subject, **kwargs)
+        return dataclasses.replace(cert, verdict="does not conform") if subject.rule == "sgd" else cert
+
+    monkeypatch.setattr(certify_module, "certify", failing)
+    assert main(["matrix", "--framework", "numpy", "--impl", "spec.sgd", "--examples", "2"]) == 1
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("spec.sgd")]
+    assert row.split()[-1] == "FAIL*", row

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from optspec.adapters import numpy_plan
-from optspec.adapters.compiled import CompiledStep, as_numpy, compilations
-from optspec.conformance import strategies, tolerance
-from optspec.spec.conventions import AMSGRADS, DECAY_POINTS, DECAY_SCALES, EPSILONS, Convention
 
 from optspec import adapters, spec
+from optspec.adapters.compiled import CompiledStep, as_numpy, compilations
+from optspec.adapters.numpy import plan as numpy_plan
+from optspec.conformance import strategies, tolerance
+from optspec.spec.conventions import AMSGRADS, DECAY_POINTS, DECAY_SCALES, EPSILONS, Convention
 
 FRAMEWORKS = [pytest.param(f, marks=pytest.mark.skipif(not adapters.is_available(f), reason=f"{f} is not installed"))
               for f in ("torch", "jax", "tensorflow", "numpy")]
@@ -173,8 +173,10 @@ def test_numpy_plan_refuses_a_branch_on_a_runtime_value():
 def test_torch_step_computes_its_scalars_before_the_elementwise_loop(convention):
     """In inductor's generated code no power of the step count is left inside the loop over the elements."""
     import torch
-    from optspec.adapters.compiled import runtime_scalars, torch_inplace_step
     from torch._inductor.utils import run_and_get_code
+
+    from optspec.adapters.compiled import runtime_scalars
+    from optspec.adapters.torch.compiled import torch_inplace_step
 
     step = torch_inplace_step("adamw", convention, False, False, dynamic=False, cache_key="generated code")
     size = 4099

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from optspec.adapters.frameworks import FRAMEWORKS
 
 from optspec import adapters, spec
+from optspec.adapters.frameworks import FRAMEWORKS
 from tests.conftest import needs
 
 RNG = np.random.default_rng(11)

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from optspec.conformance import golden
-from optspec.conformance.certify import certify
 
 from optspec import adapters, spec
+from optspec.conformance import golden
+from optspec.conformance.certify import certify
 from tests.conftest import needs
 
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from optspec.conformance.cli import main
 
+from optspec.conformance.cli import main
 from tests.conftest import needs
 
 PLUGIN = "tests.plugins.torch_subjects"

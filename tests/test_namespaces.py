@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from optspec.adapters.frameworks import FRAMEWORKS
 
 from optspec import adapters, spec
+from optspec.adapters.frameworks import FRAMEWORKS
 from tests.conftest import needs
 from tests.test_spec_portability import CONFIGS
 
@@ -111,3 +115,14 @@ def test_missing_framework_names_the_install(monkeypatch):
     monkeypatch.delitem(__import__("sys").modules, "optax", raising=False)
     with pytest.raises(adapters.SetupError, match=r"framework 'jax' is not installed \(optax is missing\): run `pip install -e '.\[jax\]'`"):
         adapters.import_framework("jax")
+
+
+@needs("tensorflow")
+def test_importing_the_frameworks_writes_no_log_lines(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "optspec", "list"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "keras.optimizers.AdamW" in done.stdout
+    noise = [line for line in (done.stdout + done.stderr).splitlines()
+             if "absl" in line or re.match(r"[IW]\d{4} ", line)]
+    assert not noise, noise

@@ -10,6 +10,7 @@ optimizer module imported on its own).
 from __future__ import annotations
 
 import pytest
+
 from optspec.conformance.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")

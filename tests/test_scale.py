@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from optspec import adapters
 from optspec.conformance import scale
 from optspec.conformance.cli import main
 from optspec.conformance.scale import certify_at_scale
-
-from optspec import adapters
 from tests.conftest import needs
 
 BUILTIN_AT_SCALE = [

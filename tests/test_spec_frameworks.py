@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from optspec.conformance import strategies as cs
 
 from optspec import adapters, spec
+from optspec.conformance import strategies as cs
 from tests.conftest import needs
 from tests.helpers import assert_trajectory_close
 

@@ -6,16 +6,16 @@ import copy
 
 import numpy as np
 import pytest
-from optspec.conformance.certify import certify
 
 from optspec import adapters, spec
+from optspec.conformance.certify import certify
 from tests.conftest import needs
 
 PAPER = "tests.plugins.spec_backed"
 SPEC_BACKED = {
-    "torch": "optspec.adapters.optimizers.torch:AdamW",
-    "jax": "optspec.adapters.optimizers.optax:adamw",
-    "tensorflow": "optspec.adapters.optimizers.keras:AdamW",
+    "torch": "optspec.adapters.torch.optimizer:AdamW",
+    "jax": "optspec.adapters.jax.optimizer:adamw",
+    "tensorflow": "optspec.adapters.tensorflow.optimizer:AdamW",
 }
 PAPER_BACKED = {
     "torch": f"{PAPER}:PaperTorchAdamW",
@@ -67,14 +67,15 @@ def _construct(framework, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e
                convention="torch"):
     if framework == "torch":
         import torch
-        from optspec.adapters.optimizers.torch import AdamW
+
+        from optspec.adapters.torch.optimizer import AdamW
         return AdamW([torch.nn.Parameter(torch.zeros(3))], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                      amsgrad=amsgrad, convention=convention)
     if framework == "jax":
-        from optspec.adapters.optimizers.optax import adamw
+        from optspec.adapters.jax.optimizer import adamw
         return adamw(lr, b1=betas[0], b2=betas[1], eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                      convention=convention)
-    from optspec.adapters.optimizers.keras import AdamW
+    from optspec.adapters.tensorflow.optimizer import AdamW
     return AdamW(lr, weight_decay=weight_decay, beta_1=betas[0], beta_2=betas[1], epsilon=eps, amsgrad=amsgrad,
                  convention=convention)
 
@@ -164,7 +165,8 @@ def _assert_trains_alike(native, spec_backed):
 @needs("torch")
 def test_the_torch_optimizer_trains_an_mlp_like_torch_adamw():
     import torch
-    from optspec.adapters.optimizers.torch import AdamW
+
+    from optspec.adapters.torch.optimizer import AdamW
 
     native = _train_torch(lambda groups: torch.optim.AdamW(groups, lr=3e-2, weight_decay=0.1))
     _assert_trains_alike(native, _train_torch(lambda groups: AdamW(groups, lr=3e-2, weight_decay=0.1)))
@@ -173,7 +175,8 @@ def test_the_torch_optimizer_trains_an_mlp_like_torch_adamw():
 @needs("jax")
 def test_the_optax_transformation_trains_an_mlp_like_optax_adamw():
     import optax
-    from optspec.adapters.optimizers.optax import adamw
+
+    from optspec.adapters.jax.optimizer import adamw
 
     schedule = optax.cosine_decay_schedule(3e-2, 150)
 
@@ -187,7 +190,8 @@ def test_the_optax_transformation_trains_an_mlp_like_optax_adamw():
 @needs("tensorflow")
 def test_the_keras_optimizer_trains_an_mlp_like_keras_adamw():
     import keras
-    from optspec.adapters.optimizers.keras import AdamW
+
+    from optspec.adapters.tensorflow.optimizer import AdamW
 
     native = _train_keras(keras.optimizers.AdamW(3e-2, weight_decay=0.1, epsilon=1e-7))
     _assert_trains_alike(native, _train_keras(AdamW(3e-2, weight_decay=0.1, epsilon=1e-7)))
@@ -197,7 +201,8 @@ def test_the_keras_optimizer_trains_an_mlp_like_keras_adamw():
 def test_a_torch_adamw_checkpoint_loads_into_the_spec_optimizer_and_continues_on_its_trajectory():
     """Within a few float64 ulps: inductor may contract a multiply-add that eager torch rounds twice."""
     import torch
-    from optspec.adapters.optimizers.torch import AdamW
+
+    from optspec.adapters.torch.optimizer import AdamW
 
     rng = np.random.default_rng(3)
     grads = torch.as_tensor(rng.normal(size=(20, 5)))
@@ -220,8 +225,9 @@ def test_a_torch_adamw_checkpoint_loads_into_the_spec_optimizer_and_continues_on
 def test_one_compiled_torch_step_serves_every_shape_of_a_dtype():
     """Unit dimensions, 0-d and non-contiguous parameters: no recompile per shape, and the eager spec's values."""
     import torch
-    from optspec.adapters.compiled import torch_inplace_step
-    from optspec.adapters.optimizers.torch import AdamW
+
+    from optspec.adapters.torch.compiled import torch_inplace_step
+    from optspec.adapters.torch.optimizer import AdamW
 
     rng = np.random.default_rng(4)
     shapes = [(1, 1, 1), (1, 5, 1), (3, 1, 2), (1, 1, 4), (2, 3, 1), (1, 2, 1, 1), (6, 1), (1, 7), (), (9,), (1,)]

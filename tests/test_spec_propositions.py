@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from optspec.conformance import strategies as cs
-from optspec.conformance import tolerance
 
 from optspec import spec
+from optspec.conformance import strategies as cs
+from optspec.conformance import tolerance
 
 
 @given(

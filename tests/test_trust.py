@@ -8,6 +8,8 @@ import shlex
 
 import numpy as np
 import pytest
+
+from optspec import adapters
 from optspec.conformance import golden
 from optspec.conformance.cases import NAMED_CASES, Case
 from optspec.conformance.certify import certify, drawn_cases, representable_cases
@@ -15,8 +17,6 @@ from optspec.conformance.check import HINT_THRESHOLD, explain
 from optspec.conformance.cli import main
 from optspec.conformance.reference import explicit_hyperparameters, reference, round_to_dtype
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
-
-from optspec import adapters
 from tests.conftest import needs
 
 PLUGIN = "tests.plugins.torch_subjects"

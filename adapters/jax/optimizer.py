@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optspec.adapters.optimizers import checked_hyperparameters
-from optspec.spec.adam import AdamState
 
 from optspec import spec
+from optspec.adapters.spec_backed import checked_hyperparameters
+from optspec.spec.adam import AdamState
 
 
 class SpecAdamState(NamedTuple):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -15,13 +16,42 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras
 import numpy as np
 import tensorflow as tf
+
+from optspec import spec
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
-from optspec.adapters.translation import KERAS, Translation
+from optspec.adapters.translation import Translation
 
-from optspec import spec
+#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer, so
+#: it maps only for AdamW.
+TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
+    {
+        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov"}, lr="learning_rate"),
+        "adagrad": Translation(
+            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value"},
+            lr="learning_rate",
+        ),
+        "rmsprop": Translation(
+            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered"},
+            lr="learning_rate",
+        ),
+        "adam": Translation(
+            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
+            lr="learning_rate",
+        ),
+        "adamw": Translation(
+            {
+                "betas": ("beta_1", "beta_2"),
+                "eps": "epsilon",
+                "weight_decay": "weight_decay",
+                "amsgrad": "amsgrad",
+            },
+            lr="learning_rate",
+        ),
+    }
+)
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -114,7 +144,7 @@ def batch_builder(cls: type, translation: Translation):
 SUBJECTS: tuple[SubjectInfo, ...] = tuple(
     SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
                 "keras" if rule in ("adam", "adamw") else None,
-                KERAS[rule].supports, builder(cls, KERAS[rule]), build_batch=batch_builder(cls, KERAS[rule]),
+                TRANSLATIONS[rule].supports, builder(cls, TRANSLATIONS[rule]), build_batch=batch_builder(cls, TRANSLATIONS[rule]),
                 holds_hyperparameters_in_dtype=True)
     for rule, cls in (
         ("sgd", keras.optimizers.SGD),
@@ -126,8 +156,6 @@ SUBJECTS: tuple[SubjectInfo, ...] = tuple(
 )
 
 
-#: The spec rules a plugin may implement, with Keras' names for their hyperparameters.
-TRANSLATIONS = KERAS
 
 
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
@@ -135,7 +163,7 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
     probe = factory(learning_rate=1e-3)
     if not isinstance(probe, keras.optimizers.Optimizer):
         raise TypeError(f"it returned a {type(probe).__name__}, not a keras.optimizers.Optimizer")
-    translation = KERAS[rule]
+    translation = TRANSLATIONS[rule]
     return SubjectInfo(name=name, framework="tensorflow", rule=rule,
                        convention="keras" if spec.get_rule(rule).takes_convention else None,
                        supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,

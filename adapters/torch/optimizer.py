@@ -13,15 +13,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from optspec.adapters.compiled import runtime_scalars, torch_inplace_step
-from optspec.adapters.optimizers import checked_hyperparameters
+
+from optspec.adapters.compiled import runtime_scalars
+from optspec.adapters.spec_backed import checked_hyperparameters
+from optspec.adapters.torch.compiled import torch_inplace_step
 
 
 class AdamW(torch.optim.Optimizer):
     r"""AdamW (``rule="adamw"``) or Adam with an L2 penalty (``rule="adam"``), computed by the spec.
 
     The update is :func:`spec.adam.adamw_step` (or ``adam_step``) in
-    ``convention``, compiled by :func:`adapters.compiled.torch_inplace_step`
+    ``convention``, compiled by :func:`optspec.adapters.torch.compiled.torch_inplace_step`
     into one loop per tensor that writes the parameter and state in place.
     With ``convention="paper"`` the decay is :math:`\eta_t\lambda`,
     :math:`\eta_t = \mathrm{lr}_t/\mathrm{lr}_0`, where :math:`\mathrm{lr}_0` is

@@ -8,19 +8,42 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from optspec import spec
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, framework_dtype, to_numpy
 from optspec.adapters.plugins import Capabilities
-from optspec.adapters.translation import OPTAX, Translation
+from optspec.adapters.translation import Translation
 
-from optspec import spec
+#: optax names; every factory takes ``learning_rate`` (a schedule of the 0-based count).
+TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
+    {
+        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov"}, lr="learning_rate"),
+        "adagrad": Translation(
+            {"eps": "eps", "initial_accumulator_value": "initial_accumulator_value"},
+            lr="learning_rate",
+        ),
+        # eps_in_sqrt=False puts eps outside the root, as torch does.
+        "rmsprop": Translation(
+            {"alpha": "decay", "eps": "eps", "centered": "centered", "momentum": "momentum"},
+            constants={"eps_in_sqrt": False},
+            lr="learning_rate",
+        ),
+        "adam": Translation({"betas": ("b1", "b2"), "eps": "eps"}, lr="learning_rate"),
+        "adamw": Translation(
+            {"betas": ("b1", "b2"), "eps": "eps", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+        ),
+    }
+)
 
 
 @functools.lru_cache(maxsize=512)
@@ -155,21 +178,19 @@ def _l2_adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float 
                        optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
 
 
-_L2_ADAM = Translation({**OPTAX["adam"].names, "weight_decay": "weight_decay"}, lr="learning_rate")
+_L2_ADAM = Translation({**TRANSLATIONS["adam"].names, "weight_decay": "weight_decay"}, lr="learning_rate")
 
 SUBJECTS: tuple[SubjectInfo, ...] = (
-    _subject("optax.sgd", "sgd", None, optax.sgd, OPTAX["sgd"]),
-    _subject("optax.adagrad", "adagrad", None, optax.adagrad, OPTAX["adagrad"]),
-    _subject("optax.rmsprop", "rmsprop", None, optax.rmsprop, OPTAX["rmsprop"]),
-    _subject("optax.adam", "adam", "optax", optax.adam, OPTAX["adam"]),
+    _subject("optax.sgd", "sgd", None, optax.sgd, TRANSLATIONS["sgd"]),
+    _subject("optax.adagrad", "adagrad", None, optax.adagrad, TRANSLATIONS["adagrad"]),
+    _subject("optax.rmsprop", "rmsprop", None, optax.rmsprop, TRANSLATIONS["rmsprop"]),
+    _subject("optax.adam", "adam", "optax", optax.adam, TRANSLATIONS["adam"]),
     _subject("optax.chain(add_decayed_weights, adam)", "adam", "optax", _l2_adam, _L2_ADAM),
-    _subject("optax.adamw", "adamw", "optax", optax.adamw, OPTAX["adamw"]),
-    _subject("optax.amsgrad", "adam", "optax", optax.amsgrad, OPTAX["adam"], fixed={"amsgrad": True}),
+    _subject("optax.adamw", "adamw", "optax", optax.adamw, TRANSLATIONS["adamw"]),
+    _subject("optax.amsgrad", "adam", "optax", optax.amsgrad, TRANSLATIONS["adam"], fixed={"amsgrad": True}),
 )
 
 
-#: The spec rules a plugin may implement, with optax's names for their hyperparameters.
-TRANSLATIONS = OPTAX
 
 
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
@@ -178,5 +199,5 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
     if not (hasattr(probe, "init") and hasattr(probe, "update")):
         raise TypeError(f"calling it returned {type(probe).__name__}, not an optax.GradientTransformation")
     convention = "optax" if spec.get_rule(rule).takes_convention else None
-    return _subject(name, rule, convention, factory, OPTAX[rule], supports=caps.supports, fixed=caps.fixed,
+    return _subject(name, rule, convention, factory, TRANSLATIONS[rule], supports=caps.supports, fixed=caps.fixed,
                     not_tested=caps.not_tested)

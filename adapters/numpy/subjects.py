@@ -8,9 +8,9 @@ from typing import Any
 
 import array_api_compat.numpy as xp
 import numpy as np
-from optspec.adapters.driver import Session, SubjectInfo
 
 from optspec import spec
+from optspec.adapters.driver import Session, SubjectInfo
 
 
 class SpecSession(Session):

@@ -1,8 +1,8 @@
-"""Optimizers backed by the compiled spec, one per framework, for any Adam-family rule and convention.
+"""What the spec-backed optimizers share: each framework's ``optimizer`` module runs the compiled spec.
 
-- :class:`adapters.optimizers.torch.AdamW`: a ``torch.optim.Optimizer``;
-- :func:`adapters.optimizers.optax.adamw`: an optax ``GradientTransformation``;
-- :class:`adapters.optimizers.keras.AdamW`: a Keras 3 optimizer (TensorFlow backend).
+- :class:`optspec.adapters.torch.optimizer.AdamW`: a ``torch.optim.Optimizer``;
+- :func:`optspec.adapters.jax.optimizer.adamw`: an optax ``GradientTransformation``;
+- :class:`optspec.adapters.tensorflow.optimizer.AdamW`: a Keras 3 optimizer (TensorFlow backend).
 
 Each takes its framework's argument names plus ``convention`` (a preset name
 or a :class:`spec.Convention`) and ``rule`` (``"adamw"``, or ``"adam"`` for an

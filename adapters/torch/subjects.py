@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
+
+from optspec import spec
 from optspec.adapters.batching import Member
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
-from optspec.adapters.translation import TORCH, Translation
+from optspec.adapters.translation import Translation
 
-from optspec import spec
+#: torch's names are the spec's.
+TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
+    {
+        "sgd": Translation.same_names("momentum", "dampening", "weight_decay", "nesterov", "maximize"),
+        "adagrad": Translation.same_names("lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                                          "maximize"),
+        "rmsprop": Translation.same_names("alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
+        "adam": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
+        "adamw": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
+    }
+)
 
 
 class TorchSession(Session):
@@ -111,18 +124,18 @@ def _subjects() -> tuple[SubjectInfo, ...]:
                 framework="torch",
                 rule=rule,
                 convention="torch" if rule in ("adam", "adamw") else None,
-                supports=TORCH[rule].supports,
-                build=builder(cls, TORCH[rule], _FORMS[form]),
-                build_batch=batch_builder(cls, TORCH[rule], _FORMS[form]),
+                supports=TRANSLATIONS[rule].supports,
+                build=builder(cls, TRANSLATIONS[rule], _FORMS[form]),
+                build_batch=batch_builder(cls, TRANSLATIONS[rule], _FORMS[form]),
             ))
     found.append(SubjectInfo(
         name="torch.optim.Adam[decoupled_weight_decay=True]",
         framework="torch",
         rule="adamw",
         convention="torch",
-        supports=TORCH["adamw"].supports,
-        build=builder(torch.optim.Adam, TORCH["adamw"], {"decoupled_weight_decay": True}),
-        build_batch=batch_builder(torch.optim.Adam, TORCH["adamw"], {"decoupled_weight_decay": True}),
+        supports=TRANSLATIONS["adamw"].supports,
+        build=builder(torch.optim.Adam, TRANSLATIONS["adamw"], {"decoupled_weight_decay": True}),
+        build_batch=batch_builder(torch.optim.Adam, TRANSLATIONS["adamw"], {"decoupled_weight_decay": True}),
     ))
     return tuple(found)
 
@@ -130,8 +143,6 @@ def _subjects() -> tuple[SubjectInfo, ...]:
 SUBJECTS = _subjects()
 
 
-#: The spec rules a plugin may implement, with torch's names for their hyperparameters.
-TRANSLATIONS = TORCH
 
 
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
@@ -143,7 +154,7 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
     probe = factory([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     if not (hasattr(probe, "step") and hasattr(probe, "param_groups")):
         raise TypeError(f"it returned a {type(probe).__name__}, not a torch.optim.Optimizer")
-    translation = TORCH[rule]
+    translation = TRANSLATIONS[rule]
     return SubjectInfo(name=name, framework="torch", rule=rule,
                        convention="torch" if spec.get_rule(rule).takes_convention else None,
                        supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,

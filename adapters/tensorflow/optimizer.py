@@ -16,11 +16,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras
 import tensorflow as tf
-from optspec.adapters.namespaces import namespace
-from optspec.adapters.optimizers import checked_hyperparameters
-from optspec.spec.adam import AdamState
 
 from optspec import spec
+from optspec.adapters.namespaces import namespace
+from optspec.adapters.spec_backed import checked_hyperparameters
+from optspec.spec.adam import AdamState
 
 
 class AdamW(keras.optimizers.Optimizer):
