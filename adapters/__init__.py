@@ -8,8 +8,6 @@ on a device; :mod:`optspec.adapters.driver` drives subjects.
 
 from __future__ import annotations
 
-from typing import Any
-
 from optspec.adapters import plugins
 from optspec.adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
 from optspec.adapters.errors import SetupError, SubjectError, one_line
@@ -34,7 +32,6 @@ __all__ = [
     "devices",
     "drive",
     "drive_batch",
-    "framework_module",
     "import_framework",
     "is_available",
     "load_plugin",
@@ -45,14 +42,9 @@ __all__ = [
 ]
 
 
-def framework_module(framework: str) -> Any:
-    """``optspec.adapters.<framework>.subjects``, after the framework itself imported cleanly."""
-    return part(framework, "subjects")
-
-
 def subjects(framework: str) -> tuple[SubjectInfo, ...]:
     """The framework's built-in subjects."""
-    return framework_module(framework).SUBJECTS
+    return part(framework, "subjects").SUBJECTS
 
 
 def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
@@ -62,7 +54,7 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
     that rejects the call is a setup error (exit 2) before any case runs.
     """
     target = plugins.parse_target(text)
-    adapter = framework_module(framework)
+    adapter = part(framework, "subjects")
     if not hasattr(adapter, "plugin"):
         raise SetupError(f"{framework} takes no plugins: use one of its built-in subjects")
     if rule not in adapter.TRANSLATIONS:

@@ -143,11 +143,13 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
     by the change of lr and by 2 for the change of the bias corrections and
     of :math:`\sqrt{\hat v}`, is a floor.
     """
+    spec_rule = spec.get_rule(rule)
+    l2_in_gradient = spec_rule.weight_decay == "l2"
     theta0 = np.zeros(grads.shape[1:])
     hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
     magnitudes = np.abs(grads)
     if "weight_decay" in hyper:
-        if spec.get_rule(rule).weight_decay == "l2" and theta_path is not None:
+        if l2_in_gradient and theta_path is not None:
             # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
             magnitudes = magnitudes + hyper["weight_decay"] * np.abs(theta_path)
         hyper = {**hyper, "weight_decay": 0.0}
@@ -158,8 +160,7 @@ def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
         carried = np.nan_to_num(2 * lrs[1:] / lrs[:-1] * update[:-1], nan=0.0, posinf=0.0)
     update[1:] = np.maximum(update[1:], carried)
     eps = float(case.hyper.get("eps", 0.0))
-    adaptive_l2 = spec.get_rule(rule).weight_decay == "l2" and spec.get_rule(rule).second_moment is not None
-    if adaptive_l2 and theta_path is not None and eps > 0:
+    if l2_in_gradient and spec_rule.second_moment is not None and theta_path is not None and eps > 0:
         # A rounding error δg = u·λ|θ| of an L2 gradient that cancelled to ~0 is
         # divided by ~ε, not by the root of the (large) magnitude run.
         l2 = float(case.hyper.get("weight_decay", 0.0)) * np.abs(theta_path)

@@ -37,8 +37,10 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="the framework's device, e.g. cpu or cuda:0 (default: its first)")
         p.add_argument("--dtype", choices=list(adapters.DTYPES),
                        help="the subject's dtype (default: float64; float32 for tensorflow, see docs/DEVIATIONS.md)")
-        p.add_argument("--examples", type=int, default=100, help="drawn cases per subject (default 100)")
-        p.add_argument("--seed", type=int, default=0, help="the seed of the drawn cases (default 0)")
+        p.add_argument("--examples", type=int, default=CertifyOptions.examples,
+                       help=f"drawn cases per subject (default {CertifyOptions.examples})")
+        p.add_argument("--seed", type=int, default=CertifyOptions.seed,
+                       help=f"the seed of the drawn cases (default {CertifyOptions.seed})")
     certify_parser = sub.choices["certify"]
     certify_parser.add_argument("--convention", help="the preset to hold an Adam-family subject to "
                                                      "(default: its own)")
@@ -47,9 +49,10 @@ def parser() -> argparse.ArgumentParser:
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
-    certify_parser.add_argument("--time-limit", type=float, default=300.0,
+    certify_parser.add_argument("--time-limit", type=float, default=CertifyOptions.time_limit_s,
                                 help="seconds a subject may take for one step (or its construction) before it "
-                                     "is killed and the verdict is 'does not conform' (default 300)")
+                                     "is killed and the verdict is 'does not conform' "
+                                     f"(default {CertifyOptions.time_limit_s:g})")
     p = sub.add_parser("identify", help="which convention an AdamW subject follows, knob by knob",
                        description="which convention an AdamW subject follows; exit 1 when none fits")
     p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
@@ -74,8 +77,10 @@ def validate(args: argparse.Namespace) -> None:
         run.validate(options_of(args))
         if args.out:
             run.check_writable_directory(args.out)
-    elif args.command == "matrix" and args.examples < 0:
-        raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
+    elif args.command == "matrix":
+        for framework in [args.framework] if args.framework else adapters.FRAMEWORKS:
+            run.validate(CertifyOptions(framework=framework, impl=args.impl, rule=args.rule, dtype=args.dtype,
+                                        device=args.device, examples=args.examples, seed=args.seed))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -106,14 +111,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
         print(f"{cert.verdict.upper()}: {cert.subject} vs {cert.convention or cert.rule} "
               f"({what}, {dtype}, worst {worst:.3g} ulp"
               + (f", {len(cert.golden)} golden scenarios" if cert.golden else "") + ")")
-        if cert.failure:
-            fail = cert.failure
-            ulps = f" ({fail['ulps']:.3g} ulp)" if fail.get("ulps") else ""
-            print(f"  failed {fail['check']} at step {fail['step']}{ulps}: {fail['detail']}")
-            if fail['hint']:
-                print(f"  {fail['hint']}")
-            print(f"  case: {fail['case']}")
-            print(f"  reproduce: {fail['reproduce_cli']}")
+        for line in report.failure_lines(cert):
+            print(line)
     if args.out:
         report.write(certs, args.out)
         print(f"wrote {args.out}/certificate.json, junit.xml, report.md")

@@ -75,17 +75,13 @@ class OptspecItem(pytest.Item):
         self.options = options
 
     def runtest(self) -> None:
+        from optspec.conformance.report import failure_lines
         from optspec.conformance.run import certify_all
 
         (cert,) = certify_all(self.options, subjects=[self.subject])
         if not cert.conforms:
-            fail = cert.failure
-            lines = [f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})",
-                     f"  failed {fail['check']} at step {fail['step']}: {fail['detail']}"]
-            if fail.get("hint"):
-                lines.append(f"  {fail['hint']}")
-            lines += [f"  case: {fail['case']}", f"  reproduce: {fail['reproduce_cli']}"]
-            raise CertificationFailed("\n".join(lines))
+            headline = f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})"
+            raise CertificationFailed("\n".join([headline, *failure_lines(cert)]))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CertificationFailed):

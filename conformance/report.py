@@ -27,6 +27,18 @@ def to_json(certs: list[Certificate]) -> str:
     return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
 
 
+def failure_lines(cert: Certificate) -> list[str]:
+    """The evidence of a failing certificate as the CLI and the pytest plugin print it (none if it conforms)."""
+    fail = cert.failure
+    if not fail:
+        return []
+    ulps = f" ({fail['ulps']:.3g} ulp)" if fail.get("ulps") else ""
+    lines = [f"  failed {fail['check']} at step {fail['step']}{ulps}: {fail['detail']}"]
+    if fail.get("hint"):
+        lines.append(f"  {fail['hint']}")
+    return [*lines, f"  case: {fail['case']}", f"  reproduce: {fail['reproduce_cli']}"]
+
+
 def junit(certs: list[Certificate]) -> str:
     cases = []
     for cert in certs:

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from optspec import spec
+from optspec.conformance import tolerance
+from optspec.conformance.reference import reference, round_to_dtype
 
 #: Four binades between a checked value and the edge of the dtype's normal range.
 MARGIN = 2.0**4
@@ -88,8 +90,6 @@ def beta_near_one(beta: float, dtype: str) -> bool:
     Measured: Keras' AdamW in bfloat16 with :math:`\beta_1 = 1-2^{-9}` computes
     :math:`1-\beta_1^t = 0` and steps to -inf.
     """
-    from optspec.conformance import tolerance
-
     return 0 < beta < 1 and 1 - _rounded_scalar(beta, dtype) < 2 * tolerance.unit_roundoff(dtype)
 
 
@@ -104,8 +104,6 @@ def _scalar_violation(case: Any, dtype: str, holds_betas: bool) -> str | None:
     :math:`\beta` to the variable's dtype), where the bias correction
     :math:`1-\beta^t` is 0; :math:`\epsilon` is checked against the second moment.
     """
-    from optspec.conformance import tolerance
-
     u = tolerance.unit_roundoff(dtype)
     if holds_betas:
         for index, beta in enumerate(case.hyper.get("betas", ()), start=1):
@@ -142,12 +140,14 @@ def _eps_effect(eps: float, dtype: str, second_moments: list[np.ndarray]) -> flo
 
 
 def _rounded_scalar(value: float, dtype: str) -> float:
-    """``value`` held in ``dtype`` (bfloat16 shares float32's exponent range, so only its subnormals round away)."""
-    if dtype == "bfloat16":
-        tiny = normal_range(dtype).tiny
-        spacing = 2.0**-133
-        return value if abs(value) >= tiny else float(np.round(value / spacing) * spacing)
-    return float(np.asarray(value, np.float64).astype(dtype))
+    """``value`` held in ``dtype``; in bfloat16 only its subnormals round away.
+
+    bfloat16 shares float32's exponent range, and these checks are about range:
+    a normal bfloat16 value is left as it is.
+    """
+    if dtype == "bfloat16" and abs(value) >= normal_range(dtype).tiny:
+        return value
+    return float(round_to_dtype(value, dtype))
 
 
 def unrepresentable(rule: str, convention: Any, case: Any, dtype: str, *, holds_betas: bool = False) -> str | None:
@@ -159,9 +159,6 @@ def unrepresentable(rule: str, convention: Any, case: Any, dtype: str, *, holds_
     """
     if dtype == "float64":
         return None
-    from optspec.conformance import tolerance
-    from optspec.conformance.reference import reference
-
     bounds = normal_range(dtype)
     if (why := _scalar_violation(case, dtype, holds_betas)) is not None:
         return why

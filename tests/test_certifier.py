@@ -249,3 +249,8 @@ def test_matrix_exit_code_counts_the_rule_column(monkeypatch, capsys):
     assert main(["matrix", "--framework", "numpy", "--impl", "spec.sgd", "--examples", "2"]) == 1
     (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("spec.sgd")]
     assert row.split()[-1] == "FAIL*", row
+
+
+def test_matrix_options_are_refused_before_any_case(capsys):
+    assert main(["matrix", "--examples", "-5"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --examples must be 0 or more (got -5)"]
