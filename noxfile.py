@@ -70,14 +70,20 @@ def lint(session: nox.Session) -> None:
 def conformance(session: nox.Session) -> None:
     """Certifies built-in optimizers: ``nox -s conformance -- [FRAMEWORK] [CLI options]``.
 
-    With no arguments, every built-in subject of every framework, and the matrix.
+    With no arguments, every built-in subject of every framework, as the
+    matrix.  The certificates, JUnit XML and report go to
+    ``conformance_results/<FRAMEWORK or all>`` unless ``--out`` is given.
     """
     session.install("-e", ALL_EXTRAS)
     args = list(session.posargs)
+    target = "all"
     if args and args[0] in FRAMEWORKS:
+        target = args[0]
         args = ["matrix", "--framework", args[0], *args[1:]]
     elif not args or args[0].startswith("-"):
         args = ["matrix", *args]
+    if args[0] == "matrix" and "--out" not in args:
+        args += ["--out", f"conformance_results/{target}"]
     session.run("optspec", *args)
 
 
@@ -85,7 +91,7 @@ def conformance(session: nox.Session) -> None:
 def golden(session: nox.Session) -> None:
     """Regenerates the golden trajectories, deterministically and atomically."""
     session.install("-e", ".[conformance]")
-    session.run("optspec", "golden", "regenerate", *session.posargs)
+    session.run("python", "-m", "tools.golden", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -100,4 +106,4 @@ def golden_check(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: certification throughput per framework, then the compiled spec against native AdamW."""
     session.install("-e", ALL_EXTRAS)
-    session.run("python", "-m", "optspec.conformance.bench", *session.posargs)
+    session.run("python", "-m", "tools.bench", *session.posargs)

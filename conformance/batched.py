@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from optspec import adapters
+from optspec import adapters, spec
 from optspec.adapters.batching import Member, batch_key
 from optspec.adapters.driver import SubjectInfo, Trajectory
 from optspec.conformance.cases import Case
@@ -30,7 +29,7 @@ from optspec.conformance.check import CheckResult, check_trajectory, prepared
 MAX_MEMBERS = 256
 
 
-def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: Any, dtype: str,
+def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec.Convention | None, dtype: str,
                 device: str | None, time_limit_s: float | None) -> list[CheckResult] | None:
     """Every case's :class:`CheckResult` in order, or None if any case fails or batching fails."""
     if subject.build_batch is None:

@@ -7,7 +7,6 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 
@@ -16,61 +15,32 @@ from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
 from optspec.conformance.check import CheckResult, run_case
+from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
-
-
-@dataclasses.dataclass
-class Certificate:
-    subject: str
-    framework: str
-    framework_version: str
-    device: str
-    dtype: str
-    spec_version: str
-    rule: str
-    convention: str | None
-    knobs: dict[str, Any] | None
-    seed: int
-    cases_run: int
-    checks: dict[str, dict[str, Any]]
-    golden: list[dict[str, Any]]
-    verdict: str
-    failure: dict[str, Any] | None = None
-    per_case_worst: list[float] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def conforms(self) -> bool:
-        return self.verdict == "conforms"
+from optspec.conformance.verdict import (
+    Certificate,
+    CheckOutcome,
+    Failure,
+    GoldenOutcome,
+    certificate,
+)
 
 
 class _CaseFailed(Exception):
     pass
 
 
-def _convention_name(convention: Any) -> str | None:
-    if convention is None:
-        return None
-    return convention if isinstance(convention, str) else repr(convention)
-
-
-def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float64",
+def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = None, dtype: str = "float64",
             device: str | None = None, examples: int = 100, seed_value: int = 0,
             time_limit_s: float = 30.0, golden_dir: str | None = None,
             progress: Callable[[str], None] | None = None) -> Certificate:
     """Certifies ``subject`` against the spec in ``convention`` (its own preset by default)."""
-    takes_convention = spec.get_rule(subject.rule).takes_convention
-    if takes_convention:
-        convention = convention or subject.convention or "torch"
-        knobs = dataclasses.asdict(spec.resolve(convention))
-        if knobs["amsgrad"] == "off" and not subject.fixed.get("amsgrad"):
-            # The convention has no AMSGrad, so amsgrad=True cases have no expected trajectory.
-            subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
-    else:
-        if convention not in (None, "torch"):
-            raise adapters.SetupError(f"--convention applies to Adam-family subjects only; {subject.name} implements {subject.rule}")
-        convention, knobs = None, None
+    expectation = Expectation.of(subject, convention)
+    convention = expectation.convention
+    if convention is not None and convention.amsgrad == "off" and not subject.fixed.get("amsgrad"):
+        # The convention has no AMSGrad, so amsgrad=True cases have no expected trajectory.
+        subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
     device = adapters.namespaces.check_device(subject.framework, device)
     results: list[CheckResult] = []
 
@@ -133,37 +103,38 @@ def certify(subject: SubjectInfo, *, convention: Any = None, dtype: str = "float
         except _CaseFailed:
             failure = shrunk[-1]
             record(failure)
-    golden = []
+    golden: list[GoldenOutcome] = []
     if failure is None and golden_dir is not None:
         from optspec.conformance.golden import replay
 
-        golden = replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
-        failing = [g for g in golden if g["passed"] is False]
+        replays = replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
+        golden = [outcome for outcome, _ in replays]
+        failing = [result for outcome, result in replays if outcome.passed is False]
         if failing:
-            failure = failing[0]["result"]
-    checks = {
-        name: {"passed": not (failure and failure.check == name),
-               "worst_error_over_bound": max((r.worst.get(name, 0.0) for r in results), default=0.0)}
-        for name in ("one_step", "trajectory")
-    }
-    if failure and failure.check not in checks:
-        checks[failure.check] = {"passed": False, "worst_error_over_bound": None}
-    worst_ulps = max((r.worst_ulps for r in results), default=0.0)
-    checks["trajectory"]["worst_ulps"] = worst_ulps
-    return Certificate(
-        subject=subject.name, framework=subject.framework,
-        framework_version=adapters.frameworks.version(subject.framework), device=device, dtype=dtype,
-        spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=_convention_name(convention),
-        knobs=knobs, seed=seed_value, cases_run=len(results), checks=checks,
-        golden=[{k: v for k, v in g.items() if k != "result"} for g in golden],
-        verdict="conforms" if failure is None else "does not conform",
-        failure=None if failure is None else evidence(subject, failure, convention, dtype, seed_value, examples),
-        per_case_worst=[max(r.worst.values()) for r in results],
-        notes=notes,
+            failure = failing[0]
+    return certificate(
+        subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=len(results),
+        checks=check_outcomes(results, failure),
+        failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples),
+        golden=golden, per_case_worst=[max(r.worst.values()) for r in results], notes=notes,
     )
 
 
-def representable_cases(subject: SubjectInfo, convention: Any, cases: list[Case],
+def check_outcomes(results: list[CheckResult], failure: CheckResult | None) -> dict[str, CheckOutcome]:
+    """The one-step and trajectory checks over ``results`` (and the failing check, if it is another)."""
+    checks = {
+        name: CheckOutcome(passed=not (failure and failure.check == name),
+                           worst_error_over_bound=max((r.worst.get(name, 0.0) for r in results), default=0.0),
+                           worst_ulps=max((r.worst_ulps for r in results), default=0.0)
+                           if name == "trajectory" else None)
+        for name in ("one_step", "trajectory")
+    }
+    if failure and failure.check not in checks:
+        checks[failure.check] = CheckOutcome(passed=False, worst_error_over_bound=None)
+    return checks
+
+
+def representable_cases(subject: SubjectInfo, convention: spec.Convention | None, cases: list[Case],
                         dtype: str) -> tuple[list[Case], list[str]]:
     """The cases whose values stay inside ``dtype``'s range, and the reason for each one left out."""
     kept, skipped = [], []
@@ -206,44 +177,47 @@ def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int)
 MAX_PRINTED_ELEMENTS = 1000
 
 
-def evidence(subject: SubjectInfo, failure: CheckResult, convention: Any, dtype: str,
-             seed_value: int, examples: int) -> dict[str, Any]:
-    """What a failure needs to be understood and reproduced."""
+def evidence(subject: SubjectInfo, failure: CheckResult, expectation: Expectation, dtype: str,
+             seed_value: int, examples: int) -> Failure:
+    """What a failing case needs to be understood and reproduced."""
     case = failure.case
-    conv = f", convention={convention!r}" if convention else ""
+    return Failure(
+        check=failure.check, step=failure.step, detail=failure.failure, case=case.describe(),
+        reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed_value, examples=examples),
+        hint=failure.hint, hyperparameters=case.hyper, learning_rates=case.lrs, restore_at=case.restore_at,
+        ulps=failure.worst_ulps, error_and_bound_per_step=failure.per_step,
+        reproduce_spec=reproduce_spec(subject.rule, expectation, case)
+        if sum(p.size for p in case.params0) <= MAX_PRINTED_ELEMENTS else None,
+    )
+
+
+def reproduce_spec(rule: str, expectation: Expectation, case: Case) -> str:
+    """Python that prints the spec's trajectory of ``case``, tensor by tensor."""
+    if expectation.convention is None:
+        conv = ""
+    elif expectation.preset is not None:
+        conv = f", convention={expectation.preset!r}"
+    else:
+        conv = f", convention=spec.{expectation.convention!r}"
     arrays = "\n".join(
         f"theta{i} = np.array({p.tolist()!r})\ngrads{i} = np.array({g.tolist()!r})"
         for i, (p, g) in enumerate(zip(case.params0, case.grads))
     )
     runs = "\n".join(
-        f"print(spec.run({subject.rule!r}, theta{i}, grads{i}, lr={case.lrs!r}{conv}, **{case.hyper!r}))"
+        f"print(spec.run({rule!r}, theta{i}, grads{i}, lr={case.lrs!r}{conv}, **{case.hyper!r}))"
         for i in range(len(case.params0))
     )
-    return {
-        "check": failure.check,
-        "step": failure.step,
-        "detail": failure.failure,
-        "hint": failure.hint,
-        "case": case.describe(),
-        "hyperparameters": case.hyper,
-        "learning_rates": case.lrs,
-        "restore_at": case.restore_at,
-        "ulps": failure.worst_ulps,
-        "error_and_bound_per_step": failure.per_step,
-        "reproduce_cli": reproduce_command(subject, convention=convention, dtype=dtype, seed=seed_value,
-                                           examples=examples),
-    } | ({"reproduce_spec": f"import numpy as np\nfrom optspec import spec\n{arrays}\n{runs}"}
-         if sum(p.size for p in case.params0) <= MAX_PRINTED_ELEMENTS else {})
+    return f"import numpy as np\nfrom optspec import spec\n{arrays}\n{runs}"
 
 
-def reproduce_command(subject: SubjectInfo, *, convention: Any, dtype: str, seed: int,
+def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: str, seed: int,
                       examples: int | None = None, size: int | None = None, steps: int | None = None) -> str:
     """The ``certify`` command line that gives the same verdict: every option that affects it."""
     words = ["optspec", "certify", "--framework", subject.framework, "--impl", subject.name]
     if ":" in subject.name.partition("[")[0]:
         words += ["--rule", subject.rule]
-    if isinstance(convention, str):
-        words += ["--convention", convention]
+    if expectation.preset is not None:
+        words += ["--convention", expectation.preset]
     words += ["--dtype", dtype, "--seed", str(seed)]
     if size is not None:
         words += ["--size", str(size), "--steps", str(steps)]

@@ -1,8 +1,14 @@
-"""Running one case against the reference: the one-step and trajectory checks, with evidence."""
+"""The checks of one case: one-step and trajectory, against bounds from the tolerance model, with evidence.
+
+The reference run is :mod:`optspec.conformance.reference`, what the bounds
+read along it is :mod:`optspec.conformance.tolerance_inputs`, and the
+diagnosis of a failure is :mod:`optspec.conformance.explain`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -11,8 +17,9 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
+from optspec.conformance.explain import explain
 from optspec.conformance.reference import prepared, reference
-from optspec.spec.conventions import KNOB_VALUES
+from optspec.conformance.tolerance_inputs import l2_feedback, update_magnitude
 
 
 @dataclasses.dataclass
@@ -41,7 +48,7 @@ def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
 
 
-def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = "float64",
+def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Convention | None, dtype: str = "float64",
              device: str | None = None, time_limit_s: float | None = 30.0,
              stored: tuple[np.ndarray, list[np.ndarray]] | None = None) -> CheckResult:
     """Drives ``subject`` on ``case`` and checks it against the spec in ``convention``.
@@ -59,7 +66,7 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: Any, dtype: str = 
 
 
 def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
-                     got: adapters.Trajectory, *, convention: Any, dtype: str,
+                     got: adapters.Trajectory, *, convention: spec.Convention | None, dtype: str,
                      stored: tuple[np.ndarray, list[np.ndarray]] | None = None,
                      explain_failure: bool = True, stop_at_failure: bool = True) -> CheckResult:
     """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case.
@@ -127,78 +134,22 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 if result.passed:
                     _fail(result, name, step, detail, per_step)
                     if explain_failure:
-                        result.hint = explain(subject, convention, case, theta0, g, traj, dtype)
+                        result.hint = explain(subject, convention, case, theta0, g, traj, dtype,
+                                              worst_ratio_in=functools.partial(
+                                                  _worst_ratio_in, subject, case, params0, grads, got,
+                                                  convention, stored))
                 if stop_at_failure:
                     return result
     return result
 
 
-def update_magnitude(rule: str, convention: Any, case: Case, grads: np.ndarray,
-                     theta_path: np.ndarray | None = None) -> np.ndarray:
-    r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
-
-    It sums magnitudes where the real update may cancel (see :mod:`optspec.conformance.tolerance`).
-    A moment kept as ``m + (1-β)(g - m)`` (torch's ``lerp``, Keras) rounds at
-    the scale of the previous moment, so the previous step's update, scaled
-    by the change of lr and by 2 for the change of the bias corrections and
-    of :math:`\sqrt{\hat v}`, is a floor.
-    """
-    spec_rule = spec.get_rule(rule)
-    l2_in_gradient = spec_rule.weight_decay == "l2"
-    theta0 = np.zeros(grads.shape[1:])
-    hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
-    magnitudes = np.abs(grads)
-    if "weight_decay" in hyper:
-        if l2_in_gradient and theta_path is not None:
-            # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
-            magnitudes = magnitudes + hyper["weight_decay"] * np.abs(theta_path)
-        hyper = {**hyper, "weight_decay": 0.0}
-    free, _ = reference(rule, convention, dataclasses.replace(case, hyper=hyper), theta0, magnitudes)
-    update = np.abs(np.diff(np.concatenate([theta0[None], free]), axis=0))
-    lrs = np.asarray(case.lrs, np.float64).reshape((-1,) + (1,) * theta0.ndim)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        carried = np.nan_to_num(2 * lrs[1:] / lrs[:-1] * update[:-1], nan=0.0, posinf=0.0)
-    update[1:] = np.maximum(update[1:], carried)
-    eps = float(case.hyper.get("eps", 0.0))
-    if l2_in_gradient and spec_rule.second_moment is not None and theta_path is not None and eps > 0:
-        # A rounding error δg = u·λ|θ| of an L2 gradient that cancelled to ~0 is
-        # divided by ~ε, not by the root of the (large) magnitude run.
-        l2 = float(case.hyper.get("weight_decay", 0.0)) * np.abs(theta_path)
-        update = np.maximum(update, lrs * l2 / eps)
-    return update
-
-
-def l2_feedback(rule: str, convention: Any, case: Case, states: list[Any]) -> np.ndarray | None:
-    r""":math:`\lambda A_t` per step along the reference, for an adaptive rule with an L2 term; None otherwise.
-
-    :math:`A_t` is :func:`conformance.tolerance.adam_gradient_sensitivity` of the
-    rule's own :math:`(\hat m_t, D_t)` (:attr:`spec.Rule.corrected_moments`).
-    """
-    spec_rule = spec.get_rule(rule)
-    weight_decay = float(case.hyper.get("weight_decay", 0.0))
-    moments = spec_rule.corrected_moments
-    if spec_rule.weight_decay != "l2" or moments is None or weight_decay == 0 or not states:
-        return None
-    hyper = {**spec_rule.defaults, **case.hyper}
-    sensitivity = []
-    for state, lr in zip(states, case.lrs):
-        first, denominator = moments(np, state, betas=tuple(hyper["betas"]), eps=float(hyper["eps"]),
-                                     amsgrad=bool(case.hyper.get("amsgrad")), convention=convention)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = tolerance.adam_gradient_sensitivity(lr, first, denominator)
-        sensitivity.append(np.where(denominator > 0, a, 0.0))
-    return weight_decay * np.stack(sensitivity)
-
-
-def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:
-    def rounded_value(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return tuple(rounded_value(v) for v in value)
-        if isinstance(value, float):
-            return float(np.float32(value))
-        return value
-
-    return {k: rounded_value(v) for k, v in hyper.items()}
+def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+                    got: adapters.Trajectory, convention: spec.Convention | None,
+                    stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str) -> float:
+    """The case's worst error/bound over every tensor and check with ``dtype``'s tolerance model (inf for NaN)."""
+    result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
+                              explain_failure=False, stop_at_failure=False)
+    return max(result.worst.values()) if result.passed or result.check in result.worst else float("inf")
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:
@@ -216,68 +167,3 @@ def _fail(result: CheckResult, check: str, step: int, detail: str,
     return result
 
 
-#: A knob is named only if the reference with it leaves at most this fraction of the error.
-HINT_THRESHOLD = 0.1
-
-#: Dtypes a subject may keep its optimizer state in, tried as explanations.
-STATE_DTYPES = ("bfloat16", "float16")
-
-
-def explain(subject: SubjectInfo, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
-            traj: np.ndarray, dtype: str) -> str:
-    """The single change to the expected behaviour that explains ``traj``, if one does.
-
-    Tries every other value of every convention knob, L2 in place of
-    decoupled decay, an ignored ``amsgrad`` or ``maximize``, the state kept
-    in a reduced dtype, and (in float64) hyperparameters rounded to float32.
-    A change is named only when the reference with it leaves at most
-    :data:`HINT_THRESHOLD` of the error; otherwise nothing is named.
-    """
-    base_free, _ = reference(subject.rule, convention, case, theta0, grads)
-    base = float(np.nanmax(np.abs(traj - base_free)))
-    candidates: dict[str, tuple[str, Any, dict]] = {}
-    if spec.get_rule(subject.rule).takes_convention:
-        candidates["bias_correction one step late (the step count lags by one)"] = (
-            subject.rule, convention, {"step_lag": True})
-        conv = spec.resolve(convention)
-        for knob, values in KNOB_VALUES.items():
-            for value in values:
-                if value != getattr(conv, knob) and not (knob == "amsgrad" and value == "off"):
-                    candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
-        if (coupled := spec.get_rule(subject.rule).l2_counterpart) is not None:
-            candidates[f"weight decay applied as an L2 term in the gradient (rule {coupled})"] = (coupled, conv, {})
-    for flag in ("amsgrad", "maximize"):
-        if case.hyper.get(flag) and flag not in subject.fixed:
-            candidates[f"{flag} ignored (the subject accepts {flag}=True and runs without it)"] = (
-                subject.rule, convention, {flag: False})
-    second = spec.get_rule(subject.rule).second_moment
-    for state_dtype in STATE_DTYPES:
-        if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
-            candidates[f"optimizer state kept in {state_dtype} (reduced precision)"] = (
-                subject.rule, convention, {"state_dtype": state_dtype})
-            if second:
-                candidates[f"second moment kept in {state_dtype} (reduced precision)"] = (
-                    subject.rule, convention,
-                    {"state_dtype": state_dtype, "state_fields": frozenset({second, "max_exp_avg_sq"})})
-    if dtype == "float64":
-        candidates["hyperparameters rounded to float32 on the way in (as tensorflow#35938)"] = (
-            subject.rule, convention, _through_float32(case.hyper))
-    scores = {}
-    for name, (rule, conv, override) in candidates.items():
-        try:
-            free, _ = reference(rule, conv, case, theta0, grads, **override)
-        except ValueError:
-            continue
-        scores[name] = float(np.nanmax(np.abs(traj - free)))
-    if scores and base > 0:
-        best = min(scores, key=scores.get)
-        if scores[best] <= HINT_THRESHOLD * base:
-            return f"most likely knob: {best} (it leaves {scores[best]:.3g} of the {base:.3g} error)"
-    verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves "
-               f"{HINT_THRESHOLD:g} of the {base:.3g} error or less")
-    scale = float(np.nanmax(np.abs(np.diff(np.concatenate([theta0[None], base_free]), axis=0)))) or 1.0
-    relative = base / scale
-    if dtype in ("float32", "float64") and 2.0**-14 < relative < 2.0**-4:
-        verdict += (f"; the error is {relative:.2g} of the largest step, the size of bfloat16/float16 roundoff, "
-                    "so arithmetic in reduced precision is possible (not reproduced by any change tried)")
-    return verdict

@@ -1,4 +1,4 @@
-"""``optspec``: list, certify, identify, matrix, golden verify|regenerate.
+"""``optspec``: list, certify, identify, matrix, golden verify.
 
 Exit codes: 0 conforms (or verifies), 1 does not conform (or a golden file
 fails), 2 a usage or setup error, printed as one line.
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from optspec import adapters, spec
+from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import run
 from optspec.conformance.run import CertifyOptions
 
@@ -41,46 +42,51 @@ def parser() -> argparse.ArgumentParser:
                        help=f"drawn cases per subject (default {CertifyOptions.examples})")
         p.add_argument("--seed", type=int, default=CertifyOptions.seed,
                        help=f"the seed of the drawn cases (default {CertifyOptions.seed})")
+        p.add_argument("--out", help="a directory for certificate.json, junit.xml and report.md")
+        p.add_argument("--golden-dir", help="golden files to replay (default: the installed ones)")
+        p.add_argument("--time-limit", type=float, default=CertifyOptions.time_limit_s,
+                       help="seconds a subject may take for one step (or its construction) before it is "
+                            "killed and the verdict is 'does not conform' "
+                            f"(default {CertifyOptions.time_limit_s:g})")
     certify_parser = sub.choices["certify"]
     certify_parser.add_argument("--convention", help="the preset to hold an Adam-family subject to "
                                                      "(default: its own)")
-    certify_parser.add_argument("--out", help="a directory for certificate.json, junit.xml and report.md")
-    certify_parser.add_argument("--golden-dir", help="golden files to replay (default: the installed ones)")
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
-    certify_parser.add_argument("--time-limit", type=float, default=CertifyOptions.time_limit_s,
-                                help="seconds a subject may take for one step (or its construction) before it "
-                                     "is killed and the verdict is 'does not conform' "
-                                     f"(default {CertifyOptions.time_limit_s:g})")
     p = sub.add_parser("identify", help="which convention an AdamW subject follows, knob by knob",
                        description="which convention an AdamW subject follows; exit 1 when none fits")
     p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
     p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
-    golden = sub.add_parser("golden", help="verify or regenerate the golden trajectories")
-    golden.add_argument("action", choices=["verify", "regenerate"])
+    golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
+                                           "nox -s golden)")
+    golden.add_argument("action", choices=["verify"])
     golden.add_argument("--golden-dir", help="the golden directory (default: the installed one)")
     return top
 
 
-def options_of(args: argparse.Namespace) -> CertifyOptions:
-    """The certification options of a ``certify`` command line."""
-    return CertifyOptions(framework=args.framework, impl=args.impl, rule=args.rule, convention=args.convention,
-                          dtype=args.dtype, device=args.device, examples=args.examples, seed=args.seed,
-                          golden_dir=args.golden_dir, size=args.size, steps=args.steps,
+def options_of(args: argparse.Namespace, framework: str | None = None) -> CertifyOptions:
+    """The certification options of a ``certify`` or ``matrix`` command line (``framework`` for a matrix row)."""
+    return CertifyOptions(framework=framework or args.framework, impl=args.impl, rule=args.rule,
+                          convention=getattr(args, "convention", None), dtype=args.dtype, device=args.device,
+                          examples=args.examples, seed=args.seed, golden_dir=args.golden_dir,
+                          size=getattr(args, "size", None), steps=getattr(args, "steps", None),
                           time_limit_s=args.time_limit)
+
+
+def matrix_frameworks(args: argparse.Namespace) -> list[str]:
+    return [args.framework] if args.framework else list(adapters.FRAMEWORKS)
 
 
 def validate(args: argparse.Namespace) -> None:
     """Every option checked before any work is done; a problem is one :class:`adapters.SetupError` line."""
     if args.command == "certify":
         run.validate(options_of(args))
-        if args.out:
-            run.check_writable_directory(args.out)
     elif args.command == "matrix":
-        for framework in [args.framework] if args.framework else adapters.FRAMEWORKS:
-            run.validate(CertifyOptions(framework=framework, impl=args.impl, rule=args.rule, dtype=args.dtype,
-                                        device=args.device, examples=args.examples, seed=args.seed))
+        for framework in matrix_frameworks(args):
+            run.validate(options_of(args, framework))
+    if getattr(args, "out", None):
+        run.check_writable_directory(args.out)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -101,17 +107,13 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from optspec.conformance import certify, report
 
     options = options_of(args)
-    dtype = options.resolved_dtype
     certs = []
     for cert in run.certify_all(options, progress=certify.stderr_progress):
         what = (f"{args.size} elements x {options.steps or 100} steps" if args.size is not None
                 else f"{cert.cases_run} cases")
         certs.append(cert)
-        worst = cert.checks["trajectory"].get("worst_ulps", 0.0)
-        print(f"{cert.verdict.upper()}: {cert.subject} vs {cert.convention or cert.rule} "
-              f"({what}, {dtype}, worst {worst:.3g} ulp"
-              + (f", {len(cert.golden)} golden scenarios" if cert.golden else "") + ")")
-        for line in report.failure_lines(cert):
+        print(cert.headline(what))
+        for line in cert.failure.lines() if cert.failure else []:
             print(line)
     if args.out:
         report.write(certs, args.out)
@@ -147,48 +149,59 @@ def matrix_cell(passed: bool, worst_ulps: float, own: bool) -> str:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    """Every built-in subject against every preset (Adam family) or its rule, with a legend."""
-    from optspec.conformance import certify
+    """Every built-in subject against every preset (Adam family) or its rule, with a legend.
 
-    frameworks = [args.framework] if args.framework else list(adapters.FRAMEWORKS)
-    rows, verdicts = [], []
-    for framework in frameworks:
-        dtype = args.dtype or run.default_dtype(framework)
-        for subject in adapters.resolve_subject(framework, args.impl, args.rule):
-            targets = list(spec.PRESETS) if spec.get_rule(subject.rule).takes_convention else [None]
-            cells = {}
-            for preset in targets:
-                column = preset or "rule"
-                own = preset is None or preset == subject.convention
-                if preset and subject.fixed.get("amsgrad") and spec.PRESETS[preset].amsgrad == "off":
-                    cells[column] = "n/a" + ("*" if own else "")
-                    continue
-                cert = certify.certify(subject, convention=preset, dtype=dtype, device=args.device,
-                                       examples=args.examples, seed_value=args.seed)
-                cells[column] = matrix_cell(cert.conforms, cert.checks["trajectory"].get("worst_ulps", 0.0), own)
-                if own:
-                    verdicts.append(cert.conforms)
-            rows.append((subject, dtype, cells))
-            print(f"{subject.name}: " + "  ".join(f"{k}={v}" for k, v in cells.items()), file=sys.stderr)
-    columns = [*spec.PRESETS, "rule"]
-    width = max(len(s.name) for s, _, _ in rows)
-    print(f"\n{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns))
-    for subject, dtype, cells in rows:
-        print(f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, ''):>11}" for c in columns))
-    print()
-    for line in MATRIX_LEGEND:
-        print(line)
+    Each framework's cells are certified in one supervised worker, so a
+    subject that crashes or hangs fails its cell and the others go on.
+    """
+    from optspec.conformance import certify, report
+
+    rows, verdicts, certs, informational = [], [], [], set()
+    for framework in matrix_frameworks(args):
+        if args.framework is None and not adapters.is_available(framework):
+            continue
+        options = options_of(args, framework)
+        row: dict[str, str] = {}
+        current = None
+        for subject, preset, cert in run.certify_matrix(options, progress=certify.stderr_progress):
+            if current is not None and subject.name != current[0].name:
+                rows.append(current)
+            if current is None or subject.name != current[0].name:
+                row = {preset or "rule": "n/a*" if preset == subject.convention else "n/a"
+                       for preset in run.matrix_conventions(subject) if run.not_applicable(subject, preset)}
+                current = (subject, options.resolved_dtype, row)
+            own = preset is None or preset == subject.convention
+            row[preset or "rule"] = matrix_cell(cert.conforms, cert.worst_ulps, own)
+            if own:
+                verdicts.append(cert.conforms)
+            elif not cert.conforms:
+                informational.add(len(certs))
+            certs.append(cert)
+            print(f"{subject.name} vs {preset or subject.rule}: {row[preset or 'rule']}", file=sys.stderr)
+        if current is not None:
+            rows.append(current)
+    table = matrix_table(rows)
+    print("\n" + table)
+    if args.out:
+        report.write(certs, args.out, informational=frozenset(informational), preamble=table)
+        print(f"wrote {args.out}/certificate.json, junit.xml, report.md")
     return 0 if all(verdicts) else 1
+
+
+def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]]) -> str:
+    """The matrix as text: a row per subject, a column per preset and the rule, then the legend."""
+    columns = [*spec.PRESETS, "rule"]
+    width = max((len(s.name) for s, _, _ in rows), default=7)
+    lines = [f"{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns)]
+    lines += [f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, ''):>11}" for c in columns)
+              for subject, dtype, cells in rows]
+    return "\n".join([*lines, "", *MATRIX_LEGEND])
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
     from optspec.conformance import golden
 
     directory = args.golden_dir or golden.DEFAULT_DIR
-    if args.action == "regenerate":
-        count = golden.regenerate(directory)
-        print(f"regenerated {count} golden files in {directory}")
-        return 0
     problems = golden.verify(directory)
     for problem in problems:
         print(problem)

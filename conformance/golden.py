@@ -12,16 +12,17 @@ import hashlib
 import io
 import json
 import math
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from optspec import spec
-from optspec.conformance.atomic import write_text
+
+if TYPE_CHECKING:
+    from optspec.conformance.check import CheckResult
+    from optspec.conformance.verdict import GoldenOutcome
 
 SCENARIOS_PATH = Path(__file__).with_name("scenarios.json")
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "golden"
@@ -115,6 +116,7 @@ def _entry(scenario: dict[str, Any], data: bytes) -> dict[str, Any]:
 
 
 def generate() -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every scenario's file (path relative to the golden directory -> npz bytes), and the manifest."""
     files, entries = {}, {}
     for scenario in scenarios():
         relative = f"{scenario['rule']}/{scenario['name']}.npz"
@@ -124,34 +126,8 @@ def generate() -> tuple[dict[str, bytes], dict[str, Any]]:
     return files, manifest
 
 
-def _manifest_text(manifest: dict[str, Any]) -> str:
+def manifest_text(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-
-
-def regenerate(golden_dir: str | Path = DEFAULT_DIR) -> int:
-    """Writes every file and the manifest into a fresh directory, then swaps it in.
-
-    Until the final rename the committed directory is untouched, so an
-    interruption leaves it intact.
-    """
-    golden_dir = Path(golden_dir).resolve()
-    files, manifest = generate()
-    staging = Path(tempfile.mkdtemp(dir=golden_dir.parent, prefix=f".{golden_dir.name}.new."))
-    try:
-        for relative, data in files.items():
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            (staging / relative).write_bytes(data)
-        write_text(staging / "MANIFEST.json", _manifest_text(manifest))
-        old = golden_dir.with_name(f".{golden_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if golden_dir.exists():
-            golden_dir.rename(old)
-        staging.rename(golden_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return len(files)
 
 
 def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
@@ -159,7 +135,7 @@ def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
     golden_dir = Path(golden_dir)
     manifest_path = golden_dir / "MANIFEST.json"
     if not manifest_path.is_file():
-        return [f"{manifest_path}: missing: run `optspec golden regenerate`"]
+        return [f"{manifest_path}: missing: regenerate it in a clone with `nox -s golden`"]
     try:
         manifest = json.loads(manifest_path.read_text())
         recorded = manifest["files"]
@@ -194,9 +170,11 @@ def verify(golden_dir: str | Path = DEFAULT_DIR) -> list[str]:
     return problems
 
 
-def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
-           golden_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
+def replay(subject: Any, convention: spec.Convention | None, *, dtype: str, device: str | None,
+           golden_dir: str | Path = DEFAULT_DIR) -> list[tuple[GoldenOutcome, CheckResult | None]]:
     """Runs the subject on every golden scenario it supports, against the stored trajectory.
+
+    Returns each scenario's outcome with its check result (None when not run).
 
     A scenario whose values leave ``dtype``'s range (:mod:`optspec.conformance.representable`)
     is listed as not applicable, with the reason, and not run.
@@ -205,13 +183,15 @@ def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
     from optspec.conformance.check import run_case
     from optspec.conformance.reference import explicit_hyperparameters
     from optspec.conformance.representable import unrepresentable
+    from optspec.conformance.verdict import GoldenOutcome
 
     golden_dir = Path(golden_dir)
     out = []
     for scenario in scenarios():
         if scenario["rule"] != subject.rule:
             continue
-        if spec.get_rule(subject.rule).takes_convention and scenario.get("convention") != convention:
+        if spec.get_rule(subject.rule).takes_convention and (
+                "convention" not in scenario or spec.resolve(scenario["convention"]) != convention):
             continue
         hyper = dict(scenario.get("hyper", {}))
         if not set(hyper) <= set(subject.supports) | set(subject.fixed):
@@ -227,13 +207,13 @@ def replay(subject: Any, convention: Any, *, dtype: str, device: str | None,
         reason = unrepresentable(subject.rule, convention, explicit, dtype,
                                  holds_betas=subject.holds_hyperparameters_in_dtype)
         if reason is not None:
-            out.append({"scenario": scenario["name"], "applicable": False, "passed": None,
-                        "worst_error_over_bound": None, "detail": f"not applicable in {dtype}: {reason}"})
+            out.append((GoldenOutcome(scenario["name"], applicable=False, passed=None, worst_error_over_bound=None,
+                                      detail=f"not applicable in {dtype}: {reason}"), None))
             continue
         stored = [arrays[f"params_{i}"] for i in range(count)]
         result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
                           time_limit_s=300.0, stored=(arrays["steps"], stored))
-        out.append({"scenario": scenario["name"], "applicable": True, "passed": result.passed,
-                    "worst_error_over_bound": max(result.worst.values()),
-                    "detail": result.failure, "result": result})
+        out.append((GoldenOutcome(scenario["name"], applicable=True, passed=result.passed,
+                                  worst_error_over_bound=max(result.worst.values()), detail=result.failure),
+                    result))
     return out

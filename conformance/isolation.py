@@ -1,7 +1,7 @@
 """Certifying in a supervised worker process, so that a subject that crashes or hangs ends its case, not the run.
 
 The worker re-creates the subject from its ``--impl`` text, certifies it, and
-sends the :class:`~conformance.certify.Certificate` back.  While it runs, the
+sends the :class:`~optspec.conformance.verdict.Certificate` back.  While it runs, the
 driver sends a heartbeat at every step (the case and the step,
 :func:`adapters.driver.set_heartbeat`).  The supervisor waits at most
 ``time_limit_s`` for each heartbeat: a step that takes longer, whatever the
@@ -22,9 +22,11 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from optspec import adapters, spec
+from optspec import adapters
 from optspec.adapters.driver import SubjectInfo
-from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
+from optspec.conformance.certify import reproduce_command
+from optspec.conformance.expectation import Expectation
+from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, certificate
 
 #: Seconds a worker may take to import the frameworks and build the subject before its first step.
 STARTUP_S = 180.0
@@ -47,10 +49,13 @@ def _worker(connection: Any, requests: list[Request]) -> None:
     from optspec.conformance.certify import certify
 
     set_heartbeat(lambda label, step: connection.send(("beat", label, step)))
+    resolved: dict[tuple[str, str | None, str | None], list[SubjectInfo]] = {}
     for request in requests:
         try:
-            (subject,) = [s for s in adapters.resolve_subject(request.framework, request.impl, request.rule)
-                          if s.name == request.subject]
+            key = (request.framework, request.impl, request.rule)
+            if key not in resolved:  # a matrix asks for each subject once per preset
+                resolved[key] = adapters.resolve_subject(*key)
+            (subject,) = [s for s in resolved[key] if s.name == request.subject]
             if request.size is not None:
                 from optspec.conformance.scale import certify_at_scale
 
@@ -137,23 +142,16 @@ def _signal_name(exitcode: int | None) -> str:
 
 
 def _broken(subject: SubjectInfo, request: Request, check: str, step: int, label: str, detail: str) -> Certificate:
+    """The certificate of a worker that crashed, hung or raised: no case finished, the failure names the step."""
     options = request.options
-    convention = options.get("convention") or (subject.convention if spec.get_rule(subject.rule).takes_convention
-                                               else None)
+    expectation = Expectation.of(subject, options.get("convention"))
     dtype = options.get("dtype", "float64")
     seed = options.get("seed_value", 0)
-    reproduce = reproduce_command(subject, convention=convention, dtype=dtype, seed=seed,
-                                  examples=options.get("examples"), size=request.size,
-                                  steps=options.get("steps"))
-    failure = {"check": check, "step": step, "detail": detail, "hint": None, "case": label,
-               "hyperparameters": {}, "learning_rates": [], "restore_at": None, "ulps": None,
-               "error_and_bound_per_step": [], "reproduce_cli": reproduce}
-    return Certificate(
-        subject=subject.name, framework=subject.framework,
-        framework_version=adapters.frameworks.version(subject.framework), device=options.get("device") or "cpu",
-        dtype=dtype, spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=_convention_name(convention),
-        knobs=None, seed=seed, cases_run=0, checks={check: {"passed": False, "worst_error_over_bound": None},
-                                                  "trajectory": {"passed": False, "worst_error_over_bound": None,
-                                                                 "worst_ulps": 0.0}},
-        golden=[], verdict="does not conform", failure=failure,
-    )
+    failure = Failure(check=check, step=step, detail=detail, case=label,
+                      reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed,
+                                                      examples=options.get("examples"), size=request.size,
+                                                      steps=options.get("steps")))
+    return certificate(subject, expectation, dtype=dtype, device=options.get("device") or "cpu", seed=seed,
+                       cases_run=0, failure=failure,
+                       checks={check: CheckOutcome(passed=False, worst_error_over_bound=None),
+                               "trajectory": CheckOutcome(passed=False, worst_error_over_bound=None)})

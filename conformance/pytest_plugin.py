@@ -75,13 +75,12 @@ class OptspecItem(pytest.Item):
         self.options = options
 
     def runtest(self) -> None:
-        from optspec.conformance.report import failure_lines
         from optspec.conformance.run import certify_all
 
         (cert,) = certify_all(self.options, subjects=[self.subject])
         if not cert.conforms:
             headline = f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})"
-            raise CertificationFailed("\n".join([headline, *failure_lines(cert)]))
+            raise CertificationFailed("\n".join([headline, *cert.failure.lines()]))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CertificationFailed):

@@ -37,7 +37,7 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
     return kept.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
-def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads: np.ndarray,
+def reference(rule: str, convention: spec.Convention | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
               state_dtype: str | None = None, state_fields: frozenset[str] | None = None,
               states: list[Any] | None = None,
@@ -47,7 +47,7 @@ def reference(rule: str, convention: Any, case: Case, theta0: np.ndarray, grads:
     ``step_lag`` models a step counter that lags by one after the first step
     (t = 1, 1, 2, 3, ...), and ``state_dtype`` a state rounded to that dtype
     after every step (only its ``state_fields``, if given), for
-    :func:`conformance.check.explain`.  ``states``, if given,
+    :func:`optspec.conformance.explain.explain`.  ``states``, if given,
     receives the reference's state after each step.
     """
     spec_rule = spec.get_rule(rule)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
-from optspec.conformance.certify import Certificate
+from optspec.conformance.expectation import Expectation
+from optspec.conformance.isolation import Request, certify_isolated
+from optspec.conformance.verdict import Certificate
 
 #: Seconds a subject may take for one step (or its construction) before it is killed.
 DEFAULT_TIME_LIMIT_S = 300.0
@@ -110,21 +112,46 @@ def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
 def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = None,
                 progress: Callable[[str], None] | None = None) -> Iterator[Certificate]:
     """Certifies every subject of ``options`` in a supervised worker, yielding each certificate."""
-    from optspec.conformance.isolation import Request, certify_isolated
-
     validate(options)
     subjects = subjects if subjects is not None else subjects_of(options)
-    requests = []
     for subject in subjects:
-        settings: dict = {"convention": options.convention, "dtype": options.resolved_dtype,
-                          "device": options.device, "seed_value": options.seed, "progress": progress}
-        if options.size is not None:
-            settings["steps"] = options.steps or 100
-        else:
-            settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir}
-        requests.append(Request(options.framework, options.impl, options.rule, subject.name, options.size,
-                                settings))
+        Expectation.of(subject, options.convention)  # a convention the subject cannot take is refused here
+    requests = [_request(options, subject, options.convention, progress) for subject in subjects]
     yield from certify_isolated(subjects, requests, time_limit_s=options.time_limit_s)
+
+
+def matrix_conventions(subject: SubjectInfo) -> list[str | None]:
+    """The columns of ``subject``'s matrix row: every preset for the Adam family, else its rule (None)."""
+    return list(spec.PRESETS) if spec.get_rule(subject.rule).takes_convention else [None]
+
+
+def not_applicable(subject: SubjectInfo, preset: str | None) -> bool:
+    """Whether a matrix cell has no expected trajectory: the subject always runs AMSGrad and the preset has none."""
+    return preset is not None and bool(subject.fixed.get("amsgrad")) and spec.PRESETS[preset].amsgrad == "off"
+
+
+def certify_matrix(options: CertifyOptions, progress: Callable[[str], None] | None = None
+                   ) -> Iterator[tuple[SubjectInfo, str | None, Certificate]]:
+    """Every subject of ``options`` against every column of :func:`matrix_conventions` but the
+    :func:`not_applicable` ones, in one supervised worker: yields (subject, preset, certificate)."""
+    validate(options)
+    cells = [(subject, preset) for subject in subjects_of(options) for preset in matrix_conventions(subject)
+             if not not_applicable(subject, preset)]
+    requests = [_request(options, subject, preset, progress) for subject, preset in cells]
+    certs = certify_isolated([subject for subject, _ in cells], requests, time_limit_s=options.time_limit_s)
+    for (subject, preset), cert in zip(cells, certs):
+        yield subject, preset, cert
+
+
+def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | None,
+             progress: Callable[[str], None] | None) -> Request:
+    settings: dict = {"convention": convention, "dtype": options.resolved_dtype, "device": options.device,
+                      "seed_value": options.seed, "progress": progress}
+    if options.size is not None:
+        settings["steps"] = options.steps or 100
+    else:
+        settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir}
+    return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings)
 
 
 def check_writable_directory(path: str) -> None:

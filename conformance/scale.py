@@ -22,7 +22,6 @@ warm-up and cosine schedule, and weight decay 0.1.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -35,9 +34,11 @@ from optspec.adapters.compiled import CompiledStep, as_numpy
 from optspec.adapters.driver import SubjectInfo, Trajectory, heartbeat
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
-from optspec.conformance.certify import Certificate, _convention_name, reproduce_command
+from optspec.conformance.certify import reproduce_command
 from optspec.conformance.check import check_trajectory
+from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
+from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, certificate
 
 #: Hyperparameters of the scale case (the subject's defaults fill the rest).
 SCALE_HYPER = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1, "amsgrad": False, "maximize": False}
@@ -103,7 +104,8 @@ class _ElementBounds:
         return best[1], best[2], best[3]
 
 
-def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, convention: Any = None,
+def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100,
+                     convention: str | spec.Convention | None = None,
                      dtype: str = "float32", device: str | None = None, seed_value: int = 0,
                      samples: int = 1000, progress: Callable[[str], None] | None = None) -> Certificate:
     """Certifies ``subject`` on one tensor of ``size`` elements over ``steps`` steps (see the module docstring)."""
@@ -111,7 +113,8 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
         raise adapters.SetupError(f"--size certifies Adam-family subjects; {subject.name} implements {subject.rule}")
     if size < 1 or steps < 1:
         raise adapters.SetupError(f"--size and --steps must be positive (got {size} and {steps})")
-    convention = convention or subject.convention or "torch"
+    expectation = Expectation.of(subject, convention)
+    convention = expectation.convention
     device = adapters.namespaces.check_device(subject.framework, device)
     framework = subject.framework
     rng = np.random.default_rng(seed_value)
@@ -173,33 +176,28 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100, conve
     spot = check_trajectory(subject, case, case.params0, case.grads, Trajectory(params=[np.stack(spot_params)]),
                             convention=convention, dtype=dtype)
     checks = {
-        "scale_step": {"passed": failure is None, "worst_error_over_bound": worst},
-        "one_step": {"passed": spot.passed or spot.check != "one_step",
-                     "worst_error_over_bound": spot.worst.get("one_step", 0.0)},
-        "trajectory": {"passed": spot.passed or spot.check != "trajectory",
-                       "worst_error_over_bound": spot.worst.get("trajectory", 0.0), "worst_ulps": spot.worst_ulps},
+        "scale_step": CheckOutcome(passed=failure is None, worst_error_over_bound=worst),
+        "one_step": CheckOutcome(passed=spot.passed or spot.check != "one_step",
+                                 worst_error_over_bound=spot.worst.get("one_step", 0.0)),
+        "trajectory": CheckOutcome(passed=spot.passed or spot.check != "trajectory",
+                                   worst_error_over_bound=spot.worst.get("trajectory", 0.0),
+                                   worst_ulps=spot.worst_ulps),
     }
-    reproduce = reproduce_command(subject, convention=convention, dtype=dtype, seed=seed_value, size=size,
-                                  steps=steps)
     evidence = None
-    if failure is not None:
-        t, element, got_value, expected_value = failure
-        evidence = {"check": "scale_step", "step": t,
-                    "detail": (f"element {element} at step {t}: got {float(got_value)!r}, the compiled spec in "
-                               f"{dtype} gives {float(expected_value)!r}, |error| {abs(got_value - expected_value):.3g} "
-                               f"> 2 x bound {per_step[t - 1][1]:.3g}"),
-                    "error_and_bound_per_step": per_step}
-    elif not spot.passed:
-        evidence = {"check": spot.check, "step": spot.step, "detail": f"float64 spot check: {spot.failure}",
-                    "error_and_bound_per_step": spot.per_step}
-    if evidence is not None:
-        evidence |= {"hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
-                     "restore_at": None, "reproduce_cli": reproduce}
-    return Certificate(
-        subject=subject.name, framework=framework, framework_version=adapters.frameworks.version(framework),
-        device=device, dtype=dtype, spec_version=spec.SPEC_VERSION, rule=subject.rule,
-        convention=_convention_name(convention), knobs=dataclasses.asdict(spec.resolve(convention)), seed=seed_value, cases_run=1, checks=checks,
-        golden=[], verdict="conforms" if evidence is None else "does not conform", failure=evidence,
-        per_case_worst=[worst],
-    )
+    if failure is not None or not spot.passed:
+        common = {"hint": spot.hint, "case": case.describe(), "hyperparameters": hyper, "learning_rates": lrs,
+                  "reproduce_cli": reproduce_command(subject, expectation, dtype=dtype, seed=seed_value,
+                                                     size=size, steps=steps)}
+        if failure is not None:
+            t, element, got_value, expected_value = failure
+            evidence = Failure(
+                check="scale_step", step=t, error_and_bound_per_step=per_step,
+                detail=(f"element {element} at step {t}: got {float(got_value)!r}, the compiled spec in "
+                        f"{dtype} gives {float(expected_value)!r}, |error| {abs(got_value - expected_value):.3g} "
+                        f"> 2 x bound {per_step[t - 1][1]:.3g}"), **common)
+        else:
+            evidence = Failure(check=spot.check, step=spot.step, detail=f"float64 spot check: {spot.failure}",
+                               error_and_bound_per_step=spot.per_step, ulps=spot.worst_ulps, **common)
+    return certificate(subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=1,
+                       checks=checks, failure=evidence, per_case_worst=[worst])
 

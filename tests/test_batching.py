@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optspec import adapters
-from optspec.adapters.batching import Member, Packing
+from optspec import adapters, spec
+from optspec.adapters.batching import Member, Packing, batch_key
 from optspec.conformance.batched import run_batched
 from optspec.conformance.certify import drawn_cases
 from optspec.conformance.check import prepared
@@ -42,7 +42,10 @@ def test_a_batch_gives_each_member_its_own_trajectory(framework, name):
     (subject,) = adapters.resolve_subject(framework, name)
     dtype = "float32" if framework == "tensorflow" else "float64"
     ready = [prepared(subject, case, dtype) for case in drawn_cases(subject, dtype, 12, seed_value=3)]
-    ready = [r for r in ready if r[0].restore_at is None and r[0].steps == ready[0][0].steps]
+    # one batch holds members of one batch key (equal flags), as conformance.batched groups them
+    key = (ready[0][0].steps, batch_key(ready[0][0].hyper))
+    ready = [r for r in ready if r[0].restore_at is None and (r[0].steps, batch_key(r[0].hyper)) == key]
+    assert len(ready) >= 2, "the draw must give a batch of at least two members"
     members = [Member(p0, case.hyper, case.lrs) for case, p0, _ in ready]
     together = adapters.drive_batch(subject, members, [g for _, _, g in ready], dtype=dtype)
     for (case, p0, grads), batched in zip(ready, together):
@@ -67,9 +70,9 @@ def test_batch_screen_passes_a_conforming_subject_and_refers_a_defective_one():
     (good,) = adapters.resolve_subject("torch", f"{plugin}:ReferenceAdamW")
     (bad,) = adapters.resolve_subject("torch", f"{plugin}:AdamW_decay_unscaled")
     cases = drawn_cases(good, "float64", 40, seed_value=0)
-    results = run_batched(good, cases, convention="torch", dtype="float64", device=None, time_limit_s=30)
+    results = run_batched(good, cases, convention=spec.resolve("torch"), dtype="float64", device=None, time_limit_s=30)
     assert results is not None and len(results) == len(cases) and all(r.passed for r in results)
-    assert run_batched(bad, cases, convention="torch", dtype="float64", device=None, time_limit_s=30) is None
+    assert run_batched(bad, cases, convention=spec.resolve("torch"), dtype="float64", device=None, time_limit_s=30) is None
 
 
 @needs("torch")
@@ -81,5 +84,5 @@ def test_a_failure_found_in_a_batch_is_shrunk_one_case_at_a_time(monkeypatch):
     monkeypatch.setattr(certify_module, "named_cases_for", lambda subject: [])
     cert = certify_module.certify(bad, convention="torch", examples=40)
     # Under a constant lr, decay scaled by lr_t/lr_0 is decay scaled by nothing: either names the knob.
-    assert not cert.conforms and "decay_scale=" in cert.failure["hint"], cert.failure["hint"]
-    assert cert.failure["case"].startswith("random:")
+    assert not cert.conforms and "decay_scale=" in cert.failure.hint, cert.failure.hint
+    assert cert.failure.case.startswith("random:")

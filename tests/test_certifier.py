@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from optspec import adapters
+from optspec import adapters, spec
 from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
@@ -39,7 +40,7 @@ def test_every_single_deviation_is_rejected_with_the_right_knob(deviation):
     dtype = "float32" if deviation == "bf16_second_moment" else "float64"
     cert = certify(subject, convention="torch", dtype=dtype, examples=20)
     assert not cert.conforms, f"{deviation} was not caught"
-    assert EXPECTED_HINT[deviation] in cert.failure["hint"], cert.failure
+    assert EXPECTED_HINT[deviation] in cert.failure.hint, cert.failure
 
 
 @needs("torch")
@@ -90,7 +91,7 @@ def test_an_l2_error_amplified_by_the_adaptive_step_is_within_the_trajectory_bou
     from optspec.conformance.check import run_case
 
     subject = adapters.resolve_subject("torch", "torch.optim.Adam[for-loop]")[0]
-    result = run_case(subject, _l2_feedback_case(), convention="torch", dtype="float64")
+    result = run_case(subject, _l2_feedback_case(), convention=spec.resolve("torch"), dtype="float64")
     assert result.passed, result.failure
 
 
@@ -103,7 +104,7 @@ def test_the_l2_feedback_term_does_not_hide_a_wrong_weight_decay():
     case, params0, grads = prepared(subject, _l2_feedback_case(), "float64")
     skewed = prepared(subject, _l2_feedback_case(0.1 * (1 + 1e-9)), "float64")[0]
     got = adapters.drive(subject, params0, grads, skewed.lrs, skewed.hyper, dtype="float64")
-    result = check_trajectory(subject, case, params0, grads, got, convention="torch", dtype="float64")
+    result = check_trajectory(subject, case, params0, grads, got, convention=spec.resolve("torch"), dtype="float64")
     assert not result.passed
 
 
@@ -162,7 +163,23 @@ def test_hanging_subject_hits_the_time_limit():
         from optspec.conformance.cases import NAMED_CASES
         from optspec.conformance.check import run_case
 
-        run_case(subject, NAMED_CASES[0], convention="torch", time_limit_s=0.5)
+        run_case(subject, NAMED_CASES[0], convention=spec.resolve("torch"), time_limit_s=0.5)
+
+
+@needs("torch")
+def test_a_float32_kernel_certified_in_float64_is_told_to_use_float32():
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:Float32Internals")
+    cert = certify(subject, dtype="float64", examples=5)
+    assert not cert.conforms and "within float32's bounds" in cert.failure.hint, cert.failure
+    assert "--dtype float32" in cert.failure.hint
+    assert certify(subject, dtype="float32", examples=20).conforms
+
+
+@needs("torch")
+def test_a_defect_larger_than_float32_arithmetic_is_not_put_down_to_it():
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:LearningRateOff")
+    cert = certify(subject, dtype="float64", examples=5)
+    assert not cert.conforms and "float32" not in cert.failure.hint, cert.failure.hint
 
 
 @needs("torch")
@@ -175,8 +192,32 @@ def test_out_writes_certificate_junit_and_report(tmp_path):
     assert cert["spec_version"] and cert["framework_version"] and cert["failure"]["hint"]
     assert "<failure" in (tmp_path / "junit.xml").read_text()
     report = (tmp_path / "report.md").read_text()
-    assert "epsilon=hat" in report and "![error against step](errors-0.png)" in report
+    assert "epsilon=hat" in report and "![|error| / bound, log axis](errors-0.png)" in report
     assert (tmp_path / "errors-0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs("torch")
+def test_reproduce_spec_prints_the_expected_value_the_failure_names(tmp_path):
+    main(["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_epsilon_hat", "--examples", "5",
+          "--out", str(tmp_path)])
+    (cert,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+    failure = cert["failure"]
+    # the free-running reference is the expected value of a trajectory failure, and of a one-step failure at step 1
+    assert failure["check"] == "trajectory" or failure["step"] == 1, failure
+    tensor, element, step = re.search(r"tensor (\d+) element \(([\d, ]*)\) at step (\d+)", failure["detail"]).groups()
+    expected = float(re.search(r"expected (\S+),", failure["detail"]).group(1))
+    printed: list = []
+    exec(failure["reproduce_spec"], {"print": printed.append})  # the snippet as written, its prints captured
+    index = (int(step) - 1, *(int(i) for i in element.split(",") if i.strip()))
+    assert float(printed[int(tensor)][index]) == expected, (printed[int(tensor)], index, expected)
+
+
+@needs("torch")
+def test_a_non_finite_failure_writes_no_plot(tmp_path):
+    assert main(["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_nan", "--examples", "1",
+                 "--out", str(tmp_path)]) == 1
+    assert "non-finite" in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob("*.png")), "NaN has no error/bound to plot; a plot would look like a pass"
 
 
 @needs("torch")
@@ -218,7 +259,7 @@ def test_keras_float64_drift_is_explained_by_float32_hyperparameters():
     (subject,) = adapters.resolve_subject("tensorflow", "keras.optimizers.AdamW")
     cert = certify(subject, dtype="float64", examples=0)
     assert not cert.conforms
-    assert "rounded to float32" in cert.failure["hint"], cert.failure
+    assert "rounded to float32" in cert.failure.hint, cert.failure
 
 
 @needs("torch")
@@ -237,18 +278,40 @@ def test_matrix_prints_subject_by_preset(capsys):
 
 
 def test_matrix_exit_code_counts_the_rule_column(monkeypatch, capsys):
-    from optspec.conformance import certify as certify_module
+    from optspec.conformance import run
 
-    real = certify_module.certify
+    real = run.certify_matrix
 
-    def failing(subject, **kwargs):
-        cert = real(subject, **kwargs)
-        return dataclasses.replace(cert, verdict="does not conform") if subject.rule == "sgd" else cert
+    def failing(options, **kwargs):
+        for subject, preset, cert in real(options, **kwargs):
+            failed = dataclasses.replace(cert, verdict="does not conform") if subject.rule == "sgd" else cert
+            yield subject, preset, failed
 
-    monkeypatch.setattr(certify_module, "certify", failing)
+    monkeypatch.setattr(run, "certify_matrix", failing)
     assert main(["matrix", "--framework", "numpy", "--impl", "spec.sgd", "--examples", "2"]) == 1
     (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("spec.sgd")]
     assert row.split()[-1] == "FAIL*", row
+
+
+@needs("torch")
+def test_matrix_out_writes_every_cell_and_a_crash_fails_its_cells_only(tmp_path, capsys, monkeypatch):
+    from optspec.conformance import run
+
+    # two columns keep it short: each cell after a crash starts a fresh worker
+    monkeypatch.setattr(run, "matrix_conventions", lambda subject: ["torch", "optax"])
+    code = main(["matrix", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_segfaults", "--examples", "2",
+                 "--out", str(tmp_path)])
+    assert code == 1
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith(PLUGIN)]
+    assert row.split()[1:] == ["float64", "FAIL*", "differs"], row
+    document = json.loads((tmp_path / "certificate.json").read_text())
+    certs = document["certificates"]
+    assert [c["convention"] for c in certs] == ["torch", "optax"]
+    assert all("crashed with SIGSEGV at step 3" in c["failure"]["detail"] for c in certs), certs
+    junit = (tmp_path / "junit.xml").read_text()
+    # the subject's own preset is a failure; another preset it does not follow is skipped, not failed
+    assert junit.count("<failure") == 2 and 'name="trajectory"><skipped message="differs' in junit
+    assert "# optspec matrix" in (tmp_path / "report.md").read_text()
 
 
 def test_matrix_options_are_refused_before_any_case(capsys):

@@ -8,16 +8,19 @@ import shutil
 import numpy as np
 import pytest
 
+import tools.golden
 from optspec import adapters, spec
 from optspec.conformance import golden
 from optspec.conformance.certify import certify
+from optspec.conformance.expectation import Expectation
 from tests.conftest import needs
+from tools.golden import regenerate
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     directory = tmp_path_factory.mktemp("golden") / "golden"
-    golden.regenerate(directory)
+    regenerate(directory)
     return directory
 
 
@@ -30,7 +33,7 @@ def copy(generated, tmp_path):
 
 def test_regeneration_is_byte_identical(generated, tmp_path):
     again = tmp_path / "again"
-    golden.regenerate(again)
+    regenerate(again)
     first = {p.relative_to(generated): p.read_bytes() for p in generated.rglob("*") if p.is_file()}
     second = {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()}
     assert first == second
@@ -94,9 +97,9 @@ def test_interrupted_regeneration_leaves_files_intact(copy, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(golden, "write_text", interrupted)
+    monkeypatch.setattr(tools.golden, "write_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        golden.regenerate(copy)
+        regenerate(copy)
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
     assert not list(copy.parent.glob(".golden.new.*"))
 
@@ -127,23 +130,24 @@ def replay_subjects():
 
 @pytest.mark.parametrize("subject", replay_subjects(), ids=lambda s: s.name)
 def test_builtin_subjects_pass_golden_replay(subject):
-    results = golden.replay(subject, subject.convention, dtype="float64", device=None)
-    assert all(r["passed"] for r in results), [r["detail"] for r in results if not r["passed"]]
+    results = [outcome for outcome, _ in golden.replay(subject, Expectation.of(subject).convention,
+                                                       dtype="float64", device=None)]
+    assert all(r.passed for r in results), [r.detail for r in results if not r.passed]
 
 
 @needs("torch")
 @pytest.mark.parametrize("deviation", ["epsilon_hat", "decay_after", "no_bias_correction"])
 def test_defective_subjects_fail_golden_replay(deviation):
     (subject,) = adapters.resolve_subject("torch", f"tests.plugins.torch_subjects:AdamW_{deviation}")
-    results = golden.replay(subject, "torch", dtype="float64", device=None)
-    assert results and not all(r["passed"] for r in results)
+    results = [outcome for outcome, _ in golden.replay(subject, spec.resolve("torch"), dtype="float64", device=None)]
+    assert results and not all(r.passed for r in results)
 
 
 @needs("torch")
 def test_certificate_lists_golden_scenarios():
     (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[fused]")
     cert = certify(subject, examples=2, golden_dir=str(golden.DEFAULT_DIR))
-    assert cert.conforms and {g["scenario"] for g in cert.golden} >= {"defaults", "long", "amsgrad"}
+    assert cert.conforms and {g.scenario for g in cert.golden} >= {"defaults", "long", "amsgrad"}
 
 
 @needs("tensorflow")
@@ -151,6 +155,7 @@ def test_certificate_lists_golden_scenarios():
 def test_keras_passes_golden_replay_in_float32(name):
     """In float64 Keras-TF drifts by about 1e-8 per step (tensorflow#35938), so replay is in float32."""
     (subject,) = adapters.resolve_subject("tensorflow", name)
-    results = golden.replay(subject, subject.convention, dtype="float32", device=None)
-    assert {r["scenario"] for r in results} == {"keras-defaults", "keras-cosine"}
-    assert all(r["passed"] for r in results), [r["detail"] for r in results if not r["passed"]]
+    results = [outcome for outcome, _ in golden.replay(subject, Expectation.of(subject).convention,
+                                                       dtype="float32", device=None)]
+    assert {r.scenario for r in results} == {"keras-defaults", "keras-cosine"}
+    assert all(r.passed for r in results), [r.detail for r in results if not r.passed]

@@ -47,6 +47,7 @@ def test_a_broken_subject_ends_with_exit_1_and_every_artefact_naming_the_step(tm
     assert cert["verdict"] == "does not conform" and expected in cert["failure"]["detail"]
     assert expected in (tmp_path / "junit.xml").read_text()
     assert expected in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob("*.png")), "a crash, hang or raise has no error/bound to plot"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

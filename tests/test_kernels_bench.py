@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from optspec.conformance import kernels_bench
+from tools import kernels_bench
 
 
 def test_the_compared_steps_take_turns_after_their_warm_up_in_an_order_reversed_every_round():

@@ -86,3 +86,11 @@ def test_bitsandbytes_adamw_ignoring_amsgrad_is_named(capsys):
     pytest.importorskip("bitsandbytes")
     assert _certify("bitsandbytes.optim:AdamW", "--examples", "20") == 1
     assert "most likely knob: amsgrad ignored" in capsys.readouterr().out
+
+
+# bitsandbytes 0.50.2, bitsandbytes/backends/default/ops.py:451-452: the CPU kernel steps p.float() and g.float().
+def test_bitsandbytes_in_float64_is_told_its_error_is_the_size_of_float32_arithmetic(capsys):
+    pytest.importorskip("bitsandbytes")
+    assert _certify("bitsandbytes.optim:AdamW", "--dtype", "float64", "--examples", "5") == 1
+    out = capsys.readouterr().out
+    assert "no single knob explains it" in out and "within float32's bounds" in out, out

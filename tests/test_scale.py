@@ -24,7 +24,7 @@ def test_a_builtin_adamw_conforms_at_scale(framework, impl):
     cert = certify_at_scale(subject, size=20_000, steps=12, samples=200)
     assert cert.conforms, cert.failure
     assert set(cert.checks) == {"scale_step", "one_step", "trajectory"}
-    worst = cert.checks["scale_step"]["worst_error_over_bound"]
+    worst = cert.checks["scale_step"].worst_error_over_bound
     assert worst <= 1
     if framework == "numpy":
         assert worst == 0, "the eager spec against itself must agree exactly"
@@ -35,9 +35,9 @@ def test_a_deviation_is_caught_at_scale_with_the_knob_named():
     (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_epsilon_hat")
     cert = certify_at_scale(subject, size=20_000, steps=12, convention="torch", samples=200)
     assert not cert.conforms
-    assert cert.failure["check"] == "scale_step" and cert.failure["step"] == 1
-    assert "epsilon=hat" in cert.failure["hint"]
-    assert "--size 20000 --steps 12" in cert.failure["reproduce_cli"]
+    assert cert.failure.check == "scale_step" and cert.failure.step == 1
+    assert "epsilon=hat" in cert.failure.hint
+    assert "--size 20000 --steps 12" in cert.failure.reproduce_cli
 
 
 @needs("torch")
@@ -45,9 +45,9 @@ def test_a_nan_from_the_subject_fails_at_scale_at_its_first_step():
     (subject,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_nan")
     cert = certify_at_scale(subject, size=5_000, steps=3, samples=50)
     assert not cert.conforms
-    assert cert.failure["check"] == "scale_step" and cert.failure["step"] == 1
-    assert "got nan" in cert.failure["detail"]
-    assert cert.checks["scale_step"]["worst_error_over_bound"] == float("inf")
+    assert cert.failure.check == "scale_step" and cert.failure.step == 1
+    assert "got nan" in cert.failure.detail
+    assert cert.checks["scale_step"].worst_error_over_bound == float("inf")
 
 
 @needs("torch")
@@ -57,8 +57,8 @@ def test_blockwise_bounds_equal_the_bounds_in_one_block(monkeypatch):
     for block in (65_536, 1_000):  # 5,000 elements: one block, then five
         monkeypatch.setattr(scale._ElementBounds, "BLOCK", block)
         cert = certify_at_scale(subject, size=5_000, steps=4, samples=50)
-        evidence.append((cert.failure["detail"], cert.failure["error_and_bound_per_step"],
-                         cert.checks["scale_step"]["worst_error_over_bound"]))
+        evidence.append((cert.failure.detail, cert.failure.error_and_bound_per_step,
+                         cert.checks["scale_step"].worst_error_over_bound))
     assert evidence[0] == evidence[1]
 
 

@@ -42,7 +42,7 @@ def test_the_papers_schedule_coupled_decay_certifies_in_every_framework(framewor
     assert certify(subject, convention="paper", dtype=_dtype(framework), examples=60).conforms
     against_lr_scaled = certify(subject, convention="torch", dtype=_dtype(framework), examples=60)
     assert not against_lr_scaled.conforms
-    assert "decay_scale=schedule" in against_lr_scaled.failure["hint"]
+    assert "decay_scale=schedule" in against_lr_scaled.failure.hint
 
 
 def _spec_message(**bad):

@@ -9,12 +9,12 @@ import shlex
 import numpy as np
 import pytest
 
-from optspec import adapters
+from optspec import adapters, spec
 from optspec.conformance import golden
 from optspec.conformance.cases import NAMED_CASES, Case
 from optspec.conformance.certify import certify, drawn_cases, representable_cases
-from optspec.conformance.check import HINT_THRESHOLD, explain
 from optspec.conformance.cli import main
+from optspec.conformance.explain import HINT_THRESHOLD, explain
 from optspec.conformance.reference import explicit_hyperparameters, reference, round_to_dtype
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from tests.conftest import needs
@@ -59,7 +59,7 @@ def test_round_to_dtype_matches_torch(dtype):
 def test_drawn_float16_cases_stay_in_range():
     (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[foreach]")
     cases = drawn_cases(subject, "float16", 200, 0)
-    kept, skipped = representable_cases(subject, "torch", cases, "float16")
+    kept, skipped = representable_cases(subject, spec.resolve("torch"), cases, "float16")
     assert len(kept) >= 0.9 * len(cases), skipped[:3]
 
 
@@ -68,9 +68,9 @@ def test_golden_scenario_outside_float32_is_not_applicable_and_not_a_failure():
     (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[fused]")
     cert = certify(subject, dtype="float32", examples=5, golden_dir=str(golden.DEFAULT_DIR))
     assert cert.conforms, cert.failure
-    (entry,) = [g for g in cert.golden if g["scenario"] == "zeros-tiny-huge"]
-    assert entry["applicable"] is False and entry["passed"] is None
-    assert "beyond float32's largest value" in entry["detail"]
+    (entry,) = [g for g in cert.golden if g.scenario == "zeros-tiny-huge"]
+    assert entry.applicable is False and entry.passed is None
+    assert "beyond float32's largest value" in entry.detail
 
 
 @pytest.mark.parametrize(

@@ -93,23 +93,44 @@ class ReferenceAdamW(torch.optim.Optimizer):
 class Float64Internals(ReferenceAdamW):
     """Computes in float64 internally and rounds back: differs from torch only in rounding."""
 
+    internal = torch.float64
+
     @torch.no_grad()
     def step(self, closure=None):
         originals = {}
         for group in self.param_groups:
             for p in group["params"]:
                 originals[p] = (p.data, p.grad)
-                p.data = p.data.double()
-                p.grad = p.grad.double()
+                p.data = p.data.to(self.internal)
+                p.grad = p.grad.to(self.internal)
                 for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
                     if key in self.state[p]:
-                        self.state[p][key] = self.state[p][key].double()
+                        self.state[p][key] = self.state[p][key].to(self.internal)
         super().step()
         for p, (data, grad) in originals.items():
             data.copy_(p.data.to(data.dtype))
             p.data, p.grad = data, grad
             for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
                 self.state[p][key] = self.state[p][key].to(data.dtype)
+        return None
+
+
+class Float32Internals(Float64Internals):
+    """Computes in float32 whatever its parameters' dtype, as bitsandbytes' ``p.float()`` does."""
+
+    internal = torch.float32
+
+
+class LearningRateOff(ReferenceAdamW):
+    """Steps with lr·(1 + 1e-3): a defect larger than float32 arithmetic."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            group["lr"] = group["lr"] * (1 + 1e-3)
+        super().step()
+        for group in self.param_groups:
+            group["lr"] = group["lr"] / (1 + 1e-3)
         return None
 
 

@@ -1,4 +1,4 @@
-"""``python -m optspec.conformance.kernels_bench``: the compiled spec against each framework's fastest AdamW.
+"""``python -m tools.kernels_bench``: the compiled spec against each framework's fastest AdamW.
 
 One AdamW step on N parameters (N = 1e5, 1e6, 1e7, and 1e8 where a GPU is
 present) in float32 and bfloat16, timed side by side in one run, taking
@@ -240,7 +240,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optspec.conformance.kernels_bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.kernels_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=float, nargs="*")
     parser.add_argument("--dtypes", nargs="*", default=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=20)

@@ -1,4 +1,4 @@
-"""``python -m optspec.conformance.bench``: certification throughput per framework, split by stage.
+"""``python -m tools.bench``: certification throughput per framework, split by stage.
 
 For one AdamW subject per installed framework it draws N hypothesis cases
 (about 10 steps each), drives them through the subject in batches, and checks
@@ -122,7 +122,7 @@ def measure_certify(framework: str, impl: str, dtype: str, examples: int, seed: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m optspec.conformance.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_results")
@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     "whole_certify": whole}, indent=2) + "\n")
     print(f"wrote {out / 'throughput.json'} (ratio = total / target; <= 1 meets the target; "
           "id/cert <= 1.5 meets identify's)")
-    from optspec.conformance import kernels_bench
+    from tools import kernels_bench
 
     return kernels_bench.main(["--out", str(out)])
 

@@ -1,0 +1,137 @@
+"""The typed records of a verdict: :class:`Certificate`, its :class:`Failure`, checks and golden replays.
+
+Every certificate, whether from drawn cases, ``--size``, or a worker that
+crashed or hung, is built by :func:`certificate`; the CLI, the report, JUnit
+and the pytest plugin read these records and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from optspec import adapters, spec
+from optspec.adapters.driver import SubjectInfo
+from optspec.conformance.expectation import Expectation
+
+#: Checks that are not numeric: no error and bound to plot.
+NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation")
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """The evidence of a verdict of "does not conform".
+
+    Attributes:
+      check: the check that failed (``one_step``, ``trajectory``, ``scale_step``,
+        ``non-finite``, ``gradient-mutation``, ``crash``, ``hang``, ``raised``).
+      step: the 1-based step where it failed (0: before the first step).
+      detail: what was seen, in one line.
+      case: the failing case, as a description.
+      reproduce_cli: the command line that gives the same verdict.
+      hint: the single change to the expected behaviour that explains it, or why none does.
+      hyperparameters, learning_rates, restore_at: the failing case's inputs.
+      ulps: the worst trajectory error in ulps of the dtype, where measured.
+      error_and_bound_per_step: the failing tensor's largest error and its bound at each step.
+      reproduce_spec: Python that prints the spec's trajectory of the case (small cases only).
+    """
+
+    check: str
+    step: int
+    detail: str
+    case: str
+    reproduce_cli: str
+    hint: str | None = None
+    hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    learning_rates: list[float] = dataclasses.field(default_factory=list)
+    restore_at: int | None = None
+    ulps: float | None = None
+    error_and_bound_per_step: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    reproduce_spec: str | None = None
+
+    @property
+    def numeric(self) -> bool:
+        """Whether there is an error and a bound per step to show (not a crash, hang, NaN or mutation)."""
+        return self.check not in NON_NUMERIC_CHECKS and bool(self.error_and_bound_per_step)
+
+    def lines(self) -> list[str]:
+        """The evidence as the CLI and the pytest plugin print it."""
+        ulps = f" ({self.ulps:.3g} ulp)" if self.ulps else ""
+        lines = [f"  failed {self.check} at step {self.step}{ulps}: {self.detail}"]
+        if self.hint:
+            lines.append(f"  {self.hint}")
+        return [*lines, f"  case: {self.case}", f"  reproduce: {self.reproduce_cli}"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckOutcome:
+    """One check over every case: passed, and its worst error/bound (None where it did not run)."""
+
+    passed: bool
+    worst_error_over_bound: float | None
+    worst_ulps: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GoldenOutcome:
+    """One golden scenario replayed: not applicable (with the reason), or passed or not."""
+
+    scenario: str
+    applicable: bool
+    passed: bool | None
+    worst_error_over_bound: float | None
+    detail: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """One subject's verdict against one :class:`Expectation`, with the evidence of a failure."""
+
+    subject: str
+    framework: str
+    framework_version: str
+    device: str
+    dtype: str
+    spec_version: str
+    rule: str
+    convention: str | None
+    knobs: dict[str, Any] | None
+    seed: int
+    cases_run: int
+    checks: dict[str, CheckOutcome]
+    golden: list[GoldenOutcome]
+    verdict: str
+    failure: Failure | None = None
+    per_case_worst: list[float] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def conforms(self) -> bool:
+        return self.verdict == "conforms"
+
+    @property
+    def worst_ulps(self) -> float:
+        """The worst trajectory error in ulps of the dtype over every case (0 where not measured)."""
+        trajectory = self.checks.get("trajectory")
+        return (trajectory.worst_ulps or 0.0) if trajectory else 0.0
+
+    def headline(self, what: str) -> str:
+        """``CONFORMS: subject vs convention (what, dtype, worst n ulp, k golden scenarios)``."""
+        return (f"{self.verdict.upper()}: {self.subject} vs {self.convention or self.rule} "
+                f"({what}, {self.dtype}, worst {self.worst_ulps:.3g} ulp"
+                + (f", {len(self.golden)} golden scenarios" if self.golden else "") + ")")
+
+
+def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, device: str, seed: int,
+                cases_run: int, checks: dict[str, CheckOutcome], failure: Failure | None,
+                golden: list[GoldenOutcome] | None = None, per_case_worst: list[float] | None = None,
+                notes: list[str] | None = None) -> Certificate:
+    """The one constructor of a :class:`Certificate`: the verdict is "conforms" exactly when ``failure`` is None."""
+    return Certificate(
+        subject=subject.name, framework=subject.framework,
+        framework_version=adapters.frameworks.version(subject.framework), device=device, dtype=dtype,
+        spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=expectation.name, knobs=expectation.knobs,
+        seed=seed, cases_run=cases_run, checks=checks, golden=list(golden or []),
+        verdict="conforms" if failure is None else "does not conform", failure=failure,
+        per_case_worst=list(per_case_worst or []), notes=list(notes or []),
+    )
