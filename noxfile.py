@@ -104,6 +104,8 @@ def golden_check(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """Benchmarks: certification throughput per framework, then the compiled spec against native AdamW."""
+    """Benchmarks: certification throughput per framework, the compiled spec against native AdamW, and the
+    certifier's detection power (the smallest defect it rejects, per dtype and knob)."""
     session.install("-e", ALL_EXTRAS)
     session.run("python", "-m", "tools.bench", *session.posargs)
+    session.run("python", "-m", "tools.detection")

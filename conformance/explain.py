@@ -30,7 +30,7 @@ def explain(subject: SubjectInfo, convention: spec.Convention | None, case: Case
     """The single change to the expected behaviour that explains ``traj``, if one does.
 
     Tries every other value of every convention knob, L2 in place of
-    decoupled decay, an ignored ``amsgrad`` or ``maximize``, the state kept
+    decoupled decay, no weight decay at all, an ignored ``amsgrad`` or ``maximize``, the state kept
     in a reduced dtype, and (in float64) hyperparameters rounded to float32.
     A change is named only when the reference with it leaves at most
     :data:`HINT_THRESHOLD` of the error; otherwise nothing is named.
@@ -55,6 +55,9 @@ def explain(subject: SubjectInfo, convention: spec.Convention | None, case: Case
                     candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
         if (coupled := spec.get_rule(subject.rule).l2_counterpart) is not None:
             candidates[f"weight decay applied as an L2 term in the gradient (rule {coupled})"] = (coupled, conv, {})
+    if case.hyper.get("weight_decay"):
+        candidates["weight decay not applied (as with weight_decay=0)"] = (
+            subject.rule, convention, {"weight_decay": 0.0})
     for flag in ("amsgrad", "maximize"):
         if case.hyper.get(flag) and flag not in subject.fixed:
             candidates[f"{flag} ignored (the subject accepts {flag}=True and runs without it)"] = (

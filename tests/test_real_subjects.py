@@ -94,3 +94,25 @@ def test_bitsandbytes_in_float64_is_told_its_error_is_the_size_of_float32_arithm
     assert _certify("bitsandbytes.optim:AdamW", "--dtype", "float64", "--examples", "5") == 1
     out = capsys.readouterr().out
     assert "no single knob explains it" in out and "within float32's bounds" in out, out
+
+
+# torch-optimi 0.3.3, optimi/adam.py:269-273 turns λ into the multiplier 1 - (lr/max_lr)·λ (decouple_lr) or
+# 1 - lr·λ, and :373-377 decays only when that multiplier is nonzero: where it is exactly 0, the decay that
+# should zero the parameters is skipped.
+def test_torch_optimi_skips_a_decay_whose_multiplier_is_zero():
+    pytest.importorskip("optimi")
+    import numpy as np
+
+    from optspec import adapters, spec
+    from optspec.conformance.cases import Case
+    from optspec.conformance.check import run_case
+
+    (subject,) = adapters.resolve_subject("torch", "optimi:AdamW[decouple_lr=True]", "adamw")
+    hyper = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1.0}
+    case = Case([np.array([1.0, -0.5])], [np.array([[1.0, 0.5], [0.5, -1.0]])], [0.01, 0.01], hyper)
+    result = run_case(subject, case, convention=spec.resolve("paper"), dtype="float32")
+    assert not result.passed and result.step == 1, result.failure
+    assert "weight decay not applied" in result.hint, result.hint
+    near = run_case(subject, Case(case.params0, case.grads, case.lrs, {**hyper, "weight_decay": 0.999}),
+                    convention=spec.resolve("paper"), dtype="float32")
+    assert near.passed, near.failure
