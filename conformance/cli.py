@@ -156,31 +156,28 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     """
     from optspec.conformance import certify, report
 
-    rows, verdicts, certs, informational = [], [], [], set()
+    rows: dict[tuple[str, str], tuple[SubjectInfo, str, dict[str, str]]] = {}
+    verdicts, certs, informational = [], [], set()
     for framework in matrix_frameworks(args):
         if args.framework is None and not adapters.is_available(framework):
             continue
         options = options_of(args, framework)
-        row: dict[str, str] = {}
-        current = None
         for subject, preset, cert in run.certify_matrix(options, progress=certify.stderr_progress):
-            if current is not None and subject.name != current[0].name:
-                rows.append(current)
-            if current is None or subject.name != current[0].name:
-                row = {preset or "rule": "n/a*" if preset == subject.convention else "n/a"
-                       for preset in run.matrix_conventions(subject) if run.not_applicable(subject, preset)}
-                current = (subject, options.resolved_dtype, row)
+            key = (framework, subject.name)
+            if key not in rows:
+                rows[key] = (subject, options.resolved_dtype, {
+                    column or "rule": "n/a" + ("*" if column == subject.convention else "")
+                    for column in run.matrix_conventions(subject) if run.not_applicable(subject, column)})
+            cells = rows[key][2]
             own = preset is None or preset == subject.convention
-            row[preset or "rule"] = matrix_cell(cert.conforms, cert.worst_ulps, own)
+            cells[preset or "rule"] = matrix_cell(cert.conforms, cert.worst_ulps, own)
             if own:
                 verdicts.append(cert.conforms)
             elif not cert.conforms:
                 informational.add(len(certs))
             certs.append(cert)
-            print(f"{subject.name} vs {preset or subject.rule}: {row[preset or 'rule']}", file=sys.stderr)
-        if current is not None:
-            rows.append(current)
-    table = matrix_table(rows)
+            print(f"{subject.name} vs {preset or subject.rule}: {cells[preset or 'rule']}", file=sys.stderr)
+    table = matrix_table(list(rows.values()))
     print("\n" + table)
     if args.out:
         report.write(certs, args.out, informational=frozenset(informational), preamble=table)

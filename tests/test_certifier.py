@@ -177,7 +177,8 @@ def test_a_float32_kernel_certified_in_float64_is_told_to_use_float32():
 
 @needs("torch")
 def test_a_defect_larger_than_float32_arithmetic_is_not_put_down_to_it():
-    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:LearningRateOff")
+    # torch's AdamW with lr·(1 + 1e-3)
+    (subject,) = adapters.resolve_subject("torch", "tests.plugins.perturbed:AdamW[knob='lr',delta=1e-3]")
     cert = certify(subject, dtype="float64", examples=5)
     assert not cert.conforms and "float32" not in cert.failure.hint, cert.failure.hint
 

@@ -121,19 +121,6 @@ class Float32Internals(Float64Internals):
     internal = torch.float32
 
 
-class LearningRateOff(ReferenceAdamW):
-    """Steps with lr·(1 + 1e-3): a defect larger than float32 arithmetic."""
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            group["lr"] = group["lr"] * (1 + 1e-3)
-        super().step()
-        for group in self.param_groups:
-            group["lr"] = group["lr"] / (1 + 1e-3)
-        return None
-
-
 def _defective(name: str) -> type:
     return type(f"AdamW_{name}", (ReferenceAdamW,), {"deviation": name})
 
