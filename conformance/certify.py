@@ -18,6 +18,7 @@ from optspec.conformance.check import CheckResult, run_case
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
+from optspec.conformance.seeded import seed_only_draws
 from optspec.conformance.verdict import (
     Certificate,
     CheckOutcome,
@@ -99,7 +100,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
             record(result)
 
         try:
-            prop()
+            with seed_only_draws():
+                prop()
         except _CaseFailed:
             failure = shrunk[-1]
             record(failure)
@@ -152,7 +154,9 @@ def representable_cases(subject: SubjectInfo, convention: spec.Convention | None
 def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int) -> list[Case]:
     """The cases hypothesis draws for ``subject`` with this seed, in order, generated but not run.
 
-    They depend only on what the subject supports, so subjects with the same
+    They depend only on what the subject supports, the dtype, the count and the
+    seed (and hypothesis' version), not on the modules the process has loaded
+    (:mod:`~optspec.conformance.seeded`).  Subjects with the same
     hyperparameters (every torch AdamW form, say) share one draw.
     """
     return list(_drawn(frozenset(subject.supports), dtype, examples, seed_value))
@@ -169,7 +173,8 @@ def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int)
     def collect(case: Case) -> None:
         cases.append(case)
 
-    collect()
+    with seed_only_draws():
+        collect()
     return tuple(cases)
 
 
