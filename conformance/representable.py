@@ -126,8 +126,9 @@ def _state_arrays(states: Sequence[Any]) -> Iterator[tuple[str, np.ndarray]]:
         return
     for field in states[0]._fields:
         values = [getattr(s, field) for s in states]
-        if isinstance(values[0], np.ndarray) and values[0].dtype.kind == "f":
-            yield field, np.stack(values)
+        # a NumPy scalar too: arithmetic on a 0-d array (a scalar parameter's state) gives one
+        if isinstance(values[0], np.floating) or (isinstance(values[0], np.ndarray) and values[0].dtype.kind == "f"):
+            yield field, np.stack([np.asarray(v) for v in values])
 
 
 def _eps_effect(eps: float, dtype: str, second_moments: list[np.ndarray]) -> float:

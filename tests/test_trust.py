@@ -41,6 +41,20 @@ def test_a_case_whose_squared_gradients_overflow_float32_is_not_representable():
     assert unrepresentable("adamw", "torch", case, "float64") is None
 
 
+@pytest.mark.parametrize("shape", [(1,), ()], ids=["vector", "scalar"])
+def test_a_second_moment_below_float16s_normal_range_is_not_representable_for_any_shape(shape):
+    """A scalar parameter's state is a NumPy scalar, not an array; it is checked all the same.
+
+    Found as a float16 false alarm of spec.adam against itself: v = (1-beta2) g^2 underflowed
+    for a 0-d parameter, and the check skipped 0-d state.
+    """
+    case = Case([np.full(shape, 1.9)], [np.full((1, *shape), 1e-4)], [0.1],
+                {"eps": 1e-4, "weight_decay": 0.0, "betas": (0.9, 0.999)})
+    why = unrepresentable("adamw", "torch", case, "float16")
+    assert why is not None and "exp_avg_sq" in why and "smallest normal" in why, why
+    assert unrepresentable("adamw", "torch", case, "float32") is None
+
+
 def test_epsilon_below_float16_is_said_to_be_zero():
     assert held_hyperparameters({"eps": 1e-8}, "float16") == ["eps=1e-08 is 0 in float16"]
     assert held_hyperparameters({"eps": 1e-8}, "float32") == []
