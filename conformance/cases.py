@@ -137,6 +137,76 @@ def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, A
     return Case(params0, grads, lrs, dict(hyper), label=label)
 
 
+def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.ndarray) -> np.ndarray:
+    """Random signs, magnitudes uniform in [scale/2, scale): no element is near zero."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 1.0, size=shape) * scale
+
+
+def _sensitive(label: str, steps: int, hyper: Mapping[str, Any], lrs: list[float], *,
+               gradient_scale: np.ndarray, theta_scale: float = 1.0, alternating: bool = False) -> Case:
+    """A case built to make one hyperparameter move the step far more than rounding does.
+
+    ``gradient_scale[t]`` is the magnitude of step ``t``'s gradients, with
+    random signs, or alternating ones (``alternating``: every element flips
+    sign at every step); parameters are of magnitude ``theta_scale``, so that
+    the step is large against the rounding of :math:`\theta`.
+    """
+    rng = np.random.default_rng(sum(map(ord, label)))
+    shapes = [(3,), (2, 2)]
+    params0 = [_signed(rng, s, theta_scale) for s in shapes]
+    grads = []
+    for shape in shapes:
+        scale = np.asarray(gradient_scale, np.float64).reshape((steps,) + (1,) * len(shape))
+        if alternating:
+            signs = np.where(np.arange(steps) % 2, -1.0, 1.0).reshape((steps,) + (1,) * len(shape))
+            grads.append(signs * np.sign(rng.normal(size=shape)) * rng.uniform(0.5, 1.0, size=(steps, *shape)) * scale)
+        else:
+            grads.append(_signed(rng, (steps, *shape), scale))
+    return Case(params0, grads, lrs, dict(hyper), label=label)
+
+
+#: Steps of the β2-horizon case: long enough that :math:`\beta_2^{t}` departs from 1 at β2 = 0.95.
+HORIZON_STEPS = 40
+
+#: β for the cases where the rounding of :math:`1-\beta^t`, amplified by the bias correction's condition
+#: number :math:`\kappa_t(\beta)` (:mod:`optspec.conformance.tolerance`, about :math:`1/(1-\beta)` in early
+#: steps), would widen the bound: at 0.5, :math:`\kappa_t \le 1`.
+LOW_CONDITION_BETAS = (0.5, 0.5)
+
+#: Cases that maximise the detection power for one hyperparameter each (``nox -s bench``'s table):
+#:
+#: - ``beta2-horizon``: one gradient, then a run of gradients 1e-3 its size.  At step 1 the bias
+#:   correction cancels :math:`1-\beta_2` exactly (:math:`\hat v_1 = g_1^2`); later :math:`\hat v_t` is the
+#:   first gradient's square decaying at the rate β2 sets, and
+#:   :math:`\partial\ln\hat v_t/\partial\ln(1-\beta_2) = 1-(t-1)\tfrac{1-\beta_2}{\beta_2}
+#:   -\tfrac{t\beta_2^{t-1}(1-\beta_2)}{1-\beta_2^t}`, about -1.4 at β2 = 0.95 and t = 40, so a relative
+#:   change δ of :math:`1-\beta_2` moves the step by about 0.7δ.  Parameters of 1e-2 keep their rounding
+#:   small against the step.
+#: - ``epsilon-dominated``: gradients 1e-3 of ε, so the step is :math:`\mathrm{lr}\,\hat m/\epsilon` and
+#:   moves by δ with ε; parameters of 1e-2, so that the step (1e-3) is large against their rounding.
+#: - ``beta1-sign-flips``: every gradient flips sign at every step, so
+#:   :math:`m_t \approx \pm\tfrac{1-\beta_1}{1+\beta_1}g`, whose relative sensitivity to β1 is
+#:   :math:`\tfrac{2\beta_1}{1-\beta_1^2}` (about 9.5 at 0.9).
+#: - ``schedule-edge``: a warm-up jump (1e-3 to 0.1), two steps at lr 0 and a restart: the decay
+#:   scale (lr, lr/lr₀ or none) and a decay taken with the wrong step's lr differ by factors of 100.
+#: - ``large-decay``: lr·λ = 0.4, so the decay, not the Adam step, moves the parameters: λ and lr
+#:   are seen directly, and decay before and after the step differ by lr·λ·step.
+#:
+#: Where β is not what a case measures it is :data:`LOW_CONDITION_BETAS`.
+SENSITIVE_CASES: tuple[Case, ...] = (
+    _sensitive("beta2-horizon", HORIZON_STEPS, {"betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.0},
+               [1e-2] * HORIZON_STEPS, gradient_scale=np.array([1.0] + [1e-3] * (HORIZON_STEPS - 1)),
+               theta_scale=1e-2),
+    _sensitive("epsilon-dominated", 8, {"betas": LOW_CONDITION_BETAS, "eps": 1e-2, "weight_decay": 0.0},
+               [1.0] * 8, gradient_scale=np.full(8, 1e-5), theta_scale=1e-2),
+    _sensitive("beta1-sign-flips", 12, {"betas": (0.9, 0.5), "eps": 1e-8, "weight_decay": 0.0}, [1e-2] * 12,
+               gradient_scale=np.ones(12), theta_scale=1e-2, alternating=True),
+    _sensitive("schedule-edge", 8, {"betas": LOW_CONDITION_BETAS, "eps": 1e-8, "weight_decay": 1e-3},
+               [1e-3, 0.05, 0.1, 0.0, 0.0, 0.1, 0.02, 0.1], gradient_scale=np.ones(8)),
+    _sensitive("large-decay", 6, {"betas": LOW_CONDITION_BETAS, "eps": 1e-8, "weight_decay": 0.8}, [0.5] * 6,
+               gradient_scale=np.ones(6)),
+)
+
 #: Sizes at which real kernels switch algorithm: bitsandbytes' and torchao's
 #: 8-bit AdamW keep 8-bit state only from 4,096 elements on (and torchao only
 #: for multiples of its block size), and blockwise kernels change at 65,536.
@@ -157,6 +227,7 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("amsgrad", 8, {"eps": 1e-8, "amsgrad": True, "weight_decay": 0.0}, decreasing=True),
     _named("maximize", 4, {"maximize": True, "weight_decay": 0.1}),
     _named("exact-zeros-and-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4),
+    *SENSITIVE_CASES,
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )
 

@@ -15,7 +15,7 @@ from typing import Any
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
-from optspec.conformance.cases import NAMED_CASES, Case, restricted
+from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory
 from optspec.conformance.reference import prepared
 from optspec.spec.conventions import KNOB_VALUES
@@ -84,14 +84,17 @@ def _score(subject: SubjectInfo, convention: spec.Convention, runs: list[tuple[C
 def identify(subject: SubjectInfo) -> Identification:
     """Scores every combination of the decay, bias and ε knobs, then the AMSGrad variant.
 
-    Runs in float32 on the discriminating named cases, whose conventions differ
+    Runs in float32 on the discriminating named cases (not the
+    :data:`~optspec.conformance.cases.SENSITIVE_CASES`, which measure
+    hyperparameters, not conventions), whose conventions differ
     by far more than float32 rounding.  A knob the subject cannot express is
     reported as ``unsupported`` and matches any preset; an ``amsgrad=True``
     that the subject accepts and ignores is reported as ``ignored``.
     """
     if subject.rule != "adamw":
         raise adapters.SetupError(f"identify needs an AdamW subject; {subject.name} implements {subject.rule}")
-    cases = [restricted(c, subject) for c in NAMED_CASES if c.label not in ("amsgrad", "maximize")]
+    cases = [restricted(c, subject) for c in NAMED_CASES
+             if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))]
     runs = _trajectories(subject, cases)
     scored = sorted(
         ((_score(subject, spec.Convention(*values, amsgrad="raw"), runs), index, spec.Convention(*values, amsgrad="raw"))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 #: A local module (not site-packages, not a test file) whose float literals hypothesis would collect.
-LITERALS = "VALUES = (" + ", ".join(f"{k}.{k}e-{k % 9}" for k in range(1, 200)) + ")\n"
+LITERALS = "SENTINEL = 123.456\nVALUES = (" + ", ".join(f"{k}.{k}e-{k % 9}" for k in range(1, 200)) + ")\n"
 
 DRAW = textwrap.dedent("""
-    import hashlib, sys
+    import hashlib, json, sys
+    from hypothesis.internal.conjecture import providers
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from optspec import adapters
     from optspec.conformance.cases import random_cases
     from optspec.conformance.certify import drawn_cases
+    from optspec.conformance.seeded import seed_only_draws
 
     if sys.argv[1] == "with-literals":
         sys.path.insert(0, sys.argv[2])
@@ -41,25 +44,30 @@ DRAW = textwrap.dedent("""
         plain.append(case)
 
     collect()
-    print(digest(drawn_cases(subject, "float32", 60, 0)), digest(plain))
+    with seed_only_draws():
+        hidden = 123.456 not in providers._get_local_constants().floats
+    print(json.dumps({"certify": digest(drawn_cases(subject, "float32", 60, 0)), "plain": digest(plain),
+                      "collected": 123.456 in providers._get_local_constants().floats, "hidden": hidden}))
 """)
 
 
-def _digests(*argv: str) -> tuple[str, str]:
+def _draw(*argv: str) -> dict:
     result = subprocess.run([sys.executable, "-c", DRAW, *argv], capture_output=True, text=True, timeout=300,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    certify_digest, plain_digest = result.stdout.split()
-    return certify_digest, plain_digest
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_a_local_module_full_of_literals_does_not_change_the_drawn_cases(tmp_path: Path):
     (tmp_path / "vendor_constants.py").write_text(LITERALS)
-    alone_certify, alone_plain = _digests("alone")
-    with_certify, with_plain = _digests("with-literals", str(tmp_path))
-    assert alone_plain != with_plain, (
-        "precondition: a plain @seed(0) draw should change when a local module full of literals is loaded "
-        "(hypothesis' local constants); if hypothesis no longer does this, optspec.conformance.seeded can go")
-    assert alone_certify == with_certify, (
+    alone = _draw("alone")
+    with_literals = _draw("with-literals", str(tmp_path))
+    assert with_literals["collected"] and not alone["collected"], (
+        "precondition: hypothesis collects the literals of a loaded local module; if it no longer does, "
+        "optspec.conformance.seeded can go")
+    assert with_literals["hidden"], "seed_only_draws must hide the local constants while optspec draws"
+    assert alone["plain"] != with_literals["plain"], (
+        "precondition: a plain @seed(0) draw changes when the module's literals join hypothesis' constants")
+    assert alone["certify"] == with_literals["certify"], (
         "drawn_cases changed when a local module was imported: certify's draws depend on sys.modules, "
         "so `optspec certify --seed N` would not reproduce across environments")

@@ -115,6 +115,28 @@ def test_builtin_adam_family_conforms_in_reduced_dtypes_with_golden_replay(frame
                 _assert_drawn_cases_conform(subject, dtype, seed)
 
 
+@needs("torch")
+def test_torchs_fused_sgd_that_skips_its_vectorized_blocks_is_rejected(tmp_path, capsys):
+    """torch 2.13's CPU fused SGD leaves every full SIMD block of a float16 or bfloat16 parameter unchanged
+    (pytorch#191763; fixed upstream by pytorch PR #192545).  The verdict must follow a direct probe of
+    the kernel, so that this test also holds on a torch with the fix."""
+    import torch
+
+    dtype = "float16"  # bfloat16 takes the same path (docs/DEVIATIONS.md)
+    parameter = torch.nn.Parameter(torch.ones(64, dtype=getattr(torch, dtype)))
+    parameter.grad = torch.ones_like(parameter)
+    torch.optim.SGD([parameter], lr=0.5, fused=True).step()
+    skips_blocks = bool((parameter.detach() == 1).any())
+    argv = ["certify", "--framework", "torch", "--impl", "torch.optim.SGD[fused]", "--dtype", dtype,
+            "--examples", "0", "--out", str(tmp_path)]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == (1 if skips_blocks else 0), out
+    if skips_blocks:
+        (cert,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+        assert cert["failure"]["case"].startswith("large-tensors"), cert["failure"]
+
+
 def _assert_drawn_cases_conform(subject, dtype, seed, examples=20):
     """The part of ``certify`` that the seed changes: the drawn cases, screened in one batch."""
     from optspec.conformance.batched import run_batched
