@@ -7,10 +7,12 @@ fails), 2 a usage or setup error, printed as one line.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
 from optspec import adapters, spec
+from optspec.__main__ import INTERRUPTED, forget_interrupt
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import run
 from optspec.conformance.run import CertifyOptions
@@ -224,7 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: no verdict; nothing was half-written", file=sys.stderr)
+        # a second Ctrl-C while the interpreter shuts down would otherwise end it by SIGINT, not 130
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        forget_interrupt()
+        print(INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -76,9 +76,13 @@ def test_an_out_that_is_a_file_is_refused_before_any_case(tmp_path, capsys):
 def test_ctrl_c_stops_with_one_line_and_writes_nothing(tmp_path):
     argv = [sys.executable, "-m", "optspec", "certify", "--framework", "torch",
             "--impl", f"{PLUGIN}:AdamW_hangs_in_c", "--examples", "5", "--out", str(tmp_path / "out")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    marker = tmp_path / "in-the-hang"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPTSPEC_TEST_HANG_MARKER": str(marker)}
     with subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        time.sleep(15)  # the worker is in the hanging step by now
+        deadline = time.monotonic() + 300
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), "the worker never reached its hanging step"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -58,10 +60,26 @@ def _draw(*argv: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _outside_test_folders(tmp_path: Path) -> Path:
+    """A folder hypothesis counts as local: no part of its path may be ``test`` or ``tests``.
+
+    Under nox the temporary folder is ``.nox/tests/tmp/...``, which hypothesis
+    takes for a test folder and does not scan.
+    """
+    if not {"test", "tests"} & set(tmp_path.parts):
+        return tmp_path
+    return Path(tempfile.mkdtemp(prefix="optspec-literals-", dir="/tmp" if Path("/tmp").is_dir() else None))
+
+
 def test_a_local_module_full_of_literals_does_not_change_the_drawn_cases(tmp_path: Path):
-    (tmp_path / "vendor_constants.py").write_text(LITERALS)
-    alone = _draw("alone")
-    with_literals = _draw("with-literals", str(tmp_path))
+    folder = _outside_test_folders(tmp_path)
+    (folder / "vendor_constants.py").write_text(LITERALS)
+    try:
+        alone = _draw("alone")
+        with_literals = _draw("with-literals", str(folder))
+    finally:
+        if folder != tmp_path:
+            shutil.rmtree(folder)
     assert with_literals["collected"] and not alone["collected"], (
         "precondition: hypothesis collects the literals of a loaded local module; if it no longer does, "
         "optspec.conformance.seeded can go")

@@ -66,25 +66,27 @@ def subject(rule: str, knob: str, delta: float) -> adapters.SubjectInfo:
     return found
 
 
-def rejected(rule: str, knob: str, delta: float, dtype: str, examples: int, seed: int) -> bool:
+def rejected(rule: str, knob: str, delta: float, dtype: str, examples: int, seed: int, *,
+             replay_golden: bool = True) -> bool:
     """Whether ``certify`` rejects the subject; one that raises (β1 pushed to 1) is rejected, as the CLI's
     supervisor rejects it."""
     try:
         cert = certify(subject(rule, knob, delta), dtype=dtype, examples=examples, seed_value=seed,
-                       golden_dir=str(golden.DEFAULT_DIR))
+                       golden_dir=str(golden.DEFAULT_DIR) if replay_golden else None)
     except adapters.SubjectError:
         return True
     return not cert.conforms
 
 
-def smallest_rejected(rule: str, knob: str, dtype: str, examples: int, seed: int) -> Detection:
+def smallest_rejected(rule: str, knob: str, dtype: str, examples: int, seed: int, *,
+                      replay_golden: bool = True) -> Detection:
     """Searches δ from 1 down a decade at a time, then bisects the decade where it first passes."""
     started, runs = time.perf_counter(), 0
 
     def test(delta: float) -> bool:
         nonlocal runs
         runs += 1
-        return rejected(rule, knob, delta, dtype, examples, seed)
+        return rejected(rule, knob, delta, dtype, examples, seed, replay_golden=replay_golden)
 
     high, low = None, None
     delta = 1.0
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--knobs", nargs="*", help="only these perturbations (default: every one of the rule)")
     parser.add_argument("--examples", type=int, default=20, help="drawn cases per certification (default 20)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-golden", action="store_true",
+                        help="no golden replay: with --examples 0, what the named cases alone catch")
     parser.add_argument("--out", default="bench_results")
     args = parser.parse_args(argv)
     # a large δ (β1 doubled) diverges on purpose: the reference's overflow warnings say nothing here
@@ -123,14 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'runs':>5} {'seconds':>8}", flush=True)
     for rule in args.rules:
         for dtype in args.dtypes:
-            baseline[rule, dtype] = not rejected(rule, "lr", 0.0, dtype, args.examples, args.seed)
+            baseline[rule, dtype] = not rejected(rule, "lr", 0.0, dtype, args.examples, args.seed,
+                                                 replay_golden=not args.no_golden)
             if not baseline[rule, dtype]:
                 print(f"{rule:<6} {dtype:<9} {'(unperturbed)':<16} {'REJECTED: a false alarm':>20}", flush=True)
                 continue
             for knob in args.knobs or KNOBS[rule]:
                 if knob not in KNOBS[rule]:
                     continue
-                row = smallest_rejected(rule, knob, dtype, args.examples, args.seed)
+                row = smallest_rejected(rule, knob, dtype, args.examples, args.seed,
+                                        replay_golden=not args.no_golden)
                 rows.append(row)
                 shown = "-" if row.smallest_rejected is None else f"{row.smallest_rejected:.2g}"
                 passed = "-" if row.largest_accepted is None else f"{row.largest_accepted:.2g}"
@@ -138,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{row.seconds:>8.1f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    document = {"examples": args.examples, "seed": args.seed, "golden_replay": True,
+    document = {"examples": args.examples, "seed": args.seed, "golden_replay": not args.no_golden,
                 "unperturbed_conforms": {f"{r}/{d}": ok for (r, d), ok in baseline.items()},
                 "rows": [dataclasses.asdict(r) for r in rows]}
     write_text(out / "detection.json", json.dumps(document, indent=2) + "\n")
