@@ -40,3 +40,32 @@ def test_the_unperturbed_subject_conforms_under_the_same_run(dtype):
 def test_a_defect_at_the_threshold_is_rejected(dtype, knob):
     delta = THRESHOLDS[dtype][knob]
     assert _rejected(knob, delta, dtype), f"{knob} off by a relative {delta:g} passes in {dtype}"
+
+
+#: The floor of the named cases alone (no drawn cases, no golden replay), which only the
+#: ``SENSITIVE_CASES`` reach: without them the named cases let 1-beta2 off by 0.24 pass in float32,
+#: and every knob off by a relative 1 pass in bfloat16 (README, "Detection power").
+NAMED_ONLY_THRESHOLDS = {
+    "float32": {"lr": 1e-4, "eps": 1e-4, "one_minus_beta2": 1e-3},
+    "bfloat16": {"lr": 1.0, "weight_decay": 1.0, "beta1": 1.0},
+}
+
+
+def _rejected_by_named_cases(knob: str, delta: float, dtype: str) -> bool:
+    from tools.detection import rejected
+
+    return rejected("adamw", knob, delta, dtype, examples=0, seed=0, replay_golden=False)
+
+
+@needs("torch")
+@pytest.mark.parametrize("dtype", list(NAMED_ONLY_THRESHOLDS))
+def test_the_named_cases_alone_accept_the_unperturbed_subject(dtype):
+    assert not _rejected_by_named_cases("lr", 0.0, dtype), f"torch's AdamW in {dtype} fails a named case"
+
+
+@needs("torch")
+@pytest.mark.parametrize(("dtype", "knob"), [(d, k) for d, knobs in NAMED_ONLY_THRESHOLDS.items() for k in knobs])
+def test_the_named_cases_alone_reject_a_defect_at_their_threshold(dtype, knob):
+    delta = NAMED_ONLY_THRESHOLDS[dtype][knob]
+    assert _rejected_by_named_cases(knob, delta, dtype), (
+        f"{knob} off by a relative {delta:g} passes every named case in {dtype}")

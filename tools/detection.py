@@ -14,7 +14,8 @@ smallest δ rejected; ``-`` where even δ = 1 passes.  The unperturbed subject
 is certified first in every dtype: if it is rejected the row says so (a false
 alarm) and no δ is searched.
 
-Printed as a table and written to ``bench_results/detection.json``.
+With ``--examples 0 --no-golden`` it measures what the named cases alone
+catch.  Printed as a table and written to ``bench_results/detection.json``.
 """
 
 from __future__ import annotations
