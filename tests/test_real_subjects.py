@@ -65,6 +65,15 @@ def test_torch_optimi_decouple_lr_is_the_paper(capsys):
     assert _identify(impl, capsys)[-1] == "paper"
 
 
+# torch-optimi 0.3.3, optimi/adam.py:384-393: with kahan_sum (on by default for bf16/fp16 parameters) the
+# step uses the gradient as a scratch buffer (grad.copy_(param), then grad.sub_(param)).
+def test_torch_optimi_kahan_summation_in_bfloat16_is_rejected_for_writing_into_the_gradient(capsys):
+    pytest.importorskip("optimi")
+    argv = ["certify", "--framework", "torch", "--impl", "optimi:AdamW", "--dtype", "bfloat16", "--examples", "0"]
+    assert main(argv) == 1
+    assert "the subject changed the gradient it was given at step 1" in capsys.readouterr().out
+
+
 # torchao 0.18.0, torchao/optim/adam.py:406-430 (_AdamW: block_size=inf, so float32 state),
 # :183 p -= lr*wd*p before the step, :187-204 corrected epsilon; :53-59 lr kept as a tensor.
 # :71-78 quantized (8-bit) state only for numel >= 4096 and a multiple of the block size.
