@@ -1,6 +1,6 @@
 """Hypothesis draws that depend on the seed alone, not on which modules the process has loaded.
 
-Hypothesis (from 6.131) collects the numeric literals of every *local* module
+Hypothesis (6.170 here) collects the numeric literals of every *local* module
 in ``sys.modules`` (not the standard library, not site-packages, not test
 files) and, with probability 0.05 per choice, draws one of them instead of a
 random value (``hypothesis/internal/constants_ast.py``,
@@ -35,7 +35,7 @@ def seed_only_draws() -> Iterator[None]:
         yield
         return
     collect = getattr(providers, "_get_local_constants", None)
-    if collect is None:  # pragma: no cover - before hypothesis 6.131
+    if collect is None:  # pragma: no cover - a hypothesis without local constants
         yield
         return
     empty = providers.Constants()
