@@ -104,6 +104,11 @@ def random_cases(draw: st.DrawFn, supports: frozenset[str], dtype: str = "float6
     return Case(params0, grads, lrs, hyper, restore_at)
 
 
+def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.ndarray) -> np.ndarray:
+    """Random signs, magnitudes uniform in [scale/2, scale): no element is near zero."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 1.0, size=shape) * scale
+
+
 def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: float = 1.0,
            decreasing: bool = False, zeros: bool = False, restore_at: int | None = None) -> Case:
     rng = np.random.default_rng(sum(map(ord, label)))
@@ -130,16 +135,11 @@ def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, A
     for size in sizes:
         params0.append(rng.normal(size=size))
         scale = 10.0 ** rng.uniform(-0.5, 0.5, size=size)
-        g = rng.choice([-1.0, 1.0], size=(steps, size)) * rng.uniform(0.5, 1.0, size=(steps, size)) * scale
+        g = _signed(rng, (steps, size), scale)
         g[rng.random(size=(steps, size)) < 0.01] = 0.0
         grads.append(g)
     lrs = [1e-2 * min(1.0, (t + 1) / 3) for t in range(steps)]
     return Case(params0, grads, lrs, dict(hyper), label=label)
-
-
-def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.ndarray) -> np.ndarray:
-    """Random signs, magnitudes uniform in [scale/2, scale): no element is near zero."""
-    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.5, 1.0, size=shape) * scale
 
 
 def _sensitive(label: str, steps: int, hyper: Mapping[str, Any], lrs: list[float], *,

@@ -7,14 +7,13 @@ fails), 2 a usage or setup error, printed as one line.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Sequence
 
 from optspec import adapters, spec
-from optspec.__main__ import INTERRUPTED, forget_interrupt
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import run
+from optspec.conformance.interrupt import interrupted
 from optspec.conformance.run import CertifyOptions
 
 
@@ -226,11 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # a second Ctrl-C while the interpreter shuts down would otherwise end it by SIGINT, not 130
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        forget_interrupt()
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return interrupted()
 
 
 if __name__ == "__main__":

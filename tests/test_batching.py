@@ -51,9 +51,9 @@ def test_a_batch_gives_each_member_its_own_trajectory(framework, name):
     assert len(ready) >= 2, "the draw must give a batch of at least two members"
     members = [Member(p0, case.hyper, case.lrs) for case, p0, _ in ready]
     together = adapters.drive_batch(subject, members, [g for _, _, g in ready], dtype=dtype)
+    convention = Expectation.of(subject).convention
     for (case, p0, grads), batched in zip(ready, together):
         alone = adapters.drive(subject, p0, grads, case.lrs, case.hyper, dtype=dtype)
-        convention = Expectation.of(subject).convention
         betas = tuple(case.hyper["betas"]) if "betas" in case.hyper else None
         for theta0, g, a, b in zip(p0, grads, alone.params, batched.params):
             # both are the subject's own arithmetic: each within the trajectory bound of the exact run
