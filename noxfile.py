@@ -1,8 +1,10 @@
 """nox sessions for optspec: tests, lint, conformance, golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
-find-links (where the local CPU wheel of ``torch==2.13.0`` lives) are passed on
-as ``UV_FIND_LINKS``; without them uv would resolve the CUDA build from PyPI.
+find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
+as ``UV_FIND_LINKS``.  When no find-links folder holds that wheel, uv is told
+``UV_TORCH_BACKEND=cpu`` (``tools/torch_source.py``): PyPI's torch is the CUDA
+build.  A ``UV_TORCH_BACKEND`` set by the caller is left as it is.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import sys
 
 import nox
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # nox does not put the noxfile's folder there
+from tools import torch_source
+
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint"]
 
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 ALL_EXTRAS = ".[torch,jax,tensorflow,conformance,test]"
 #: The real third-party optimizers the tests certify, installed with torch pinned.
-TORCH_PIN = "torch==2.13.0"
+TORCH_PIN = f"torch=={torch_source.TORCH_VERSION}"
 
 
 def _pip_find_links() -> str:
@@ -38,6 +43,8 @@ def _pip_find_links() -> str:
 
 if "UV_FIND_LINKS" not in os.environ and (links := _pip_find_links()):
     os.environ["UV_FIND_LINKS"] = " ".join(links.split())
+os.environ.update(torch_source.torch_environment(
+    os.environ, torch_source.local_files(os.environ.get("UV_FIND_LINKS", ""))))
 
 
 @nox.session(python="3.11")

@@ -19,6 +19,7 @@ from optspec.adapters.frameworks import (
     part,
 )
 from optspec.adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
+from optspec.spec import get_rule
 
 __all__ = [
     "DTYPES",
@@ -61,7 +62,15 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
         raise SetupError(f"--rule {rule!r}: {framework} plugins can implement "
                          f"{', '.join(adapter.TRANSLATIONS)}")
     factory = plugins.load(target)
-    caps = plugins.capabilities(factory, adapter.TRANSLATIONS[rule], target.options, text)
+    translation = adapter.TRANSLATIONS[rule]
+    caps = plugins.capabilities(factory, translation, target.options, text)
+    try:
+        adapter.construct(factory, {})
+    except Exception as exc:
+        raise SetupError(f"--impl {text!r} cannot be driven as a {framework} {rule} optimizer: its constructor "
+                         f"raised {one_line(exc)}") from None
+    caps = plugins.without_refused_knobs(caps, translation, get_rule(rule).defaults,
+                                         lambda kwargs: adapter.construct(factory, kwargs))
     try:
         return adapter.plugin(text, factory, rule, caps)
     except Exception as exc:

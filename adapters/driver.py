@@ -22,7 +22,8 @@ import numpy as np
 
 from optspec.adapters.batching import Member
 from optspec.adapters.errors import SubjectError, one_line
-from optspec.adapters.namespaces import to_numpy
+from optspec.adapters.namespaces import DTYPES, dtype_name, to_numpy
+from optspec.adapters.plugins import same_value
 
 
 class Session(abc.ABC):
@@ -43,6 +44,14 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def state(self) -> dict[str, np.ndarray]:
         """The optimizer state as NumPy, keyed ``"<tensor index>.<name>"``."""
+
+    def storage(self) -> list[Any]:
+        """The parameters and optimizer state as the subject holds them (the framework's own arrays).
+
+        Their dtypes are what the diagnosis may blame on reduced precision
+        (:attr:`Trajectory.storage_dtypes`); the default, none, means unknown.
+        """
+        return []
 
     @abc.abstractmethod
     def save(self) -> Any:
@@ -93,12 +102,15 @@ class Trajectory:
     """What a subject produced: ``params[i]`` is ``(T, *shape_i)``.
 
     ``mutated_at`` is the first step at which the subject changed the gradient
-    it was given, or None.
+    it was given, or None.  ``storage_dtypes`` are the floating dtypes (of
+    :data:`~optspec.adapters.namespaces.DTYPES`) its parameters and state were
+    held in after the last step; empty where the session does not say.
     """
 
     params: list[np.ndarray]
     mutated_at: int | None = None
     states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
+    storage_dtypes: frozenset[str] = frozenset()
 
 
 class SubjectTimeout(Exception):
@@ -212,14 +224,15 @@ def drive_batch(
                   label or f"a batch of {len(members)} cases")
     out, index = [], 0
     for count in counts:
-        out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at))
+        out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at,
+                              storage_dtypes=whole.storage_dtypes))
         index += count
     return out
 
 
 def _without_fixed(subject: SubjectInfo, hyper: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in subject.fixed.items():
-        if name in hyper and hyper[name] != value:
+        if name in hyper and not same_value(hyper[name], value):
             raise SubjectError(f"{subject.name} fixes {name}={value!r}; it cannot run with {hyper[name]!r}")
     return {k: v for k, v in hyper.items() if k not in subject.fixed}
 
@@ -274,4 +287,5 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
             step=index + 1, completed=stacked(),
         ) from None
     result.params = stacked()
+    result.storage_dtypes = frozenset(name for name in map(dtype_name, session.storage()) if name in DTYPES)
     return result

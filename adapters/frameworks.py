@@ -18,9 +18,12 @@ import dataclasses
 import importlib
 import os
 import re
+import shlex
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import ModuleType
 
 from optspec.adapters.errors import SetupError
@@ -43,6 +46,8 @@ class Framework:
       configure: called with the main module once imported.
       import_noise: regular expressions of the lines its import writes to
         the process's stderr (from C++, below Python) that are dropped.
+      pip_options: what ``pip install`` needs besides the extra (torch's CPU
+        build lives on PyTorch's own index), for the install hint.
     """
 
     name: str
@@ -53,6 +58,7 @@ class Framework:
     environment: Mapping[str, str] = dataclasses.field(default_factory=dict)
     configure: Callable[[ModuleType], None] | None = None
     import_noise: tuple[str, ...] = ()
+    pip_options: str = ""
 
 
 def check_framework(framework: str) -> str:
@@ -82,11 +88,42 @@ def import_framework(framework: str) -> ModuleType:
             except ImportError as exc:
                 raise SetupError(
                     f"framework {framework!r} is not installed ({exc.name or name} is missing): "
-                    f"run `pip install -e '.[{record.extra}]'` or use a nox session, which installs it"
+                    + install_hint(record.extra, _source_checkout(), Path.cwd(), record.pip_options)
                 ) from None
     if record.configure is not None:
         record.configure(modules[0])
     return modules[0]
+
+
+def install_hint(extra: str, checkout: Path | None, cwd: Path, pip_options: str = "") -> str:
+    """The one-line advice that installs ``extra`` (with ``pip_options``) where the user is.
+
+    From a source checkout (``checkout``, as :func:`_source_checkout` finds it) it is the editable
+    install of that checkout, or a nox session; from an installed wheel, the package from the index.
+    """
+    options = f" {pip_options}" if pip_options else ""
+    if checkout is None:
+        return f"run `pip install 'optspec[{extra}]'{options}`"
+    target = "." if checkout == cwd else str(checkout)
+    return (f"run `pip install -e {shlex.quote(f'{target}[{extra}]')}{options}` "
+            "or use a nox session, which installs it")
+
+
+def _source_checkout() -> Path | None:
+    """The clone optspec runs from (an editable install, or the tree on ``sys.path``), or None.
+
+    It is the folder above the ``optspec`` package when that folder's ``pyproject.toml`` names the
+    project ``optspec``; an installed wheel sits in ``site-packages``, which has none.
+    """
+    import optspec
+
+    root = Path(optspec.__file__).resolve().parent.parent
+    try:
+        with open(root / "pyproject.toml", "rb") as handle:
+            name = tomllib.load(handle).get("project", {}).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        return None
+    return root if name == "optspec" else None
 
 
 @contextlib.contextmanager

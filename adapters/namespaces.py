@@ -55,6 +55,13 @@ def asarray(framework: str, x: np.ndarray, dtype: str, device: str | None = None
     return part(framework, "arrays").asarray(x, target, check_device(framework, device))
 
 
+def dtype_name(x: Any) -> str:
+    """The name of ``x``'s dtype in any framework (``float32``, ``bfloat16``, ``int64``, ...)."""
+    dtype = getattr(x, "dtype", None)
+    name = getattr(dtype, "name", None)
+    return str(name if isinstance(name, str) else dtype).removeprefix("torch.")
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """Any framework's array as a NumPy array; reduced types become float32."""
     if hasattr(x, "detach"):

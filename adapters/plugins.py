@@ -81,6 +81,25 @@ def load(target: PluginTarget) -> Callable[..., Any]:
     return functools.partial(obj, **target.options) if target.options else obj
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Whether two hyperparameter values are the same value *and* kind.
+
+    ``0.0 == False`` in Python, but a weight decay of 0 is not a flag that is
+    off: a bool matches only a bool, a sequence matches a sequence of the same
+    values elementwise (``(0.9, 0.99)`` and ``[0.9, 0.99]`` agree), and numbers
+    compare by value (``0`` and ``0.0`` agree).
+    """
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b)
+                and all(same_value(x, y) for x, y in zip(a, b)))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class Capabilities:
     """What a plugin's signature lets the certifier drive.
@@ -120,3 +139,28 @@ def capabilities(factory: Callable[..., Any], translation: Translation, options:
             missing = "/".join(n for n in names if n not in parameters)
             not_tested[name] = f"the constructor has no {missing!r} parameter"
     return Capabilities(frozenset(supports), MappingProxyType(fixed), MappingProxyType(not_tested))
+
+
+def without_refused_knobs(caps: Capabilities, translation: Translation, defaults: Mapping[str, Any],
+                          construct: Callable[[Mapping[str, Any]], Any]) -> Capabilities:
+    """``caps`` less the knobs the constructor refuses: each is not tested, with the constructor's message.
+
+    Each supported knob is given alone, at the spec's default and, for a
+    flag, also ``True`` (the values certification passes), through
+    ``construct(framework_kwargs)``; a knob whose construction raises is
+    moved to ``not_tested`` (DeepSpeed's CPU Adam raises on ``amsgrad=True``;
+    a ``**kwargs`` constructor may reject a name it does not know).
+    """
+    supports, not_tested = set(caps.supports), dict(caps.not_tested)
+    for knob in sorted(caps.supports):
+        if knob not in defaults:
+            continue
+        values = [defaults[knob], *([True] if isinstance(defaults[knob], bool) else [])]
+        for value in values:
+            try:
+                construct(translation.kwargs({knob: value}))
+            except Exception as exc:
+                supports.discard(knob)
+                not_tested[knob] = f"the constructor refuses {knob}={value!r} ({one_line(exc)})"
+                break
+    return Capabilities(frozenset(supports), caps.fixed, MappingProxyType(not_tested))

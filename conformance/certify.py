@@ -14,7 +14,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
-from optspec.conformance.check import CheckResult, run_case
+from optspec.conformance.check import CheckResult, check_trajectory, run_case
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
@@ -64,7 +64,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
             continue
         if note:
             notes.append(f"named case {case.label}: {note}")
-        result = run_case(subject, case, convention=convention, dtype=dtype, device=device, time_limit_s=time_limit_s)
+        result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
+                          time_limit_s=time_limit_s, keep_run=True)
         record(result)
         if not result.passed:
             failure = result
@@ -114,12 +115,39 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
         failing = [result for outcome, result in replays if outcome.passed is False]
         if failing:
             failure = failing[0]
+    if failure is not None and failure.change is not None:
+        failure.hint = _tested_against_named_cases(subject, failure, results, convention, dtype)
+    for result in results:
+        result.run = None
     return certificate(
         subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=len(results),
         checks=check_outcomes(results, failure),
         failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples),
         golden=golden, per_case_worst=[max(r.worst.values()) for r in results], notes=notes,
     )
+
+
+def _tested_against_named_cases(subject: SubjectInfo, failure: CheckResult, results: list[CheckResult],
+                                convention: spec.Convention | None, dtype: str) -> str:
+    """The failure's hint, unless the change it names is ruled out by a named case the subject passed.
+
+    A drawn case can make two behaviours coincide (a constant inside the
+    root looks like ε inside it when ε is about that constant).  The named
+    cases discriminate: where the subject passed one and the named change,
+    held to the same bounds, fails it, the change is not the cause.
+    """
+    change = failure.change
+    for result in results:
+        if result is failure or not result.passed or result.run is None:
+            continue
+        params0, grads, got = result.run
+        with_change = check_trajectory(subject, result.case, params0, grads, got, convention=convention,
+                                       dtype=dtype, explain_failure=False, stop_at_failure=False, change=change)
+        if not with_change.passed:
+            return (f"no single knob explains it: on the failing case the subject behaves as with {change.name}, "
+                    f"but that change fails named case {result.case.label} (error/bound "
+                    f"{max(with_change.worst.values()):.3g}), which the subject passes")
+    return failure.hint
 
 
 def check_outcomes(results: list[CheckResult], failure: CheckResult | None) -> dict[str, CheckOutcome]:

@@ -17,7 +17,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
-from optspec.conformance.explain import explain
+from optspec.conformance.explain import Change, FailurePoint, explain
 from optspec.conformance.reference import prepared, reference
 from optspec.conformance.tolerance_inputs import l2_feedback, update_magnitude
 
@@ -28,7 +28,10 @@ class CheckResult:
 
     ``worst`` is the largest error/bound ratio of each check (<= 1 passes);
     ``per_step`` holds, for the worst tensor of the failing check, the error
-    and bound at each step.
+    and bound at each step; ``hint`` is the diagnosis, and ``change`` the
+    single change it names, if any.  ``run`` keeps the subject's inputs and
+    trajectory (``run_case(keep_run=True)``), so that a later diagnosis can be
+    checked against this case.
     """
 
     case: Case
@@ -40,6 +43,8 @@ class CheckResult:
     step: int | None = None
     per_step: list[tuple[float, float]] = dataclasses.field(default_factory=list)
     hint: str | None = None
+    change: Change | None = None
+    run: tuple[list[np.ndarray], list[np.ndarray], adapters.Trajectory] | None = None
 
 
 def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -50,7 +55,7 @@ def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
 
 def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Convention | None, dtype: str = "float64",
              device: str | None = None, time_limit_s: float | None = 30.0,
-             stored: tuple[np.ndarray, list[np.ndarray]] | None = None) -> CheckResult:
+             stored: tuple[np.ndarray, list[np.ndarray]] | None = None, keep_run: bool = False) -> CheckResult:
     """Drives ``subject`` on ``case`` and checks it against the spec in ``convention``.
 
     With ``stored = (steps, trajectories)`` (a golden file), the trajectory
@@ -61,20 +66,26 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Convention | 
     case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
                          restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short())
-    return check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
-                            stored=stored)
+    result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
+                              stored=stored)
+    if keep_run:
+        result.run = (params0, grads, got)
+    return result
 
 
 def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
                      got: adapters.Trajectory, *, convention: spec.Convention | None, dtype: str,
                      stored: tuple[np.ndarray, list[np.ndarray]] | None = None,
-                     explain_failure: bool = True, stop_at_failure: bool = True) -> CheckResult:
+                     explain_failure: bool = True, stop_at_failure: bool = True,
+                     change: Change | None = None) -> CheckResult:
     """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case.
 
     With ``stop_at_failure=False`` every tensor and check is scored (``worst``
     is then the largest error/bound of all) and the first failure is kept;
     ``explain_failure=False`` leaves out the hint, which re-runs the reference
-    once per candidate knob.
+    once per candidate knob.  With ``change``, the expected behaviour is that
+    single change's (:class:`~optspec.conformance.explain.Change`), with the
+    same bounds.
     """
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
     if got.mutated_at is not None:
@@ -83,7 +94,11 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     for index, (theta0, g, traj) in enumerate(zip(params0, grads, got.params)):
         traj = traj.astype(np.float64)
         states: list[Any] = []
-        free, resync = reference(subject.rule, convention, case, theta0, g, traj, states=states)
+        if change is None:
+            free, resync = reference(subject.rule, convention, case, theta0, g, traj, states=states)
+        else:
+            free, resync = reference(change.rule, change.convention, case, theta0, g, traj, states=states,
+                                     **change.override)
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():
@@ -102,23 +117,25 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             # The subject's state was built from its own earlier parameters.
             inherited = np.maximum.accumulate(np.abs(traj - free), axis=0)[:-2]
             one_step[2:] += feedback[2:] * inherited
+        # Each check is (expected, compared, bound): the numbers a failure prints are the ones compared.
+        expected_trajectory, compared = free, np.ones(free.shape, bool)
+        if stored is not None:  # a golden file: the stored values, at the steps it keeps
+            expected_trajectory, compared = free.copy(), np.zeros(free.shape, bool)
+            expected_trajectory[stored[0] - 1] = stored[1][index]
+            compared[stored[0] - 1] = True
         checks = {
-            "one_step": (np.abs(traj - resync), one_step),
-            "trajectory": (np.abs(traj - free),
+            "one_step": (resync, np.ones(free.shape, bool), one_step),
+            "trajectory": (expected_trajectory, compared,
                            tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts,
                                                        feedback=feedback)),
         }
-        if stored is not None:
-            kept = stored[0] - 1
-            error, bound = checks["trajectory"]
-            checks["trajectory"] = (np.zeros_like(error), bound)
-            checks["trajectory"][0][kept] = np.abs(traj[kept] - stored[1][index])
         error = np.abs(traj - free)
         if error.size:
             scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]), axis=0)
             in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
             result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
-        for name, (error, bound) in checks.items():
+        for name, (expected, compared, bound) in checks.items():
+            error = np.where(compared, np.abs(traj - expected), 0.0)
             ratio = np.where(finite, _ratio(error, bound), 0.0)
             result.worst[name] = max(result.worst[name], float(ratio.max(initial=0.0)))
             if (ratio > 1).any():
@@ -127,17 +144,20 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 element = tuple(int(i) for i in np.unravel_index(int(np.argmax(flat[step - 1])), theta0.shape))
                 worst_at = (step - 1, *element)
                 detail = (f"tensor {index} element {element} at step {step}: got {float(traj[worst_at])!r}, "
-                          f"expected {float((resync if name == 'one_step' else free)[worst_at])!r}, "
+                          f"expected {float(expected[worst_at])!r}, "
                           f"|error| {error[worst_at]:.3g} > bound {bound[worst_at]:.3g}")
                 per_step = [(float(e.max()), float(b.reshape(-1)[int(np.argmax(e.reshape(-1)))]))
                             for e, b in zip(error.reshape(case.steps, -1), bound.reshape(case.steps, -1))]
                 if result.passed:
                     _fail(result, name, step, detail, per_step)
                     if explain_failure:
-                        result.hint = explain(subject, convention, case, theta0, g, traj, dtype,
+                        diagnosis = explain(subject, convention, case, theta0, g, traj, dtype,
+                                              failed=FailurePoint(name, worst_at, float(error[worst_at])),
+                                              storage_dtypes=got.storage_dtypes,
                                               worst_ratio_in=functools.partial(
                                                   _worst_ratio_in, subject, case, params0, grads, got,
                                                   convention, stored))
+                        result.hint, result.change = diagnosis.text, diagnosis.change
                 if stop_at_failure:
                     return result
     return result

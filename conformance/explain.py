@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,80 +21,148 @@ HINT_THRESHOLD = 0.1
 #: Dtypes a subject may keep its optimizer state in, tried as explanations.
 STATE_DTYPES = ("bfloat16", "float16")
 
-#: The next coarser dtypes whose tolerance model is tried when no single change explains a failure.
+#: The coarser dtypes whose tolerance model is tried when no single change explains a failure, where the
+#: subject holds its parameters or state in one of them.
 COARSER_ARITHMETIC = {"float64": ("float32",), "float32": ("bfloat16", "float16")}
 
 
+@dataclasses.dataclass(frozen=True)
+class FailurePoint:
+    """Where a check failed, as its failure line prints it.
+
+    Attributes:
+      check: ``one_step`` (against the reference re-synced on the subject's
+        previous parameters) or ``trajectory`` (against the free-running one).
+      at: the index into the tensor's trajectory, ``(step - 1, *element)``.
+      error: the error printed there.
+    """
+
+    check: str
+    at: tuple[int, ...]
+    error: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One single change to the expected behaviour: the reference of ``rule`` in ``convention``, with
+    ``override`` (hyperparameters, or a defect model of :func:`~optspec.conformance.reference.reference`)."""
+
+    name: str
+    rule: str
+    convention: spec.Convention | None
+    override: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    """What :func:`explain` says (``text``) and the change it names, if it names one."""
+
+    text: str
+    change: Change | None = None
+
+
 def explain(subject: SubjectInfo, convention: spec.Convention | None, case: Case, theta0: np.ndarray,
-            grads: np.ndarray, traj: np.ndarray, dtype: str,
-            worst_ratio_in: Callable[[str], float] | None = None) -> str:
+            grads: np.ndarray, traj: np.ndarray, dtype: str, *, failed: FailurePoint | None = None,
+            storage_dtypes: frozenset[str] = frozenset(),
+            worst_ratio_in: Callable[[str], float] | None = None) -> Diagnosis:
     """The single change to the expected behaviour that explains ``traj``, if one does.
 
-    Tries every other value of every convention knob, L2 in place of
-    decoupled decay, no weight decay at all, an ignored ``amsgrad`` or ``maximize``, the state kept
-    in a reduced dtype, and (in float64) hyperparameters rounded to float32.
-    A change is named only when the reference with it leaves at most
-    :data:`HINT_THRESHOLD` of the error; otherwise nothing is named.
+    Tries every other value of every convention knob, a bias correction one
+    step late or one step early, a decoupled decay that reads the previous
+    step's learning rate, L2 in place of decoupled decay, no weight decay at
+    all, an ignored ``amsgrad`` or ``maximize``, the state kept in a reduced
+    dtype, and (in float64) hyperparameters rounded to float32.  A change is
+    named only when the reference with it leaves at most
+    :data:`HINT_THRESHOLD` of the largest error over the case; given
+    ``failed``, the hint also quotes the error the failure line printed and
+    what the change leaves of it at the same step and element.
 
-    When none does, ``worst_ratio_in(d)`` (the case's worst error/bound with
-    the tolerance model of dtype ``d``) is asked for the next coarser dtypes
-    (:data:`COARSER_ARITHMETIC`); the first whose bounds hold every step is
-    reported with the measured ratio, and the advice to certify in it if the
-    subject computes in it.  A defect that small cannot be told apart from
-    that dtype's arithmetic, so it is not called one.
+    When none does, reduced precision is offered as the explanation only
+    where the subject holds its parameters or state in a coarser dtype
+    (``storage_dtypes``, read from the subject by the driver): then
+    ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
+    model of dtype ``d``) is asked for that dtype, and if its bounds hold
+    every step, the advice is to certify in it.  A subject that holds its
+    parameters and state in the dtype under test is never told to re-run in
+    a coarser one: that would weaken the check it failed.
     """
     base_free, _ = reference(subject.rule, convention, case, theta0, grads)
     base = float(np.nanmax(np.abs(traj - base_free)))
-    candidates: dict[str, tuple[str, Any, dict]] = {}
-    if spec.get_rule(subject.rule).takes_convention:
-        candidates["bias_correction one step late (the step count lags by one)"] = (
-            subject.rule, convention, {"step_lag": True})
-        conv = spec.resolve(convention)
-        for knob, values in KNOB_VALUES.items():
-            for value in values:
-                if value != getattr(conv, knob) and not (knob == "amsgrad" and value == "off"):
-                    candidates[f"{knob}={value}"] = (subject.rule, conv.replace(**{knob: value}), {})
-        if (coupled := spec.get_rule(subject.rule).l2_counterpart) is not None:
-            candidates[f"weight decay applied as an L2 term in the gradient (rule {coupled})"] = (coupled, conv, {})
-    if case.hyper.get("weight_decay"):
-        candidates["weight decay not applied (as with weight_decay=0)"] = (
-            subject.rule, convention, {"weight_decay": 0.0})
-    for flag in ("amsgrad", "maximize"):
-        if case.hyper.get(flag) and flag not in subject.fixed:
-            candidates[f"{flag} ignored (the subject accepts {flag}=True and runs without it)"] = (
-                subject.rule, convention, {flag: False})
-    second = spec.get_rule(subject.rule).second_moment
-    for state_dtype in STATE_DTYPES:
-        if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
-            candidates[f"optimizer state kept in {state_dtype} (reduced precision)"] = (
-                subject.rule, convention, {"state_dtype": state_dtype})
-            if second:
-                candidates[f"second moment kept in {state_dtype} (reduced precision)"] = (
-                    subject.rule, convention,
-                    {"state_dtype": state_dtype, "state_fields": frozenset({second, "max_exp_avg_sq"})})
-    if dtype == "float64":
-        candidates["hyperparameters rounded to float32 on the way in (as tensorflow#35938)"] = (
-            subject.rule, convention, _through_float32(case.hyper))
-    scores = {}
-    for name, (rule, conv, override) in candidates.items():
+    scores: dict[str, tuple[float, float | None]] = {}
+    candidates = _candidates(subject, convention, case, dtype)
+    for name, change in candidates.items():
         try:
-            free, _ = reference(rule, conv, case, theta0, grads, **override)
+            free, resync = reference(change.rule, change.convention, case, theta0, grads, traj if failed else None,
+                                     **change.override)
         except ValueError:
             continue
-        scores[name] = float(np.nanmax(np.abs(traj - free)))
-    if scores and base > 0:
-        best = min(scores, key=scores.get)
-        if scores[best] <= HINT_THRESHOLD * base:
-            return f"most likely knob: {best} (it leaves {scores[best]:.3g} of the {base:.3g} error)"
-    verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves "
-               f"{HINT_THRESHOLD:g} of the {base:.3g} error or less")
+        at_failure = None
+        if failed is not None:
+            expected = resync if failed.check == "one_step" else free
+            at_failure = float(np.abs(traj[failed.at] - expected[failed.at]))
+        scores[name] = (float(np.nanmax(np.abs(traj - free))), at_failure)
+    explained = {name: score for name, (score, _) in scores.items() if base > 0 and score <= HINT_THRESHOLD * base}
+    at_failing_step = f"; the failing step's error is {failed.error:.3g}" if failed else ""
+    if explained:
+        best = min(explained, key=explained.get)
+        score, at_failure = scores[best]
+        if failed is not None:
+            at_failing_step = f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
+        return Diagnosis(f"most likely knob: {best} (with it, the case's largest error falls from {base:.3g} to "
+                         f"{score:.3g}{at_failing_step})", candidates[best])
+    verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves {HINT_THRESHOLD:g} of "
+               f"the case's largest error, {base:.3g}, or less{at_failing_step}")
     for arithmetic in COARSER_ARITHMETIC.get(dtype, ()) if worst_ratio_in is not None else ():
+        if arithmetic not in storage_dtypes:
+            continue
         ratio = worst_ratio_in(arithmetic)
         if ratio <= 1:
-            return (f"{verdict}; every step is within {arithmetic}'s bounds (worst {ratio:.2g} of the bound), "
-                    f"so reduced precision would explain it: if the subject computes or keeps its state in "
-                    f"{arithmetic}, certify it with --dtype {arithmetic}")
-    return verdict
+            return Diagnosis(f"{verdict}; the subject holds its parameters or state in {arithmetic}, and every "
+                             f"step is within {arithmetic}'s bounds (worst {ratio:.2g} of the bound): certify it "
+                             f"with --dtype {arithmetic}")
+    return Diagnosis(verdict)
+
+
+def _candidates(subject: SubjectInfo, convention: spec.Convention | None, case: Case,
+                dtype: str) -> dict[str, Change]:
+    """Each single change :func:`explain` tries, by name."""
+    rule = spec.get_rule(subject.rule)
+    found: list[Change] = []
+
+    def candidate(name: str, override: Mapping[str, Any], *, conv: Any = convention, rule_name: str = rule.name
+                  ) -> None:
+        found.append(Change(name, rule_name, conv, override))
+
+    if rule.takes_convention:
+        candidate("bias_correction one step late (the step count lags by one)", {"step_lag": True})
+        candidate("bias_correction one step early (the step count runs one ahead)", {"step_lead": True})
+        resolved = spec.resolve(convention)
+        for knob, values in KNOB_VALUES.items():
+            for value in values:
+                if value != getattr(resolved, knob) and not (knob == "amsgrad" and value == "off"):
+                    candidate(f"{knob}={value}", {}, conv=resolved.replace(**{knob: value}))
+        if (coupled := rule.l2_counterpart) is not None:
+            candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=resolved,
+                      rule_name=coupled)
+    if case.hyper.get("weight_decay"):
+        candidate("weight decay not applied (as with weight_decay=0)", {"weight_decay": 0.0})
+        if rule.weight_decay == "decoupled" and len(set(case.lrs)) > 1:
+            candidate("weight decay scaled by the previous step's lr (the decay lags the schedule)",
+                      {"previous_lr_decay": True})
+    for flag in ("amsgrad", "maximize"):
+        if case.hyper.get(flag) and flag not in subject.fixed:
+            candidate(f"{flag} ignored (the subject accepts {flag}=True and runs without it)", {flag: False})
+    for state_dtype in STATE_DTYPES:
+        if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
+            candidate(f"optimizer state kept in {state_dtype} (reduced precision)", {"state_dtype": state_dtype})
+            if rule.second_moment:
+                candidate(f"second moment kept in {state_dtype} (reduced precision)",
+                          {"state_dtype": state_dtype,
+                           "state_fields": frozenset({rule.second_moment, "max_exp_avg_sq"})})
+    if dtype == "float64":
+        candidate("hyperparameters rounded to float32 on the way in (as tensorflow#35938)",
+                  _through_float32(case.hyper))
+    return {change.name: change for change in found}
 
 
 def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:

@@ -38,31 +38,47 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
 
 
 def reference(rule: str, convention: spec.Convention | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
-              subject_traj: np.ndarray | None = None, *, step_lag: bool = False,
-              state_dtype: str | None = None, state_fields: frozenset[str] | None = None,
-              states: list[Any] | None = None,
+              subject_traj: np.ndarray | None = None, *, step_lag: bool = False, step_lead: bool = False,
+              previous_lr_decay: bool = False, state_dtype: str | None = None,
+              state_fields: frozenset[str] | None = None, states: list[Any] | None = None,
               **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
 
-    ``step_lag`` models a step counter that lags by one after the first step
-    (t = 1, 1, 2, 3, ...), and ``state_dtype`` a state rounded to that dtype
-    after every step (only its ``state_fields``, if given), for
-    :func:`optspec.conformance.explain.explain`.  ``states``, if given,
-    receives the reference's state after each step.
+    For :func:`optspec.conformance.explain.explain`, single defects can be
+    modelled: ``step_lag``, a step counter that lags by one after the first
+    step (t = 1, 1, 2, 3, ...); ``step_lead``, one that runs a step early
+    (t = 2, 3, 4, ...); ``previous_lr_decay``, a decoupled decay that reads the
+    previous step's learning rate (the first step's own at step 1);
+    ``state_dtype``, a state rounded to that dtype after every step (only its
+    ``state_fields``, if given).  ``states``, if given, receives the
+    reference's state after each step.
     """
     spec_rule = spec.get_rule(rule)
     hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
                                       **{**case.hyper, **override})
     if spec_rule.takes_initial_lr:
         hyper["initial_lr"] = case.lrs[0]
+    with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
+        return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
+                    step_lead=step_lead, previous_lr_decay=previous_lr_decay, state_dtype=state_dtype,
+                    state_fields=state_fields, states=states)
+
+
+def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
+         subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, previous_lr_decay: bool,
+         state_dtype: str | None, state_fields: frozenset[str] | None, states: list[Any] | None
+         ) -> tuple[np.ndarray, np.ndarray | None]:
     state = spec_rule.init_state(xp, theta0, hyper)
+    if step_lead:
+        state = state._replace(step=state.step + 1)
     theta = theta0
     free, resync = [], []
-    for t, lr in enumerate(case.lrs):
+    for t, lr in enumerate(lrs):
+        at_step = {**hyper, "decay_lr": lrs[max(t - 1, 0)]} if previous_lr_decay else hyper
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
-            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **hyper)[0])
-        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **hyper)
+            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)[0])
+        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
         if step_lag and t == 0:
             state = state._replace(step=0)
         if state_dtype is not None:

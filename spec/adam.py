@@ -104,6 +104,7 @@ def adamw_step(
     amsgrad: bool = False,
     maximize: bool = False,
     convention: str | Convention = "torch",
+    decay_lr: float | None = None,
 ) -> tuple[Array, AdamState]:
     r"""One AdamW step, in the given convention.
 
@@ -131,12 +132,15 @@ def adamw_step(
     :math:`\tilde v_t = \max(\tilde v_{t-1}, v_t)` (``raw``), or
     :math:`v_t/bc_2` by :math:`\max(\tilde v_{t-1}, v_t/bc_2)` (``corrected``).
     :math:`\mathrm{lr}_0` is ``initial_lr`` (:func:`spec.run` passes the first
-    step's lr).  The ``torch`` convention is ``torch/optim/adam.py``
+    step's lr).  ``decay_lr`` is the learning rate :math:`d_t` reads in place
+    of :math:`\mathrm{lr}_t` (default: :math:`\mathrm{lr}_t`); the certifier's
+    diagnosis passes the previous step's to model a decay that lags the schedule.
+    The ``torch`` convention is ``torch/optim/adam.py``
     ``_single_tensor_adam``; the others are listed in :mod:`optspec.spec.conventions`.
     """
     conv = resolve(convention)
     g = -grad if maximize else grad
-    decay = _decay_factor(conv.decay_scale, lr, initial_lr, weight_decay)
+    decay = _decay_factor(conv.decay_scale, lr if decay_lr is None else decay_lr, initial_lr, weight_decay)
     if not _validate.known_zero(weight_decay) and conv.decay_point == "before":
         param = (1 - decay) * param
     param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv)

@@ -26,7 +26,9 @@ class Rule:
       init_hyper: the hyperparameters that :attr:`init` needs.
       weight_decay: how ``weight_decay`` acts: ``"l2"`` adds :math:`\\lambda\theta`
         to the gradient (so it passes through the moments and any adaptive
-        denominator); ``"decoupled"`` shrinks :math:`\theta` directly.
+        denominator); ``"decoupled"`` shrinks :math:`\theta` directly, and
+        its step also takes ``decay_lr``, the learning rate the decay reads in
+        place of :math:`\\mathrm{lr}_t`.
       second_moment: the state field holding the running second moment that
         the step divides by (an adaptive denominator), or None.
       corrected_moments: for a rule whose step is :math:`\\mathrm{lr}_t\\hat m_t/D_t`,

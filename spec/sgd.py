@@ -100,6 +100,7 @@ def sgdw_step(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    decay_lr: float | None = None,
 ) -> tuple[Array, SGDState]:
     r"""One step of SGDW, Algorithm 1 of Loshchilov & Hutter (arXiv 1711.05101).
 
@@ -111,10 +112,13 @@ def sgdw_step(
     with :math:`\eta_t\alpha = \mathrm{lr}_t`, :math:`\eta_t =
     \mathrm{lr}_t/\mathrm{lr}_0` (``initial_lr``, the first step's lr by
     default), :math:`\beta_1` = ``momentum``, :math:`\lambda` = ``weight_decay``.
-    The decay is not multiplied by :math:`\alpha`.
+    The decay is not multiplied by :math:`\alpha`.  ``decay_lr`` is the
+    learning rate :math:`\eta_t` of the decay reads in place of
+    :math:`\mathrm{lr}_t` (default: :math:`\mathrm{lr}_t`); the certifier's
+    diagnosis passes the previous step's to model a decay that lags the schedule.
     """
     g = -grad if maximize else grad
-    eta = _schedule_multiplier(lr, initial_lr)
+    eta = _schedule_multiplier(lr if decay_lr is None else decay_lr, initial_lr)
     buffer = momentum * state.momentum_buffer + lr * g
     return param - buffer - (eta * weight_decay) * param, SGDState(state.step + 1, buffer)
 

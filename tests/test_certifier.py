@@ -167,12 +167,20 @@ def test_hanging_subject_hits_the_time_limit():
 
 
 @needs("torch")
-def test_a_float32_kernel_certified_in_float64_is_told_to_use_float32():
-    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:Float32Internals")
+def test_a_kernel_that_keeps_its_state_in_float32_is_told_to_certify_in_float32():
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:Float32State")
     cert = certify(subject, dtype="float64", examples=5)
-    assert not cert.conforms and "within float32's bounds" in cert.failure.hint, cert.failure
+    assert not cert.conforms and "holds its parameters or state in float32" in cert.failure.hint, cert.failure
     assert "--dtype float32" in cert.failure.hint
     assert certify(subject, dtype="float32", examples=20).conforms
+
+
+@needs("torch")
+def test_a_kernel_that_keeps_its_state_in_the_dtype_under_test_is_never_told_to_use_a_coarser_one():
+    # computes in float32 but holds parameters and state in float64: float32's bounds would hide a defect
+    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:Float32Internals")
+    cert = certify(subject, dtype="float64", examples=5)
+    assert not cert.conforms and "--dtype" not in cert.failure.hint, cert.failure.hint
 
 
 @needs("torch")

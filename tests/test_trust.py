@@ -255,7 +255,7 @@ def test_a_knob_is_named_only_when_it_leaves_at_most_the_threshold(fraction):
     expected, _ = reference("adamw", "torch", case, theta0, grads)
     knob, _ = reference("adamw", spec_convention("torch", epsilon="hat"), case, theta0, grads)
     traj = knob + fraction * (expected - knob)  # leaves fraction/(1 - fraction) of the error
-    hint = explain(subject, "torch", case, theta0, grads, traj, "float64")
+    hint = explain(subject, "torch", case, theta0, grads, traj, "float64").text
     if fraction / (1 - fraction) <= HINT_THRESHOLD:
         assert hint.startswith("most likely knob: epsilon=hat")
     else:

@@ -8,6 +8,7 @@ regeneration with an unchanged spec is byte-identical.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,9 @@ def regenerate(golden_dir: str | Path = golden.DEFAULT_DIR) -> int:
     golden_dir = Path(golden_dir).resolve()
     files, manifest = golden.generate()
     staging = Path(tempfile.mkdtemp(dir=golden_dir.parent, prefix=f".{golden_dir.name}.new."))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the golden directory is as readable as any
     try:
         for relative, data in files.items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,9 @@ class OptaxSession(Session):
         leaves = jax.tree_util.tree_flatten_with_path(self.opt_state)[0]
         return {jax.tree_util.keystr(path): to_numpy(leaf) for path, leaf in leaves}
 
+    def storage(self) -> list[Any]:
+        return [*self.tensors, *jax.tree_util.tree_leaves(self.opt_state)]
+
     def save(self) -> Any:
         return jax.tree.map(np.array, self.opt_state)
 
@@ -193,9 +196,14 @@ SUBJECTS: tuple[SubjectInfo, ...] = (
 
 
 
+def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``factory`` called as the certifier calls it, with ``kwargs``."""
+    return factory(learning_rate=1e-3, **kwargs)
+
+
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
     """A plugin: ``factory(learning_rate=..., **knobs)`` returns an optax ``GradientTransformation``."""
-    probe = factory(learning_rate=1e-3)
+    probe = construct(factory, {})
     if not (hasattr(probe, "init") and hasattr(probe, "update")):
         raise TypeError(f"calling it returned {type(probe).__name__}, not an optax.GradientTransformation")
     convention = "optax" if spec.get_rule(rule).takes_convention else None

@@ -44,6 +44,9 @@ class SpecSession(Session):
             for name, value in st._asdict().items()
         }
 
+    def storage(self) -> list[Any]:
+        return [*self.tensors, *(np.asarray(v) for st in self.states for v in st)]
+
     def save(self) -> Any:
         return copy.deepcopy(self.states)
 

@@ -102,6 +102,9 @@ class KerasSession(Session):
     def state(self) -> dict[str, np.ndarray]:
         return {v.path: to_numpy(v.value) for v in self.optimizer.variables}
 
+    def storage(self) -> list[Any]:
+        return [v.value for v in (*self.variables, *self.optimizer.variables)]
+
     def save(self) -> Any:
         return [to_numpy(v.value) for v in self.optimizer.variables]
 
@@ -158,9 +161,14 @@ SUBJECTS: tuple[SubjectInfo, ...] = tuple(
 
 
 
+def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``factory`` called as the certifier calls it, with ``kwargs``."""
+    return factory(learning_rate=1e-3, **kwargs)
+
+
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
     """A plugin: ``factory(learning_rate=..., **knobs)`` returns a ``keras.optimizers.Optimizer``."""
-    probe = factory(learning_rate=1e-3)
+    probe = construct(factory, {})
     if not isinstance(probe, keras.optimizers.Optimizer):
         raise TypeError(f"it returned a {type(probe).__name__}, not a keras.optimizers.Optimizer")
     translation = TRANSLATIONS[rule]

@@ -76,6 +76,10 @@ class TorchSession(Session):
             if torch.is_tensor(value)
         }
 
+    def storage(self) -> list[Any]:
+        return [*self.tensors, *(value for p in self.tensors for value in self.optimizer.state.get(p, {}).values()
+                                 if torch.is_tensor(value))]
+
     def save(self) -> Any:
         return copy.deepcopy(self.optimizer.state_dict())
 
@@ -145,13 +149,18 @@ SUBJECTS = _subjects()
 
 
 
+def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``factory`` called as the certifier calls it, on a one-element parameter, with ``kwargs``."""
+    return factory([torch.nn.Parameter(torch.zeros(1))], lr=1e-3, **kwargs)
+
+
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
     """A plugin: ``factory(params, lr=..., **knobs)`` returns a ``torch.optim.Optimizer``-like object.
 
     It is called once on a one-element parameter, so that a constructor that
     rejects the call fails here.
     """
-    probe = factory([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    probe = construct(factory, {})
     if not (hasattr(probe, "step") and hasattr(probe, "param_groups")):
         raise TypeError(f"it returned a {type(probe).__name__}, not a torch.optim.Optimizer")
     translation = TRANSLATIONS[rule]
