@@ -137,20 +137,28 @@ def heartbeat(case: str, step: int) -> None:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raises :class:`SubjectTimeout` in the main thread after ``seconds``."""
+def time_limit(seconds: float | None) -> Iterator[Callable[[], None]]:
+    """Raises :class:`SubjectTimeout` in the main thread ``seconds`` after the last call of the ``rearm``
+    it yields (or after entry): a limit per step, as the supervisor's (:mod:`optspec.conformance.isolation`).
+
+    It fires only where Python gets control back (the supervisor ends a
+    subject that holds the GIL in C code).
+    """
     usable = seconds and threading.current_thread() is threading.main_thread()
     if not usable:
-        yield
+        yield lambda: None
         return
 
     def _expired(signum: int, frame: object) -> None:
         raise SubjectTimeout(f"no result within {seconds:g} s")
 
+    def rearm() -> None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
     previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    rearm()
     try:
-        yield
+        yield rearm
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -251,11 +259,12 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
     index = 0
     where = "construction"
     try:
-        with time_limit(time_limit_s):
+        with time_limit(time_limit_s) as rearm:
             heartbeat(label, 0)
             session = build(list(params0))
             where = "step"
             for index in range(steps):
+                rearm()
                 heartbeat(label, index + 1)
                 fed = session.feed([g[index] for g in grads])
                 before = [to_numpy(g) for g in fed]
@@ -276,9 +285,10 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
     except SubjectError:
         raise
     except SubjectTimeout as exc:
+        at = where if where == "construction" else f"step {index + 1}"
         raise SubjectError(
-            f"{name} hung at {where} {index + 1}: {exc} (per-case time limit)",
-            step=index + 1, completed=stacked(),
+            f"{name} hung: {exc} at {at} of case {label} (--time-limit sets the limit)",
+            step=index + 1, completed=stacked(), hung=True,
         ) from None
     except Exception as exc:
         at = where if where == "construction" else f"step {index + 1}"

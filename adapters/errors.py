@@ -14,13 +14,15 @@ class SubjectError(Exception):
     """The subject under test misbehaved: it raised, or rejected a hyperparameter.
 
     Carries the step (1-based, 0 for construction) so that nothing else in the
-    run is lost: the steps before it are kept in :attr:`completed`.
+    run is lost: the steps before it are kept in :attr:`completed`; ``hung``
+    when it ran past the time limit rather than raising.
     """
 
-    def __init__(self, message: str, *, step: int = 0, completed: object = None) -> None:
+    def __init__(self, message: str, *, step: int = 0, completed: object = None, hung: bool = False) -> None:
         super().__init__(message)
         self.step = step
         self.completed = completed
+        self.hung = hung
 
 
 def one_line(exc: BaseException) -> str:

@@ -48,6 +48,9 @@ class Framework:
         the process's stderr (from C++, below Python) that are dropped.
       pip_options: what ``pip install`` needs besides the extra (torch's CPU
         build lives on PyTorch's own index), for the install hint.
+      fork_safe: whether importing it starts no thread, so that a process
+        that imported it may fork: the certifier's worker processes then
+        start from a fork server that imported it once.
     """
 
     name: str
@@ -59,6 +62,7 @@ class Framework:
     configure: Callable[[ModuleType], None] | None = None
     import_noise: tuple[str, ...] = ()
     pip_options: str = ""
+    fork_safe: bool = False
 
 
 def check_framework(framework: str) -> str:

@@ -8,6 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 
 from optspec import adapters, spec
@@ -27,6 +28,9 @@ from optspec.conformance.verdict import (
     certificate,
 )
 
+#: Seconds a subject may take for one step (or its construction) before it is killed.
+DEFAULT_TIME_LIMIT_S = 300.0
+
 
 class _CaseFailed(Exception):
     pass
@@ -34,15 +38,21 @@ class _CaseFailed(Exception):
 
 def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = None, dtype: str = "float64",
             device: str | None = None, examples: int = 100, seed_value: int = 0,
-            time_limit_s: float = 30.0, golden_dir: str | None = None,
+            time_limit_s: float = DEFAULT_TIME_LIMIT_S, golden_dir: str | None = None,
             progress: Callable[[str], None] | None = None) -> Certificate:
     """Certifies ``subject`` against the spec in ``convention`` (its own preset by default)."""
     expectation = Expectation.of(subject, convention)
     convention = expectation.convention
+    amsgrad_note = []
     if convention is not None and convention.amsgrad == "off" and not subject.fixed.get("amsgrad"):
         # The convention has no AMSGrad, so amsgrad=True cases have no expected trajectory.
+        if "amsgrad" in subject.supports:
+            amsgrad_note = [f"amsgrad: not tested: the {expectation.describe()} convention has no AMSGrad variant"]
         subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
     device = adapters.namespaces.check_device(subject.framework, device)
+    if (no_kernel := missing_kernel(subject, dtype, device, time_limit_s)) is not None:
+        return certificate(subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=0,
+                           checks={}, failure=None, not_applicable=no_kernel)
     results: list[CheckResult] = []
 
     def record(result: CheckResult) -> None:
@@ -52,6 +62,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
 
     failure: CheckResult | None = None
     notes: list[str] = [f"{knob}: not tested: {why}" for knob, why in sorted(subject.not_tested.items())]
+    notes += amsgrad_note
     notes += [f"{note}: the spec keeps it as given" for note in held_hyperparameters(
         explicit_hyperparameters(subject, {}), dtype)]
     for case in named_cases_for(subject):
@@ -122,7 +133,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
     return certificate(
         subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=len(results),
         checks=check_outcomes(results, failure),
-        failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples),
+        failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples,
+                                                      time_limit_s),
         golden=golden, per_case_worst=[max(r.worst.values()) for r in results], notes=notes,
     )
 
@@ -150,12 +162,45 @@ def _tested_against_named_cases(subject: SubjectInfo, failure: CheckResult, resu
     return failure.hint
 
 
+def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_limit_s: float) -> str | None:
+    """Why ``subject`` cannot run in ``dtype`` at all, or None.
+
+    One step on one element at the spec's defaults: a subject that raises in
+    ``dtype`` and steps in float32 or float64 has no kernel for ``dtype`` (not
+    a defect of its rule).  One that raises in every dtype is left to the
+    cases, where it fails.
+    """
+    probe = ([np.array([0.5])], [np.full((1, 1), 0.1)], [1e-3], explicit_hyperparameters(subject, {}))
+    try:
+        adapters.drive(subject, *probe, dtype=dtype, device=device, time_limit_s=time_limit_s,
+                       label=f"a one-step probe in {dtype}")
+        return None
+    except adapters.SubjectError as exc:
+        refused = str(exc)
+    for other in ("float32", "float64"):
+        if other == dtype:
+            continue
+        try:
+            adapters.drive(subject, *probe, dtype=other, device=device, time_limit_s=time_limit_s,
+                           label=f"a one-step probe in {other}")
+        except adapters.SubjectError:
+            continue
+        return f"the subject has no {dtype} kernel: it steps in {other}, but in {dtype} {refused}"
+    return None
+
+
 def check_outcomes(results: list[CheckResult], failure: CheckResult | None) -> dict[str, CheckOutcome]:
-    """The one-step and trajectory checks over ``results`` (and the failing check, if it is another)."""
+    """The one-step and trajectory checks over ``results`` (and the failing check, if it is another).
+
+    A case that stopped at a check of another kind (a mutated gradient, a
+    non-finite value) measured neither; where no case did, their worst is
+    None: they did not run, and are not reported as passed with 0.
+    """
+    measured = [r for r in results if r.passed or r.check in ("one_step", "trajectory")]
     checks = {
         name: CheckOutcome(passed=not (failure and failure.check == name),
-                           worst_error_over_bound=max((r.worst.get(name, 0.0) for r in results), default=0.0),
-                           worst_ulps=max((r.worst_ulps for r in results), default=0.0)
+                           worst_error_over_bound=max((r.worst[name] for r in measured), default=None),
+                           worst_ulps=max((r.worst_ulps for r in measured), default=None)
                            if name == "trajectory" else None)
         for name in ("one_step", "trajectory")
     }
@@ -211,12 +256,13 @@ MAX_PRINTED_ELEMENTS = 1000
 
 
 def evidence(subject: SubjectInfo, failure: CheckResult, expectation: Expectation, dtype: str,
-             seed_value: int, examples: int) -> Failure:
+             seed_value: int, examples: int, time_limit_s: float | None = None) -> Failure:
     """What a failing case needs to be understood and reproduced."""
     case = failure.case
     return Failure(
         check=failure.check, step=failure.step, detail=failure.failure, case=case.describe(),
-        reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed_value, examples=examples),
+        reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed_value, examples=examples,
+                                        time_limit_s=time_limit_s),
         hint=failure.hint, hyperparameters=case.hyper, learning_rates=case.lrs, restore_at=case.restore_at,
         ulps=failure.worst_ulps, error_and_bound_per_step=failure.per_step,
         reproduce_spec=reproduce_spec(subject.rule, expectation, case)
@@ -244,8 +290,11 @@ def reproduce_spec(rule: str, expectation: Expectation, case: Case) -> str:
 
 
 def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: str, seed: int,
-                      examples: int | None = None, size: int | None = None, steps: int | None = None) -> str:
-    """The ``certify`` command line that gives the same verdict: every option that affects it."""
+                      examples: int | None = None, size: int | None = None, steps: int | None = None,
+                      time_limit_s: float | None = None) -> str:
+    """The ``certify`` command line that gives the same verdict: every option that affects it (a time
+    limit other than the default too)."""
+
     words = ["optspec", "certify", "--framework", subject.framework, "--impl", subject.name]
     if ":" in subject.name.partition("[")[0]:
         words += ["--rule", subject.rule]
@@ -256,6 +305,8 @@ def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: 
         words += ["--size", str(size), "--steps", str(steps)]
     else:
         words += ["--examples", str(examples)]
+    if time_limit_s is not None and time_limit_s != DEFAULT_TIME_LIMIT_S:
+        words += ["--time-limit", f"{time_limit_s:g}"]
     return shlex.join(words)
 
 

@@ -7,6 +7,7 @@ fails), 2 a usage or setup error, printed as one line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +15,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import run
 from optspec.conformance.interrupt import interrupted
+from optspec.conformance.progress import Progress
 from optspec.conformance.run import CertifyOptions
 
 
@@ -23,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="optspec", description=__doc__.splitlines()[0])
+    top = _Parser(prog="optspec", description=__doc__.splitlines()[0].replace("``", ""))
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="frameworks, subjects, rules and presets")
     for name, about in (("certify", "certify subjects against the spec; the exit code is the verdict"),
@@ -56,9 +58,13 @@ def parser() -> argparse.ArgumentParser:
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
     p = sub.add_parser("identify", help="which convention an AdamW subject follows, knob by knob",
-                       description="which convention an AdamW subject follows; exit 1 when none fits")
+                       description="which convention an AdamW subject follows, knob by knob, certified before "
+                                   "it is claimed; the last line is one word: the preset, 'none' (the knobs "
+                                   "fit, no preset has them) or 'unfit' (nothing fits, exit 1)")
     p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
     p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
+    p.add_argument("--dtype", choices=list(adapters.DTYPES), default="float32",
+                   help="the dtype the subject runs in (default float32)")
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
                                            "nox -s golden)")
     golden.add_argument("action", choices=["verify"])
@@ -117,16 +123,17 @@ def cmd_certify(args: argparse.Namespace) -> int:
         for line in cert.failure.lines() if cert.failure else []:
             print(line)
     if args.out:
+        PROGRESS.stage(f"writing {args.out}")
         report.write(certs, args.out)
         print(f"wrote {args.out}/certificate.json, junit.xml, report.md")
-    return 0 if all(c.conforms for c in certs) else 1
+    return 0 if all(c.passes for c in certs) else 1
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from optspec.conformance.identify import identify
 
     subject = adapters.resolve_subject(args.framework, args.impl)[0]
-    found = identify(subject)
+    found = identify(subject, dtype=args.dtype, golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
     for line in found.lines():
         print(line)
     return 0 if found.fits else 1
@@ -138,7 +145,8 @@ MATRIX_LEGEND = (
     "FAIL: does not conform to the subject's own convention (marked *) or to its rule: a bug;"
     " `optspec certify` gives the evidence",
     "differs: does not conform to this preset: the subject follows a different convention, not a bug",
-    "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant",
+    "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant, or it has no"
+    " kernel in the row's dtype",
     "exit code: 0 when every * cell and every rule cell passes",
 )
 
@@ -171,9 +179,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                     for column in run.matrix_conventions(subject) if run.not_applicable(subject, column)})
             cells = rows[key][2]
             own = preset is None or preset == subject.convention
-            cells[preset or "rule"] = matrix_cell(cert.conforms, cert.worst_ulps, own)
+            cells[preset or "rule"] = (matrix_cell(cert.conforms, cert.worst_ulps, own) if cert.applicable
+                                       else "n/a" + ("*" if own else ""))
             if own:
-                verdicts.append(cert.conforms)
+                verdicts.append(cert.passes)
             elif not cert.conforms:
                 informational.add(len(certs))
             certs.append(cert)
@@ -181,6 +190,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     table = matrix_table(list(rows.values()))
     print("\n" + table)
     if args.out:
+        PROGRESS.stage(f"writing {args.out}")
         report.write(certs, args.out, informational=frozenset(informational), preamble=table)
         print(f"wrote {args.out}/certificate.json, junit.xml, report.md")
     return 0 if all(verdicts) else 1
@@ -200,12 +210,26 @@ def cmd_golden(args: argparse.Namespace) -> int:
     from optspec.conformance import golden
 
     directory = args.golden_dir or golden.DEFAULT_DIR
+    if args.golden_dir is not None and not os.path.isdir(args.golden_dir):
+        raise adapters.SetupError(f"--golden-dir {args.golden_dir!r} is not a directory")
     problems = golden.verify(directory)
     for problem in problems:
         print(problem)
     if not problems:
         print(f"verified: every golden file in {directory} is exactly what spec {spec.SPEC_VERSION} produces")
     return 1 if problems else 0
+
+
+#: The CLI's line of progress (:mod:`optspec.conformance.progress`).
+PROGRESS = Progress()
+
+
+def _stage_of(args: argparse.Namespace) -> str:
+    what = getattr(args, "impl", None) or "every built-in subject"
+    where = getattr(args, "framework", None) or "every framework"
+    return {"certify": f"certifying {what} ({where})", "identify": f"identifying {what} ({where})",
+            "matrix": f"certifying {what} against every preset ({where})",
+            "golden": "verifying the golden files"}.get(args.command, args.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,8 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate(args)
         if getattr(args, "framework", None):
             adapters.check_framework(args.framework)
-        return {"list": cmd_list, "certify": cmd_certify, "identify": cmd_identify,
-                "matrix": cmd_matrix, "golden": cmd_golden}[args.command](args)
+        command = {"list": cmd_list, "certify": cmd_certify, "identify": cmd_identify,
+                   "matrix": cmd_matrix, "golden": cmd_golden}[args.command]
+        with PROGRESS.running():
+            PROGRESS.stage(_stage_of(args))
+            return command(args)
     except (adapters.SetupError, adapters.SubjectError, GoldenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ names); ids that match no subject are warned about.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -32,6 +33,12 @@ OPTIONS = {
     "--optspec-steps": ("steps", int, "steps of the --optspec-size run (default 100)"),
     "--optspec-time-limit": ("time_limit_s", float, "seconds a subject may take for one step (default 300)"),
 }
+
+
+def in_plugin_terms(text: str) -> str:
+    """``text`` with each ``certify`` flag named as this plugin takes it (``--dtype`` -> ``--optspec-dtype``)."""
+    plugin_flags = {flag.removeprefix("--optspec-"): flag for flag in (*OPTIONS, "--optspec-skips")}
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: plugin_flags.get(m.group(1), m.group(0)), text)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,9 +85,14 @@ class OptspecItem(pytest.Item):
         from optspec.conformance.run import certify_all
 
         (cert,) = certify_all(self.options, subjects=[self.subject])
+        if not cert.applicable:
+            pytest.skip(in_plugin_terms(cert.notes[-1]))
         if not cert.conforms:
             headline = f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})"
-            raise CertificationFailed("\n".join([headline, *cert.failure.lines()]))
+            # the reproduce line is a command of the CLI; the rest names the plugin's flags
+            lines = [line if line.lstrip().startswith("reproduce:") else in_plugin_terms(line)
+                     for line in cert.failure.lines()]
+            raise CertificationFailed("\n".join([headline, *lines]))
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CertificationFailed):
@@ -102,7 +114,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         validate(options)
         subjects = subjects_of(options)
     except adapters.SetupError as exc:
-        raise pytest.UsageError(f"optspec: {exc}") from None
+        raise pytest.UsageError(f"optspec: {in_plugin_terms(str(exc))}") from None
     skips = _skips(config.getoption("--optspec-skips"))
     names = {s.name for s in subjects}
     for unknown in sorted(set(skips) - names):

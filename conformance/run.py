@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
+from optspec.conformance.certify import DEFAULT_TIME_LIMIT_S
 from optspec.conformance.expectation import Expectation
-from optspec.conformance.isolation import Request, certify_isolated
+from optspec.conformance.isolation import Request, certify_isolated, start_workers
 from optspec.conformance.verdict import Certificate
-
-#: Seconds a subject may take for one step (or its construction) before it is killed.
-DEFAULT_TIME_LIMIT_S = 300.0
 
 
 def default_dtype(framework: str) -> str:
@@ -103,7 +102,9 @@ def validate(options: CertifyOptions) -> None:
 
 def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
     """The subjects ``options`` names (a plugin is imported and probed here: exit 2 if it cannot be driven)."""
-    found = adapters.resolve_subject(options.framework, options.impl, options.rule)
+    with warnings.catch_warnings():  # the worker constructs it again and records its warnings in the notes
+        warnings.simplefilter("ignore")
+        found = adapters.resolve_subject(options.framework, options.impl, options.rule)
     if options.size is not None:
         found = [s for s in found if spec.get_rule(s.rule).takes_convention] or found
     return found
@@ -113,6 +114,7 @@ def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = No
                 progress: Callable[[str], None] | None = None) -> Iterator[Certificate]:
     """Certifies every subject of ``options`` in a supervised worker, yielding each certificate."""
     validate(options)
+    start_workers(options.framework)  # the workers' imports overlap the subjects' resolution below
     subjects = subjects if subjects is not None else subjects_of(options)
     for subject in subjects:
         Expectation.of(subject, options.convention)  # a convention the subject cannot take is refused here
@@ -135,6 +137,7 @@ def certify_matrix(options: CertifyOptions, progress: Callable[[str], None] | No
     """Every subject of ``options`` against every column of :func:`matrix_conventions` but the
     :func:`not_applicable` ones, in one supervised worker: yields (subject, preset, certificate)."""
     validate(options)
+    start_workers(options.framework)
     cells = [(subject, preset) for subject in subjects_of(options) for preset in matrix_conventions(subject)
              if not not_applicable(subject, preset)]
     requests = [_request(options, subject, preset, progress) for subject, preset in cells]
@@ -150,21 +153,31 @@ def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | No
     if options.size is not None:
         settings["steps"] = options.steps or 100
     else:
-        settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir}
+        settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir,
+                     "time_limit_s": options.time_limit_s}
     return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings)
 
 
 def check_writable_directory(path: str) -> None:
-    """Makes ``path`` a directory and writes a probe file there, or raises a one-line :class:`adapters.SetupError`."""
+    """Raises a one-line :class:`adapters.SetupError` unless ``path`` is, or can be made, a writable directory.
+
+    Nothing is created: a run that stops with a usage error leaves no empty
+    directory behind.  The nearest existing ancestor is probed with a
+    temporary file, which is removed.
+    """
     import tempfile
 
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise adapters.SetupError(f"--out {path!r} is a file: give a directory for certificate.json, "
                                   "junit.xml and report.md")
+    existing = target.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise adapters.SetupError(f"--out {path!r} cannot be created: {existing} is a file")
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=target):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise adapters.SetupError(f"--out {path!r} cannot be written ({exc.strerror or exc}): "

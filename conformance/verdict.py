@@ -14,6 +14,9 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.expectation import Expectation
 
+#: The verdict of a subject that cannot run in the dtype asked for (not a failure).
+NOT_APPLICABLE = "not applicable"
+
 #: Checks that are not numeric: no error and bound to plot.
 NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation")
 
@@ -110,28 +113,51 @@ class Certificate:
         return self.verdict == "conforms"
 
     @property
+    def applicable(self) -> bool:
+        """False where the subject cannot run in the dtype at all (it has no kernel there)."""
+        return self.verdict != NOT_APPLICABLE
+
+    @property
+    def passes(self) -> bool:
+        """What the exit code reads: conforms, or not applicable (not a failure)."""
+        return self.conforms or not self.applicable
+
+    @property
     def worst_ulps(self) -> float:
         """The worst trajectory error in ulps of the dtype over every case (0 where not measured)."""
         trajectory = self.checks.get("trajectory")
         return (trajectory.worst_ulps or 0.0) if trajectory else 0.0
 
     def headline(self, what: str) -> str:
-        """``CONFORMS: subject vs convention (what, dtype, worst n ulp, k golden scenarios)``."""
-        return (f"{self.verdict.upper()}: {self.subject} vs {self.convention or self.rule} "
-                f"({what}, {self.dtype}, worst {self.worst_ulps:.3g} ulp"
-                + (f", {len(self.golden)} golden scenarios" if self.golden else "") + ")")
+        """``CONFORMS: subject vs convention (what, dtype, worst n ulp, k of m golden scenarios replayed)``.
+
+        Where no case finished (a crash, a hang, a raise before the first
+        result), it says so instead of counting cases and ulps it did not measure.
+        """
+        head = f"{self.verdict.upper()}: {self.subject} vs {self.convention or self.rule}"
+        if not self.applicable:
+            return f"{head} ({self.notes[-1]})"
+        if self.cases_run == 0 and self.failure is not None and not self.failure.numeric:
+            return f"{head} ({self.dtype}: {self.failure.check} before any case finished)"
+        replayed = sum(g.applicable for g in self.golden)
+        golden = f", {replayed} of {len(self.golden)} golden scenarios replayed" if self.golden else ""
+        return f"{head} ({what}, {self.dtype}, worst {self.worst_ulps:.3g} ulp{golden})"
 
 
 def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, device: str, seed: int,
                 cases_run: int, checks: dict[str, CheckOutcome], failure: Failure | None,
                 golden: list[GoldenOutcome] | None = None, per_case_worst: list[float] | None = None,
-                notes: list[str] | None = None) -> Certificate:
-    """The one constructor of a :class:`Certificate`: the verdict is "conforms" exactly when ``failure`` is None."""
+                notes: list[str] | None = None, not_applicable: str | None = None) -> Certificate:
+    """The one constructor of a :class:`Certificate`: the verdict is "conforms" exactly when ``failure`` is
+    None, unless ``not_applicable`` gives the reason the subject cannot run in ``dtype`` at all."""
+    if not_applicable is not None:
+        notes = [*(notes or []), f"not applicable in {dtype}: {not_applicable}"]
+    verdict = NOT_APPLICABLE if not_applicable is not None else "conforms" if failure is None else "does not conform"
     return Certificate(
         subject=subject.name, framework=subject.framework,
         framework_version=adapters.frameworks.version(subject.framework), device=device, dtype=dtype,
         spec_version=spec.SPEC_VERSION, rule=subject.rule, convention=expectation.name, knobs=expectation.knobs,
         seed=seed, cases_run=cases_run, checks=checks, golden=list(golden or []),
-        verdict="conforms" if failure is None else "does not conform", failure=failure,
+        verdict=verdict, failure=failure,
         per_case_worst=list(per_case_worst or []), notes=list(notes or []),
     )

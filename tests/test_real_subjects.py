@@ -44,7 +44,7 @@ def test_hf_transformers_legacy_adamw_is_hf_legacy(capsys):
 def test_hf_without_bias_correction_fits_knobs_but_no_preset(capsys):
     pytest.importorskip("transformers.optimization")
     lines = _identify("transformers.optimization:AdamW[no_deprecation_warning=True,correct_bias=False]", capsys)
-    assert "bias_correction=off" in lines and "decay_point=after" in lines and lines[-1] == "none"
+    assert "knob: bias_correction=off" in lines and "knob: decay_point=after" in lines and lines[-1] == "none"
 
 
 # torch-optimi 0.3.3, optimi/adamw.py:48-61 (no amsgrad, no maximize); optimi/adam.py:273 decay factor
@@ -81,7 +81,7 @@ def test_torchao_float32_adamw_is_torch(capsys):
     pytest.importorskip("torchao.optim")
     assert _certify("torchao.optim:_AdamW", "--examples", "20") == 0
     lines = _identify("torchao.optim:_AdamW", capsys)
-    assert lines[-1] == "torch" and "amsgrad=raw" in lines
+    assert lines[-1] == "torch" and "knob: amsgrad=raw" in lines
 
 
 def test_torchao_8bit_adamw_is_rejected_by_the_default_run(capsys):

@@ -229,8 +229,8 @@ def test_a_plugin_certified_as_the_wrong_rule_fails():
 def test_identify_on_a_subject_matching_no_convention_says_so_and_exits_1(deviation, capsys):
     assert main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_{deviation}"]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("no convention fits") and lines[-1] == "none"
-    assert not any(line.startswith("decay_point=") for line in lines)
+    assert lines[0].startswith("no convention fits") and lines[-1] == "unfit"
+    assert not any(line.startswith("knob: ") for line in lines)
 
 
 @needs("torch")

@@ -2,4 +2,4 @@
 
 from optspec.adapters.frameworks import Framework
 
-FRAMEWORK = Framework(name="numpy", modules=("numpy",), extra="conformance")
+FRAMEWORK = Framework(name="numpy", modules=("numpy",), extra="conformance", fork_safe=True)

@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 import signal
+import warnings
 
 import torch
 
@@ -163,6 +164,43 @@ for _name in (*DEVIATIONS, *UNNAMED_DEFECTS, "nan", "raises", "hangs", "mutate_g
 
 class NotAnOptimizer:
     pass
+
+
+class RefusesAmsgrad(ReferenceAdamW):
+    """Raises at construction on ``amsgrad=True``, as DeepSpeed's CPU Adam does (deepspeed/ops/adam/cpu_adam.py)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False):
+        if amsgrad:
+            raise ValueError("this Adam does not support amsgrad")
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+class UnknownKeywordsRefused(ReferenceAdamW):
+    """Takes ``**kwargs`` and raises on any key it does not know, so neither amsgrad nor maximize can be given."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, **kwargs):
+        if kwargs:
+            raise TypeError(f"unknown arguments {sorted(kwargs)}")
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+
+class NoFloat64Kernel(ReferenceAdamW):
+    """Steps float32 (and narrower) parameters only, as kernels without a float64 path do."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(p.dtype == torch.float64 for group in self.param_groups for p in group["params"]):
+            raise RuntimeError("no kernel for Double")
+        return super().step(closure)
+
+
+class Warns(ReferenceAdamW):
+    """Warns at construction, as HF transformers' legacy AdamW does."""
+
+    def __init__(self, params, **kwargs):
+        warnings.warn("this optimizer is deprecated", FutureWarning, stacklevel=2)
+        super().__init__(params, **kwargs)
 
 
 class RejectsEverything(ReferenceAdamW):
