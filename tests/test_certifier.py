@@ -160,7 +160,7 @@ def test_cli_exit_codes_and_one_line_errors(argv, code, message, capsys):
 @needs("torch")
 def test_hanging_subject_hits_the_time_limit():
     (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_hangs")
-    with pytest.raises(adapters.SubjectError, match="hung: no result within 0.5 s at step 2"):
+    with pytest.raises(adapters.SubjectError, match=r"hung: no result within 0\.5 s at step 2"):
         from optspec.conformance.cases import NAMED_CASES
         from optspec.conformance.check import run_case
 
