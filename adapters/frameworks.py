@@ -92,25 +92,43 @@ def import_framework(framework: str) -> ModuleType:
             except ImportError as exc:
                 raise SetupError(
                     f"framework {framework!r} is not installed ({exc.name or name} is missing): "
-                    + install_hint(record.extra, _source_checkout(), Path.cwd(), record.pip_options)
+                    + install_hint(record.extra, _source_checkout(), Path.cwd(), record.pip_options,
+                                   _extra_requirements(record.extra))
                 ) from None
     if record.configure is not None:
         record.configure(modules[0])
     return modules[0]
 
 
-def install_hint(extra: str, checkout: Path | None, cwd: Path, pip_options: str = "") -> str:
+def install_hint(extra: str, checkout: Path | None, cwd: Path, pip_options: str = "",
+                 requirements: list[str] | None = None) -> str:
     """The one-line advice that installs ``extra`` (with ``pip_options``) where the user is.
 
     From a source checkout (``checkout``, as :func:`_source_checkout` finds it) it is the editable
-    install of that checkout, or a nox session; from an installed wheel, the package from the index.
+    install of that checkout, or a nox session.  From an installed wheel it is the extra's own
+    ``requirements`` (:func:`_extra_requirements`), not ``optspec[extra]`` from the index: the name
+    ``optspec`` on PyPI belongs to another project.
     """
     options = f" {pip_options}" if pip_options else ""
     if checkout is None:
-        return f"run `pip install 'optspec[{extra}]'{options}`"
+        packages = " ".join(shlex.quote(r) for r in requirements or []) or f"the packages of optspec's {extra!r} extra"
+        return f"run `pip install {packages}{options}`"
     target = "." if checkout == cwd else str(checkout)
     return (f"run `pip install -e {shlex.quote(f'{target}[{extra}]')}{options}` "
             "or use a nox session, which installs it")
+
+
+def _extra_requirements(extra: str) -> list[str]:
+    """The requirements of the installed optspec's ``extra`` (``["jax>=0.4.30", "optax>=0.2.4"]``)."""
+    from importlib import metadata
+
+    try:
+        declared = metadata.requires("optspec") or []
+    except metadata.PackageNotFoundError:
+        return []
+    pattern = re.compile(rf"""extra\s*==\s*["']{re.escape(extra)}["']""")
+    return [requirement.strip() for requirement, _, marker in (r.partition(";") for r in declared)
+            if pattern.search(marker)]
 
 
 def _source_checkout() -> Path | None:

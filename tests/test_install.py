@@ -62,17 +62,20 @@ def test_from_a_checkout_elsewhere_the_hint_names_the_checkout(tmp_path):
 
 
 def test_from_an_installed_wheel_the_hint_is_the_package_from_the_index():
-    assert frameworks.install_hint("jax", None, ROOT) == "run `pip install 'optspec[jax]'`"
-    assert frameworks.install_hint("tensorflow", None, ROOT) == "run `pip install 'optspec[tensorflow]'`"
+    # optspec on PyPI is another project: the hint installs the extra's own requirements
+    assert frameworks.install_hint("jax", None, ROOT, requirements=["jax>=0.4.30", "optax>=0.2.4"]) == (
+        "run `pip install 'jax>=0.4.30' 'optax>=0.2.4'`")
+    assert frameworks._extra_requirements("jax") == PYPROJECT["project"]["optional-dependencies"]["jax"]
 
 
 @pytest.mark.parametrize("checkout", [None, ROOT], ids=["installed", "checkout"])
 def test_the_torch_hint_takes_the_cpu_build_on_one_line(checkout):
-    hint = frameworks.install_hint("torch", checkout, ROOT, frameworks.describe("torch").pip_options)
+    hint = frameworks.install_hint("torch", checkout, ROOT, frameworks.describe("torch").pip_options,
+                                   frameworks._extra_requirements("torch"))
     assert CPU_INDEX in hint and "\n" not in hint
     command = hint.split("`")[1]
     assert command == (f"pip install -e '.[torch]' {CPU_INDEX}" if checkout else
-                       f"pip install 'optspec[torch]' {CPU_INDEX}")
+                       f"pip install torch==2.13.0 {CPU_INDEX}")
 
 
 def test_this_checkout_is_found():
@@ -95,7 +98,7 @@ def _without(monkeypatch, framework: str) -> str:
 
 @pytest.mark.parametrize(("checkout", "command"), [
     (ROOT, "pip install -e '.[jax]'"),
-    (None, "pip install 'optspec[jax]'"),
+    (None, "pip install 'jax>=0.4.30' 'optax>=0.2.4'"),
 ], ids=["checkout", "installed"])
 def test_a_missing_framework_names_the_install_for_where_optspec_runs(monkeypatch, checkout, command):
     monkeypatch.chdir(ROOT)
@@ -217,4 +220,4 @@ def test_a_bare_install_names_the_pip_install_of_the_missing_framework(bare):
                 cwd=bare.parent, env=_bare_env())
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == ("error: framework 'torch' is not installed (torch is missing): "
-                                   f"run `pip install 'optspec[torch]' {CPU_INDEX}`")
+                                   f"run `pip install torch==2.13.0 {CPU_INDEX}`")
