@@ -109,6 +109,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_written(written, out: str) -> None:
+    """``wrote DIR/a, b, c`` and a line for each thing left out (:class:`conformance.report.Written`)."""
+    print(f"wrote {out}/" + ", ".join(written.files))
+    for note in written.notes:
+        print(note)
+
+
 def cmd_certify(args: argparse.Namespace) -> int:
     """Certifies each subject in a supervised worker (:func:`conformance.run.certify_all`)."""
     from optspec.conformance import certify, report
@@ -124,8 +131,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
             print(line)
     if args.out:
         PROGRESS.stage(f"writing {args.out}")
-        report.write(certs, args.out)
-        print(f"wrote {args.out}/certificate.json, junit.xml, report.md")
+        print_written(report.write(certs, args.out), args.out)
     return 0 if all(c.passes for c in certs) else 1
 
 
@@ -191,8 +197,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print("\n" + table)
     if args.out:
         PROGRESS.stage(f"writing {args.out}")
-        report.write(certs, args.out, informational=frozenset(informational), preamble=table)
-        print(f"wrote {args.out}/certificate.json, junit.xml, report.md")
+        print_written(report.write(certs, args.out, informational=frozenset(informational), preamble=table),
+                      args.out)
     return 0 if all(verdicts) else 1
 
 

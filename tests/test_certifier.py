@@ -27,7 +27,8 @@ EXPECTED_HINT = {
     "decay_unscaled": "decay_scale=none",
     "bias_off_by_one": "bias_correction one step late",
     "amsgrad_corrected": "amsgrad=corrected",
-    "bf16_second_moment": "reduced precision",
+    # either the named candidate ("second moment kept in bfloat16") or the storage advice ("holds ... in bfloat16")
+    "bf16_second_moment": "in bfloat16",
     "ignore_maximize": "maximize ignored",
 }
 

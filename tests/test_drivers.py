@@ -103,7 +103,7 @@ def test_bad_impl_is_one_line(framework, target, message):
 
 @needs("torch")
 def test_constructor_rejecting_the_call_is_a_setup_error_before_any_case():
-    with pytest.raises(adapters.SetupError, match=r"cannot be driven as a torch adamw optimizer: ValueError: unsupported argument betas"):
+    with pytest.raises(adapters.SetupError, match=r"cannot be driven as a torch adamw optimizer: its constructor raised ValueError: unsupported argument betas"):
         adapters.resolve_subject("torch", "tests.plugins.torch_subjects:RejectsEverything")
 
 
