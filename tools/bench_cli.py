@@ -1,0 +1,142 @@
+"""``python -m tools.bench_cli``: what a vendor feels, a default ``optspec certify`` end to end, split by stage.
+
+For one AdamW subject per installed framework, two fresh processes run side
+by side in one run:
+
+- ``whole``: ``optspec certify --framework F --impl X`` exactly as a user
+  types it (default cases, golden replay, the supervised worker), timed
+  from outside;
+- the same certification in-process (no worker), timed stage by stage:
+  ``import optspec`` (the CLI, numpy, hypothesis), ``import framework``,
+  ``resolve`` (the subject and its constructor check), ``probe`` (the
+  one-step kernel probe), ``named`` (the named cases, the large-tensor case
+  among them), ``drawn`` (the hypothesis cases, drawn and run in batches)
+  and ``golden`` (the replay of the golden scenarios).
+
+``isolation`` is ``whole`` less the in-process total: the worker's start and
+what the parent does around it.  The target (a default run in at most 5 s on
+an idle 2-core machine, imports included) is printed as a ratio, never
+asserted.  Results go to ``bench_results/cli.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+#: The subject per framework: what ``optspec certify --framework F --impl X`` takes.
+SUBJECTS = (
+    ("numpy", "spec.adamw"),
+    ("torch", "torch.optim.AdamW[foreach]"),
+    ("jax", "optax.adamw"),
+    ("tensorflow", "keras.optimizers.AdamW"),
+)
+#: The Python module a framework's import stands for.
+FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "jax": "optax", "tensorflow": "keras"}
+#: Seconds a default run may take on an idle 2-core machine (issue #21).
+TARGET_S = 5.0
+STAGES = ("import optspec", "import framework", "resolve", "probe", "named", "drawn", "golden")
+
+#: Run in a fresh interpreter: prints the stage timings as one JSON line.
+_IN_PROCESS = r"""
+import json, sys, time
+seconds = {}
+start = time.perf_counter()
+def lap(name):
+    global start
+    now = time.perf_counter()
+    seconds[name] = seconds.get(name, 0.0) + now - start
+    start = now
+import optspec.conformance.cli
+lap("import optspec")
+import importlib
+importlib.import_module(sys.argv[3])
+lap("import framework")
+from optspec import adapters
+from optspec.conformance import certify as certify_module, golden, run
+options = run.CertifyOptions(framework=sys.argv[1], impl=sys.argv[2])
+(subject,) = adapters.resolve_subject(options.framework, options.impl)
+lap("resolve")
+def timed(module, attribute, stage, *, after=None):
+    original = getattr(module, attribute)
+    def wrapper(*args, **kwargs):
+        lap(after) if after else None
+        try:
+            return original(*args, **kwargs)
+        finally:
+            lap(stage() if callable(stage) else stage)
+    setattr(module, attribute, wrapper)
+timed(certify_module, "missing_kernel", "probe", after="other")
+# run_case after the draw is a drawn case run one by one (a subject without a batched driver)
+timed(certify_module, "run_case", lambda: "drawn" if "drawn" in seconds else "named", after="other")
+timed(certify_module, "drawn_cases", "drawn", after="other")
+timed(certify_module, "run_batched", "drawn", after="other")
+timed(golden, "replay", "golden", after="other")
+cert = certify_module.certify(subject, dtype=options.resolved_dtype, examples=options.examples,
+                              golden_dir=options.resolved_golden_dir)
+lap("other")
+print(json.dumps({"seconds": seconds, "passes": cert.passes, "cases": cert.cases_run}))
+"""
+
+
+def optspec_command() -> list[str]:
+    """The installed ``optspec`` script beside this interpreter, or ``python -m optspec``."""
+    script = Path(sys.executable).with_name("optspec")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "optspec"]
+
+
+def measure(framework: str, impl: str) -> dict:
+    """``whole`` (the CLI from outside) and the in-process stages of one default certify of ``impl``."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    argv = [*optspec_command(), "certify", "--framework", framework, "--impl", impl]
+    start = time.perf_counter()
+    whole = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    whole_s = time.perf_counter() - start
+    staged = subprocess.run([sys.executable, "-c", _IN_PROCESS, framework, impl, FRAMEWORK_MODULE[framework]],
+                            capture_output=True, text=True, env=env, check=False)
+    if staged.returncode != 0 or not staged.stdout.strip():
+        raise SystemExit(f"the in-process run of {impl} failed:\n{staged.stderr[-2000:]}")
+    inside = json.loads(staged.stdout.strip().splitlines()[-1])
+    seconds = {stage: round(inside["seconds"].get(stage, 0.0), 2) for stage in (*STAGES, "other")}
+    return {"framework": framework, "subject": impl, "exit": whole.returncode, "whole_s": round(whole_s, 2),
+            "in_process_s": round(sum(seconds.values()), 2), "seconds": seconds, "passes": inside["passes"],
+            "cases": inside["cases"], "isolation_s": round(whole_s - sum(seconds.values()), 2),
+            "ratio_to_target": round(whole_s / TARGET_S, 2)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from optspec import adapters
+    from optspec.conformance.atomic import write_text
+
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_cli", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench_results")
+    parser.add_argument("--frameworks", nargs="*", default=[f for f, _ in SUBJECTS])
+    args = parser.parse_args(argv)
+    columns = [*STAGES, "other", "isolation"]
+    print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'target':>6} {'ratio':>5}  "
+          + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
+    rows = []
+    for framework, impl in SUBJECTS:
+        if framework not in args.frameworks or not adapters.is_available(framework):
+            continue
+        row = measure(framework, impl)
+        rows.append(row)
+        cells = {**row["seconds"], "isolation": row["isolation_s"]}
+        print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {TARGET_S:>6.1f} {row['ratio_to_target']:>5.2f}  "
+              + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "cli.json", json.dumps({"target_s": TARGET_S, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out / 'cli.json'} (whole: the CLI timed from outside; the stages: the same certify in one "
+          "process; isolation = whole - their sum; ratio = whole / target, <= 1 meets it on an idle machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
