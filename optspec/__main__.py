@@ -1,5 +1,6 @@
 """``optspec`` and ``python -m optspec``: the CLI, with Ctrl-C handled from the first import on."""
 
+import os
 import sys
 
 from optspec.conformance.interrupt import interrupted
@@ -7,6 +8,12 @@ from optspec.conformance.interrupt import interrupted
 
 def run() -> int:
     """Imports the CLI and runs it; a Ctrl-C while the frameworks import is exit 130, not a traceback."""
+    try:
+        os.getcwd()  # hypothesis reads it on import, and the workers start from it
+    except FileNotFoundError:
+        print("error: the current directory no longer exists: cd to one that does and run it again",
+              file=sys.stderr)
+        return 2
     try:
         from optspec.conformance.cli import main
     except KeyboardInterrupt:

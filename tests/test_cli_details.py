@@ -75,6 +75,17 @@ def test_a_usage_error_leaves_no_out_directory(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_deleted_working_directory_is_a_usage_error(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+              "sys.argv[1:] = ['certify', '--framework', 'numpy']; from optspec.__main__ import run; sys.exit(run())")
+    ran = subprocess.run([sys.executable, "-c", script, str(gone)], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 2, ran.stderr
+    assert ran.stderr.strip() == ("error: the current directory no longer exists: cd to one that does and run it "
+                                  "again"), ran.stderr
+
+
 def test_golden_verify_of_a_missing_directory_is_a_usage_error(tmp_path, capsys):
     assert main(["golden", "verify", "--golden-dir", str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
