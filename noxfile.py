@@ -1,4 +1,4 @@
-"""nox sessions for optspec: tests, lint, conformance, golden, golden_check, bench.
+"""nox sessions for optspec: tests, end_to_end, lint, conformance, golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
 find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # nox does not p
 from tools import torch_source
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "end_to_end", "golden_check", "lint"]
 
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 ALL_EXTRAS = ".[torch,jax,tensorflow,conformance,test]"
@@ -47,9 +47,8 @@ os.environ.update(torch_source.torch_environment(
     os.environ, torch_source.local_files(os.environ.get("UV_FIND_LINKS", ""))))
 
 
-@nox.session(python="3.11")
-def tests(session: nox.Session) -> None:
-    """The suite's own tests, on every framework (one environment holds them all), and real optimizers."""
+def _install_for_tests(session: nox.Session) -> None:
+    """Every framework in one environment, and the real optimizers of the ``real`` extra with torch pinned."""
     session.install("-e", ALL_EXTRAS)
     pin = session.create_tmp() + "/torch-pin.txt"
     with open(pin, "w") as handle:
@@ -60,10 +59,30 @@ def tests(session: nox.Session) -> None:
         "import torch, sys; v = torch.__version__; "
         "sys.exit(0 if '+cu' not in v and not torch.version.cuda else f'CUDA torch installed: {v}')",
     )
+
+
+def _pytest(session: nox.Session, marker: str) -> None:
     profile = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
-    # Two workers, one per core: most of the time is single-threaded Python.
+    # Two workers, one per core: most of the time is single-threaded Python.  loadgroup keeps the modules
+    # that share one built wheel on one worker (tests/conftest.py).
     session.run("pytest", f"--hypothesis-profile={profile}", "-n", os.environ.get("OPTSPEC_TEST_WORKERS", "2"),
-                *session.posargs)
+                "--dist", "loadgroup", "-m", marker, *session.posargs)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The suite's own tests on every framework, but those of ``end_to_end`` (about 15 minutes on 2 cores)."""
+    _install_for_tests(session)
+    _pytest(session, "not end_to_end")
+
+
+@nox.session(python="3.11")
+def end_to_end(session: nox.Session) -> None:
+    """The installed CLI, a wheel outside the checkout (the vendor flow), the README's snippets, real optimizers
+    from PyPI, crashes and hangs in workers, and whole reduced-dtype certifications (about 20 minutes on 2
+    cores): the modules ``tests/conftest.py`` lists in ``END_TO_END``."""
+    _install_for_tests(session)
+    _pytest(session, "end_to_end")
 
 
 @nox.session(python="3.11")

@@ -14,6 +14,25 @@ settings.register_profile("certify", max_examples=500, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+#: Modules that run the installed CLI, a built wheel, third-party optimizers from PyPI or whole reduced-dtype
+#: certifications end to end: ``nox -s end_to_end`` runs them, ``nox -s tests`` the rest.
+END_TO_END = frozenset({
+    "test_advice", "test_isolation", "test_pytest_plugin", "test_readme", "test_real_subjects", "test_trust",
+    "test_vendor_flow", "test_wheel",
+})
+#: Modules that share the wheel built in a venv (``tests.test_wheel.installed``): one xdist worker builds it.
+ON_THE_WHEEL = frozenset({"test_vendor_flow", "test_wheel"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in END_TO_END:
+            item.add_marker(pytest.mark.end_to_end)
+        if module in ON_THE_WHEEL:
+            item.add_marker(pytest.mark.xdist_group("wheel"))
+
+
 def false_alarm_cases() -> int:
     """Hypothesis cases per framework and seed for the no-false-alarm test (2,000 on CI)."""
     return 2000 if settings.default.derandomize or settings.default.max_examples >= 500 else 200
