@@ -5,9 +5,12 @@ Every rule is a pair of pure functions over the Array API standard:
 -> (param, State)``.  :func:`run` drives a whole trajectory.
 """
 
+from optspec.spec.adagrad import AdagradConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
+from optspec.spec.rmsprop import RMSpropConvention
 from optspec.spec.rules import RULES, Rule, get_rule
 from optspec.spec.run import learning_rates, run
+from optspec.spec.sgd import SGDConvention
 
 #: Bumped whenever a change to the spec changes a number it produces.
 SPEC_VERSION = "1.0.0"
@@ -17,8 +20,11 @@ __all__ = [
     "PRESETS",
     "RULES",
     "SPEC_VERSION",
+    "AdagradConvention",
     "Convention",
+    "RMSpropConvention",
     "Rule",
+    "SGDConvention",
     "get_rule",
     "learning_rates",
     "resolve",

@@ -36,6 +36,9 @@ class Rule:
         of the state after step :math:`t` (:func:`optspec.spec.adam.corrected_moments`).
       l2_counterpart: for a decoupled rule, the rule that applies the same
         ``weight_decay`` as an L2 term instead.
+      presets: for a rule other than the Adam family's, its conventions by
+        name (``torch`` the default), values of the convention type its step
+        and init take as ``convention`` (:class:`spec.sgd.SGDConvention`, ...).
     """
 
     name: str
@@ -50,6 +53,7 @@ class Rule:
     second_moment: str | None = None
     corrected_moments: Callable[..., tuple[Any, Any]] | None = None
     l2_counterpart: str | None = None
+    presets: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def hyperparameters(self, convention: Any = None, **given: Any) -> dict[str, Any]:
         """Validates ``given`` and returns the full set, defaults filled in.
@@ -58,36 +62,38 @@ class Rule:
         """
         accepted = [k for k in self.defaults if k != "lr"]
         _validate.known_names(self.name, list(given), accepted)
-        if convention is not None and not self.takes_convention:
+        if convention is not None and not self.takes_convention and not self.presets:
             if convention != "torch":
                 raise ValueError(
                     f"convention={convention!r} is not a hyperparameter of rule "
-                    f"{self.name!r}: only adam and adamw take a convention"
+                    f"{self.name!r}: it has no conventions"
                 )
         hyper = {k: v for k, v in self.defaults.items() if k != "lr"}
         hyper.update(given)
         if self.takes_convention:
             hyper["convention"] = "torch" if convention is None else convention
+        elif self.presets and convention is not None:
+            hyper["convention"] = convention
         self.check(lr=0.0, **hyper)
         return hyper
 
     def init_state(self, xp: Any, param: Any, hyper: Mapping[str, Any]) -> Any:
-        return self.init(xp, param, **{k: hyper[k] for k in self.init_hyper})
+        return self.init(xp, param, **{k: hyper[k] for k in self.init_hyper if k in hyper})
 
 
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
-        "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd),
+        "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd, presets=sgd.PRESETS),
         "sgdw": Rule(
             "sgdw", sgd.init, sgd.sgdw_step, sgd.SGDW_DEFAULTS, sgd.validate_sgdw,
             takes_initial_lr=True, weight_decay="decoupled",
         ),
         "adagrad": Rule(
             "adagrad", adagrad.init, adagrad.step, adagrad.DEFAULTS, adagrad.validate,
-            init_hyper=("initial_accumulator_value",), second_moment="sum",
+            init_hyper=("initial_accumulator_value",), second_moment="sum", presets=adagrad.PRESETS,
         ),
         "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate,
-                        second_moment="square_avg"),
+                        init_hyper=("convention",), second_moment="square_avg", presets=rmsprop.PRESETS),
         "adam": Rule(
             "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
             takes_convention=True, second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments,

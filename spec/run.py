@@ -46,8 +46,9 @@ def run(
       param0: the initial parameter; its namespace runs the computation.
       grads: ``T`` gradients of ``param0``'s shape and dtype (an array with a
         leading axis of length ``T``, or a sequence).
-      convention: a preset name or :class:`spec.Convention` (adam, adamw only;
-        ``"torch"`` by default).
+      convention: a preset name or a value of the rule's convention type
+        (:class:`spec.Convention` for adam and adamw, :class:`spec.sgd.SGDConvention`,
+        ... for the others; ``"torch"`` by default).
       lr: a float, or one learning rate per step; the rule's default if omitted.
       xp: an array namespace overriding the one of ``param0``.
       **hyper: the rule's other hyperparameters, in torch's names.

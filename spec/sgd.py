@@ -1,14 +1,19 @@
-r"""SGD with L2 weight decay, momentum, dampening and Nesterov; and SGDW.
+r"""SGD with weight decay, momentum, dampening and Nesterov, in each framework's convention; and SGDW.
 
-``sgd`` models ``torch/optim/sgd.py`` (``_single_tensor_sgd``); ``sgdw`` is
-Algorithm 1 of Loshchilov & Hutter, arXiv 1711.05101.
+``sgd`` models ``torch/optim/sgd.py`` (``_single_tensor_sgd``) by default and
+the other frameworks through :class:`SGDConvention`; ``sgdw`` is Algorithm 1
+of Loshchilov & Hutter, arXiv 1711.05101.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, NamedTuple
 
 from optspec.spec import _validate
+from optspec.spec._knobs import Knobs, resolve_in
 
 Array = Any
 
@@ -18,6 +23,55 @@ class SGDState(NamedTuple):
 
     step: int
     momentum_buffer: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDConvention(Knobs):
+    r"""How an SGD step is computed, beyond its hyperparameters.
+
+    Attributes:
+      lr_placement: where :math:`\mathrm{lr}_t` multiplies.  ``"outside"``
+        the momentum trace, :math:`b_t = \mu b_{t-1} + (1-\tau) g_t`,
+        :math:`\theta_t = \theta_{t-1} - \mathrm{lr}_t d_t`; ``"inside"``
+        it, :math:`b_t = \mu b_{t-1} + (1-\tau)\mathrm{lr}_t g_t`,
+        :math:`\theta_t = \theta_{t-1} - d_t`.  The two agree while the
+        learning rate is constant; under a schedule ``"outside"`` rescales
+        all past momentum by the current rate.
+      weight_decay: ``"l2"`` adds :math:`\lambda\theta_{t-1}` to the
+        gradient (it enters the trace); ``"decoupled"`` first shrinks
+        :math:`\theta_{t-1}` by :math:`\mathrm{lr}_t\lambda\theta_{t-1}` and
+        steps with the gradient as given.
+    """
+
+    KNOB_VALUES: ClassVar[Mapping[str, tuple]] = MappingProxyType({
+        "lr_placement": ("outside", "inside"),
+        "weight_decay": ("l2", "decoupled"),
+    })
+
+    lr_placement: str = "outside"
+    weight_decay: str = "l2"
+
+
+#: Each framework's SGD, read from its source (torch 2.13, optax 0.2.8, Keras 3.15).
+PRESETS: Mapping[str, SGDConvention] = MappingProxyType({
+    #: ``torch/optim/sgd.py`` ``_single_tensor_sgd``: ``grad.add(param, alpha=wd)``;
+    #: ``buf.mul_(momentum).add_(grad, alpha=1 - dampening)`` (``buf = clone(grad)`` at the first
+    #: step); ``param.add_(grad, alpha=-lr)``.
+    "torch": SGDConvention("outside", "l2"),
+    #: ``optax/_src/alias.py`` ``sgd``: ``chain(trace(momentum, nesterov), scale_by_learning_rate)``;
+    #: ``trace`` (``optax/transforms/_accumulation.py``) keeps ``g + momentum * m``.  No weight decay of
+    #: its own: ``add_decayed_weights`` chained before it is an L2 term.
+    "optax": SGDConvention("outside", "l2"),
+    #: ``keras/src/optimizers/sgd.py`` ``update_step``: ``m = momentum * m - lr * g``; ``var += m``
+    #: (nesterov: ``var += momentum * m - lr * g``); ``weight_decay`` is
+    #: ``base_optimizer.py`` ``_apply_weight_decay``: ``var -= var * wd * lr`` before the step.
+    "keras": SGDConvention("inside", "decoupled"),
+})
+
+
+def resolve(convention: str | SGDConvention | None) -> SGDConvention:
+    """The :class:`SGDConvention` a preset name names (``torch`` for None), or ``convention`` itself."""
+    return resolve_in("sgd", PRESETS, convention)
 
 
 SGD_DEFAULTS = {
@@ -31,7 +85,8 @@ SGD_DEFAULTS = {
 SGDW_DEFAULTS = {"lr": 1e-3, "momentum": 0.0, "weight_decay": 0.0, "maximize": False}
 
 
-def validate_sgd(*, lr, momentum, dampening, weight_decay, nesterov, maximize) -> None:
+def validate_sgd(*, lr, momentum, dampening, weight_decay, nesterov, maximize, convention=None) -> None:
+    resolve(convention)
     _validate.nonnegative("lr", lr)
     _validate.nonnegative("momentum", momentum)
     _validate.nonnegative("dampening", dampening)
@@ -65,28 +120,41 @@ def sgd_step(
     weight_decay: float = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
+    convention: str | SGDConvention | None = None,
 ) -> tuple[Array, SGDState]:
-    r"""One step of SGD with an L2 penalty (torch convention).
+    r"""One SGD step, in the given convention (torch's by default).
 
     .. math::
 
-        g_t &= \pm\nabla f(\theta_{t-1}) + \lambda\theta_{t-1} \\
-        b_t &= \begin{cases} g_t & t = 1 \\ \mu b_{t-1} + (1-\tau) g_t & t > 1\end{cases} \\
-        d_t &= \begin{cases} g_t + \mu b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases} \\
-        \theta_t &= \theta_{t-1} - \mathrm{lr}_t\, d_t
+        g_t &= \pm\nabla f(\theta_{t-1}) \;[+\,\lambda\theta_{t-1}]_{\text{l2}},
+          \qquad \theta'_{t-1} = \theta_{t-1} \;[-\,\mathrm{lr}_t\lambda\theta_{t-1}]_{\text{decoupled}} \\
+        s_t &= g_t \text{ (lr outside) or } \mathrm{lr}_t g_t \text{ (lr inside)} \\
+        b_t &= \begin{cases} s_t & t = 1 \\ \mu b_{t-1} + (1-\tau) s_t & t > 1\end{cases} \\
+        d_t &= \begin{cases} s_t + \mu b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases} \\
+        \theta_t &= \theta'_{t-1} - \mathrm{lr}_t\, d_t \text{ (lr outside) or } \theta'_{t-1} - d_t \text{ (inside)}
 
-    with :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``, :math:`\lambda` =
-    ``weight_decay``; the sign is minus when ``maximize``. Without momentum,
-    :math:`d_t = g_t`. Source: ``torch/optim/sgd.py`` ``_single_tensor_sgd``.
+    with :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``,
+    :math:`\lambda` = ``weight_decay``; the sign is minus when ``maximize``.
+    Without momentum, :math:`d_t = s_t`.  The first step's buffer is
+    :math:`s_1`, without the factor :math:`1-\tau` (torch clones the
+    gradient); the frameworks without dampening start from zero, which is
+    the same.  Sources: :data:`PRESETS`.
     """
+    conv = resolve(convention)
     g = -grad if maximize else grad
     if not _validate.known_zero(weight_decay):
-        g = g + weight_decay * param
+        if conv.weight_decay == "l2":
+            g = g + weight_decay * param
+        else:
+            param = param - (lr * weight_decay) * param
+    inside = conv.lr_placement == "inside"
+    if inside:
+        g = lr * g
     buffer = state.momentum_buffer
     if momentum != 0:
         buffer = g if state.step == 0 else momentum * buffer + (1 - dampening) * g
         g = g + momentum * buffer if nesterov else buffer
-    return param - lr * g, SGDState(state.step + 1, buffer)
+    return (param - g if inside else param - lr * g), SGDState(state.step + 1, buffer)
 
 
 def sgdw_step(

@@ -155,3 +155,60 @@ def test_amsgrad_variants(variant, second_step_root):
     theta1 = 2.0 - corrected(0)
     theta2 = theta1 - LR[1] / BC1[1] * M[1] / (second_step_root + EPS)
     assert got == pytest.approx([theta1, theta2], rel=1e-14)
+
+
+def test_keras_sgd_momentum_under_a_schedule_by_hand():
+    # Keras: m1 = -0.1*0.5, theta1 = 1 + m1; m2 = 0.9*m1 - 0.05*0.5, theta2 = theta1 + m2; decoupled decay
+    # theta <- theta - lr*0.1*theta first.  torch: b2 = 0.9*0.5 + 0.5, theta2 = theta1 - 0.05*b2.
+    keras = trajectory("sgd", 1.0, [0.5, 0.5], lr=[0.1, 0.05], momentum=0.9, weight_decay=0.1, convention="keras")
+    t1 = 1 - 0.1 * 0.1 * 1 - 0.1 * 0.5
+    t2 = t1 - 0.05 * 0.1 * t1 + (0.9 * -0.05 - 0.05 * 0.5)
+    assert keras == pytest.approx([t1, t2], rel=1e-15)
+    torch = trajectory("sgd", 1.0, [0.5, 0.5], lr=[0.1, 0.05], momentum=0.9, convention="torch")
+    assert torch == pytest.approx([0.95, 0.95 - 0.05 * 0.95], rel=1e-15)
+
+
+def test_rmsprop_tf1_starts_the_mean_square_at_one_with_eps_inside_by_hand():
+    # v1 = 0.9*1 + 0.1*0.25 = 0.925; theta1 = 1 - 0.01*0.5/sqrt(0.925 + 1e-3)
+    got = trajectory("rmsprop", 1.0, [0.5], lr=0.01, alpha=0.9, eps=1e-3, convention="tf1")
+    assert got == pytest.approx([1 - 0.01 * 0.5 / math.sqrt(0.926)], rel=1e-15)
+
+
+def test_adagrad_optax_zero_guard_by_hand():
+    # s = 0 and eps = 0: torch's 0/0 is NaN, optax's guard leaves theta where it was.
+    with np.errstate(invalid="ignore"):
+        torch = trajectory("adagrad", 1.0, [0.0], lr=0.1, eps=0.0)
+        optax = trajectory("adagrad", 1.0, [0.0], lr=0.1, eps=0.0, convention="optax")
+    assert math.isnan(torch[0]) and optax == [1.0]
+
+
+#: Cases in which every knob of a rule's convention shows: a schedule, momentum, decay, a visible ε;
+#: and an all-zero gradient with ε = 0 for Adagrad's zero guard.
+KNOB_CASES = {
+    "sgd": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], momentum=0.9, weight_decay=0.1)],
+    "adagrad": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], eps=1e-3, weight_decay=0.1),
+                dict(grads=[0.0, 0.0], lr=0.1, eps=0.0)],
+    "rmsprop": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], eps=1e-3, momentum=0.5, weight_decay=0.1)],
+}
+
+
+@pytest.mark.parametrize("rule", sorted(KNOB_CASES))
+def test_every_knob_value_of_every_rule_changes_a_trajectory(rule):
+    presets = spec.get_rule(rule).presets
+    torch = presets["torch"]
+
+    def runs(convention):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return [trajectory(rule, 1.0, **dict(case, convention=convention)) for case in KNOB_CASES[rule]]
+
+    base = runs(torch)
+    for knob, values in type(torch).KNOB_VALUES.items():
+        for value in values:
+            if value == getattr(torch, knob):
+                continue
+            changed = runs(torch.replace(**{knob: value}))
+            assert not all(np.array_equal(a, b, equal_nan=True) for a, b in zip(changed, base)), (
+                f"{rule}: {knob}={value!r} leaves every case's trajectory as torch's: the knob is not wired")
+    first = next(iter(type(torch).KNOB_VALUES))
+    with pytest.raises(ValueError, match=f"convention knob {first}='between' is not one of"):
+        torch.replace(**{first: "between"})

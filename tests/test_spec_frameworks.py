@@ -141,3 +141,92 @@ def test_keras_adamw_equals_keras_preset_in_float32():
         check(subject, case, rtol=2e-5, dtype="float32")
 
     run()
+
+
+def own_defaults_subject(framework, rule, factory_name, *, extra_names=(), drop_constants=()):
+    """The built-in ``factory_name`` of ``framework`` as it ships: its own defaults, with ``extra_names`` mapped.
+
+    The built-in subjects pass constants that select torch's behaviour (optax's
+    ``eps_in_sqrt=False``); here the framework runs in its own convention.
+    """
+    import dataclasses
+
+    from optspec.adapters.driver import SubjectInfo
+
+    module = {"jax": "optspec.adapters.jax.subjects", "tensorflow": "optspec.adapters.tensorflow.subjects"}[framework]
+    subjects = __import__(module, fromlist=["TRANSLATIONS", "builder"])
+    translation = subjects.TRANSLATIONS[rule]
+    translation = dataclasses.replace(
+        translation, names={**translation.names, **{n: n for n in extra_names}},
+        constants={k: v for k, v in translation.constants.items() if k not in drop_constants})
+    (builtin,) = [s for s in adapters.subjects(framework) if s.name.endswith(factory_name)]
+    factory = {"jax": lambda: getattr(__import__("optax"), factory_name.split(".")[-1]),
+               "tensorflow": lambda: getattr(__import__("keras").optimizers, factory_name.split(".")[-1])}[framework]()
+    return SubjectInfo(name=f"{builtin.name} (own defaults)", framework=framework, rule=rule, convention=None,
+                       supports=translation.supports, build=subjects.builder(factory, translation))
+
+
+def check_against_preset(subject, case, preset, *, rtol, dtype):
+    params0, grads, lrs, hyper = case
+    got = adapters.drive(subject, params0, grads, lrs, hyper, dtype=dtype)
+    for i, (g, p, gs) in enumerate(zip(got.params, params0, grads)):
+        want = spec.run(subject.rule, p.astype(np.float64), gs.astype(np.float64), lr=lrs, convention=preset,
+                        **hyper)
+        assert_trajectory_close(g, want, p, rtol=rtol, what=f"{subject.name} vs {preset} tensor {i}")
+
+
+@needs("jax")
+@pytest.mark.parametrize("rule", ["sgd", "adagrad", "rmsprop"])
+def test_optax_rule_equals_optax_preset(rule):
+    """optax's SGD (lr outside the trace), Adagrad (ε inside the root, a zero guard) and RMSprop (ε inside the
+    root, ``eps_in_sqrt=True``; lr inside the trace) with their own defaults, under schedules, in float64."""
+    subject = own_defaults_subject("jax", rule, f"optax.{rule}", drop_constants=("eps_in_sqrt",))
+
+    @given(case=cases(subject))
+    def run(case):
+        check_against_preset(subject, case, "optax", rtol=1e-12, dtype="float64")
+
+    run()
+
+
+@needs("tensorflow")
+@pytest.mark.parametrize("rule, name", [("sgd", "SGD"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop")])
+def test_keras_rule_equals_keras_preset_in_float32(rule, name):
+    """Keras' SGD (lr inside the trace), Adagrad and RMSprop (ε inside the root, lr inside the trace) with
+    ``weight_decay`` (decoupled, lr-scaled), under schedules, in float32 against the float64 preset: the bound
+    is :func:`test_keras_adamw_equals_keras_preset_in_float32`'s."""
+    subject = own_defaults_subject("tensorflow", rule, f"keras.optimizers.{name}", extra_names=("weight_decay",))
+
+    @given(case=cases(subject, magnitude=(1e-15, 1e15), steps=(1, 4)))
+    def run(case):
+        check_against_preset(subject, case, "keras", rtol=2e-5, dtype="float32")
+
+    run()
+
+
+@needs("tensorflow")
+@pytest.mark.parametrize("momentum, centered", [(0.0, False), (0.5, False), (0.5, True)])
+def test_tf1_rmsprop_equals_tf1_preset_and_not_keras(momentum, centered):
+    """``tf.compat.v1.train.RMSPropOptimizer`` starts its mean square at ones: the tf1 preset, not keras'.
+
+    Float64, but TensorFlow rounds Python-float hyperparameters through
+    float32 (tensorflow#35938), so the bound is float32's: 2e-5 of the step
+    magnitude, as for Keras.
+    """
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    theta0, grads = rng.normal(size=(3, 4)), rng.normal(size=(5, 3, 4)) * 0.1
+    var = tf.Variable(theta0, dtype=tf.float64)
+    optimizer = tf.compat.v1.train.RMSPropOptimizer(0.01, decay=0.9, momentum=momentum, epsilon=1e-3,
+                                                    centered=centered)
+    got = []
+    for grad in grads:
+        optimizer.apply_gradients([(tf.constant(grad), var)])
+        got.append(var.numpy())
+    hyper = {"lr": 0.01, "alpha": 0.9, "momentum": momentum, "eps": 1e-3, "centered": centered}
+    assert_trajectory_close(np.stack(got), spec.run("rmsprop", theta0, grads, convention="tf1", **hyper), theta0,
+                            rtol=2e-5, what="tf1 RMSPropOptimizer vs tf1")
+    with pytest.raises(AssertionError, match="step 1"):
+        assert_trajectory_close(np.stack(got), spec.run("rmsprop", theta0, grads, convention="keras", **hyper),
+                                theta0, rtol=2e-5, what="tf1 RMSPropOptimizer vs keras")

@@ -1,0 +1,47 @@
+"""What every rule's convention shares: knobs with a closed set of values, checked on construction.
+
+A rule's convention is a frozen dataclass deriving from :class:`Knobs`, whose
+fields are its knobs and whose ``KNOB_VALUES`` lists each knob's values; a
+preset is a plain value of it (see :mod:`optspec.spec.sgd`,
+:mod:`optspec.spec.adagrad`, :mod:`optspec.spec.rmsprop`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+K = TypeVar("K", bound="Knobs")
+
+
+class Knobs:
+    """Base of a rule's convention; ``KNOB_VALUES`` maps each field to the values it may take."""
+
+    KNOB_VALUES: ClassVar[Mapping[str, tuple]]
+
+    def __post_init__(self) -> None:
+        for knob, allowed in self.KNOB_VALUES.items():
+            value = getattr(self, knob)
+            if value not in allowed or type(value) is not type(allowed[allowed.index(value)]):
+                raise ValueError(f"convention knob {knob}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+    def replace(self: K, **knobs: Any) -> K:
+        """A copy with some knobs changed."""
+        return dataclasses.replace(self, **knobs)
+
+
+def resolve_in(rule: str, presets: Mapping[str, K], convention: str | K | None) -> K:
+    """The convention ``convention`` names among ``presets`` (``torch`` for None), or ``convention`` itself."""
+    if convention is None:
+        return presets["torch"]
+    if isinstance(convention, str):
+        try:
+            return presets[convention]
+        except KeyError:
+            raise ValueError(f"unknown convention {convention!r} for rule {rule!r}: use one of "
+                             f"{', '.join(presets)} or a value of its convention type") from None
+    kind = type(presets["torch"])
+    if not isinstance(convention, kind):
+        raise ValueError(f"convention {convention!r} is not a {kind.__name__}, the convention type of rule {rule!r}")
+    return convention
