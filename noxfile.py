@@ -63,10 +63,9 @@ def _install_for_tests(session: nox.Session) -> None:
 
 def _pytest(session: nox.Session, marker: str) -> None:
     profile = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
-    # Two workers, one per core: most of the time is single-threaded Python.  loadgroup keeps the modules
-    # that share one built wheel on one worker (tests/conftest.py).
+    # Two workers, one per core: most of the time is single-threaded Python.
     session.run("pytest", f"--hypothesis-profile={profile}", "-n", os.environ.get("OPTSPEC_TEST_WORKERS", "2"),
-                "--dist", "loadgroup", "-m", marker, *session.posargs)
+                "-m", marker, *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -20,8 +23,6 @@ END_TO_END = frozenset({
     "test_advice", "test_isolation", "test_pytest_plugin", "test_readme", "test_real_subjects", "test_trust",
     "test_vendor_flow", "test_wheel",
 })
-#: Modules that share the wheel built in a venv (``tests.test_wheel.installed``): one xdist worker builds it.
-ON_THE_WHEEL = frozenset({"test_vendor_flow", "test_wheel"})
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,8 +30,28 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in END_TO_END:
             item.add_marker(pytest.mark.end_to_end)
-        if module in ON_THE_WHEEL:
-            item.add_marker(pytest.mark.xdist_group("wheel"))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` that ``build`` fills once per test run, whichever xdist worker asks first.
+
+    Every worker of one run shares the parent of its own base temporary
+    folder; a file lock there makes the others wait for the first build
+    (the wheel and its venv, the vendor flow's commands) and then read it.
+    """
+    import filelock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with filelock.FileLock(str(folder) + ".lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 def false_alarm_cases() -> int:

@@ -10,8 +10,9 @@ constructor has no ``amsgrad`` and no ``maximize``; ``LaggingAdamW`` has its
 bias correction one step late (t = 1, 1, 2, 3, ...).
 
 Every command (certify and identify through the installed CLI, the vendor's
-pytest run through the installed python) is started at once by one
-module-scoped fixture, under umask 022, and each test reads its result.
+pytest run through the installed python) is started at once, under umask
+022, once per test run whichever xdist worker comes first, and each test
+reads its result.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import built_once, needs
 from tests.test_wheel import installed  # noqa: F401  (the module-scoped fixture: the wheel in a venv)
 
 pytestmark = needs("torch")
@@ -54,10 +55,8 @@ class Ran:
         return lines[-1].strip() if lines else ""
 
 
-@pytest.fixture(scope="module")
-def vendor(tmp_path_factory) -> Path:
+def _vendor_checkout(root: Path) -> Path:
     """The vendor's checkout: ``vendoropt/`` and ``tests/`` from the templates, outside this checkout."""
-    root = tmp_path_factory.mktemp("vendor")
     for template in TEMPLATES.rglob("*.txt"):
         target = root / template.relative_to(TEMPLATES).with_suffix("")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -66,16 +65,13 @@ def vendor(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory) -> Path:
-    """Where each certify writes its files: one folder per optimizer, named after its class."""
-    return tmp_path_factory.mktemp("certificates")
+def _run_the_flow(venv: Path, work: Path) -> None:
+    """Every command of the flow, started at once (each spawns a worker that imports torch), into ``runs.json``.
 
-
-@pytest.fixture(scope="module")
-def runs(installed, vendor, out) -> dict[str, Ran]:  # noqa: F811  (installed is the imported fixture)
-    """Every command of the flow, started at once (each spawns a worker that imports torch), by name."""
-    bin_ = installed / "bin"
+    Each certify writes its files to ``certificates/<class name>``.
+    """
+    vendor, out = _vendor_checkout(work / "vendor"), work / "certificates"
+    bin_ = venv / "bin"
     env = {k: v for k, v in os.environ.items()
            if k not in {"PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "HYPOTHESIS_PROFILE"}}
     env["PYTHONPATH"] = str(vendor)  # the vendor package is not installed
@@ -98,13 +94,31 @@ def runs(installed, vendor, out) -> dict[str, Ran]:  # noqa: F811  (installed is
     try:
         for name, process in started.items():
             stdout, stderr = process.communicate(timeout=600)
-            done[name] = Ran(commands[name], process.returncode, stdout, stderr)
+            done[name] = dataclasses.asdict(Ran(commands[name], process.returncode, stdout, stderr))
     finally:
         for process in started.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return done
+    (work / "runs.json").write_text(json.dumps(done))
+
+
+@pytest.fixture(scope="session")
+def flow(installed, tmp_path_factory) -> Path:  # noqa: F811  (installed is the imported fixture)
+    """The flow's folder, run once per test run (:func:`tests.conftest.built_once`)."""
+    return built_once(tmp_path_factory, "vendor-flow", lambda work: _run_the_flow(installed, work))
+
+
+@pytest.fixture
+def runs(flow) -> dict[str, Ran]:
+    """Each command's result, by name."""
+    return {name: Ran(**ran) for name, ran in json.loads((flow / "runs.json").read_text()).items()}
+
+
+@pytest.fixture
+def out(flow) -> Path:
+    """Where each certify wrote its files: one folder per optimizer, named after its class."""
+    return flow / "certificates"
 
 
 def certificate(directory: Path) -> dict:

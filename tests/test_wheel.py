@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs
+from tests.conftest import built_once, needs
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Top-level folders of the repository and where the wheel puts them.
@@ -27,14 +27,20 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Path:
-    """A virtual environment outside the checkout holding only the wheel; dependencies come from this one."""
+    """A virtual environment outside the checkout holding only the wheel; dependencies come from this one.
+
+    Built once per test run (:func:`tests.conftest.built_once`): the vendor flow uses it too.
+    """
     beside = Path(sys.executable).with_name("uv")  # the test extra installs it
     uv = str(beside) if beside.exists() else shutil.which("uv")
     if uv is None:
         pytest.skip("uv is not installed (the test extra installs it): it builds and installs the wheel")
-    work = tmp_path_factory.mktemp("wheel")
+    return built_once(tmp_path_factory, "wheel", lambda work: _install_the_wheel(uv, work)) / "venv"
+
+
+def _install_the_wheel(uv: str, work: Path) -> None:
     source = work / "source"
     tracked = _run(["git", "ls-files", "-z"], cwd=ROOT).stdout.split("\0")
     for name in filter(None, tracked):
@@ -51,7 +57,6 @@ def installed(tmp_path_factory) -> Path:
     site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                      cwd=work).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return venv
 
 
 def test_the_wheel_carries_every_tracked_file_of_the_package(installed):
