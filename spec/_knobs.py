@@ -2,8 +2,10 @@
 
 A rule's convention is a frozen dataclass deriving from :class:`Knobs`, whose
 fields are its knobs and whose ``KNOB_VALUES`` lists each knob's values; a
-preset is a plain value of it (see :mod:`optspec.spec.sgd`,
-:mod:`optspec.spec.adagrad`, :mod:`optspec.spec.rmsprop`).
+preset is a plain value of it (:class:`optspec.spec.Convention` for the Adam
+family, and those of :mod:`optspec.spec.sgd`, :mod:`optspec.spec.adagrad`,
+:mod:`optspec.spec.rmsprop`).  :func:`weight_decayed` is the ``weight_decay``
+knob the last three share.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class Knobs:
     def __post_init__(self) -> None:
         for knob, allowed in self.KNOB_VALUES.items():
             value = getattr(self, knob)
-            if value not in allowed or type(value) is not type(allowed[allowed.index(value)]):
+            if value not in allowed:
                 raise ValueError(f"convention knob {knob}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
     def replace(self: K, **knobs: Any) -> K:
@@ -45,3 +47,20 @@ def resolve_in(rule: str, presets: Mapping[str, K], convention: str | K | None) 
     if not isinstance(convention, kind):
         raise ValueError(f"convention {convention!r} is not a {kind.__name__}, the convention type of rule {rule!r}")
     return convention
+
+
+def weight_decayed(param: Any, grad: Any, *, lr: float, weight_decay: float, mode: str) -> tuple[Any, Any]:
+    r"""``(param, grad)`` after weight decay as ``mode`` applies it, before the rest of the step.
+
+    ``"l2"``: :math:`g + \lambda\theta_{t-1}` (the decay enters the moments);
+    ``"decoupled"``: :math:`\theta_{t-1} - \mathrm{lr}_t\lambda\theta_{t-1}`
+    (Keras' ``_apply_weight_decay``), the gradient as given.  A decay known
+    to be zero changes neither.
+    """
+    from optspec.spec._validate import known_zero
+
+    if known_zero(weight_decay):
+        return param, grad
+    if mode == "l2":
+        return param, grad + weight_decay * param
+    return param - (lr * weight_decay) * param, grad

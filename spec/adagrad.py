@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from optspec.spec import _validate
-from optspec.spec._knobs import Knobs, resolve_in
+from optspec.spec._knobs import Knobs, resolve_in, weight_decayed
 
 Array = Any
 
@@ -129,11 +129,7 @@ def step(
     conv = resolve(convention)
     t = state.step + 1
     g = -grad if maximize else grad
-    if not _validate.known_zero(weight_decay):
-        if conv.weight_decay == "l2":
-            g = g + weight_decay * param
-        else:
-            param = param - (lr * weight_decay) * param
+    param, g = weight_decayed(param, g, lr=lr, weight_decay=weight_decay, mode=conv.weight_decay)
     clr = lr / (1 + (t - 1) * lr_decay)
     total = state.sum + g * g
     denom = xp.sqrt(total + eps) if conv.epsilon == "inside" else xp.sqrt(total) + eps

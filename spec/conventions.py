@@ -12,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import ClassVar
+
+from optspec.spec._knobs import Knobs
 
 DECAY_SCALES = ("lr", "schedule", "none")
 DECAY_POINTS = ("before", "after")
@@ -20,7 +23,7 @@ AMSGRADS = ("off", "raw", "corrected")
 
 
 @dataclasses.dataclass(frozen=True)
-class Convention:
+class Convention(Knobs):
     r"""How an AdamW step is computed.
 
     Attributes:
@@ -41,35 +44,23 @@ class Convention:
         :math:`\max(\hat v)`, ``"off"`` means the convention has no AMSGrad.
     """
 
+    KNOB_VALUES: ClassVar[Mapping[str, tuple]] = MappingProxyType({
+        "decay_scale": DECAY_SCALES,
+        "decay_point": DECAY_POINTS,
+        "bias_correction": (True, False),
+        "epsilon": EPSILONS,
+        "amsgrad": AMSGRADS,
+    })
+
     decay_scale: str = "lr"
     decay_point: str = "before"
     bias_correction: bool = True
     epsilon: str = "corrected"
     amsgrad: str = "raw"
 
-    def __post_init__(self) -> None:
-        for knob, allowed in KNOB_VALUES.items():
-            value = getattr(self, knob)
-            if value not in allowed:
-                raise ValueError(
-                    f"convention knob {knob}={value!r} is not one of "
-                    f"{', '.join(map(repr, allowed))}"
-                )
 
-    def replace(self, **knobs: object) -> Convention:
-        """Returns a copy with some knobs changed."""
-        return dataclasses.replace(self, **knobs)
-
-
-KNOB_VALUES: Mapping[str, tuple] = MappingProxyType(
-    {
-        "decay_scale": DECAY_SCALES,
-        "decay_point": DECAY_POINTS,
-        "bias_correction": (True, False),
-        "epsilon": EPSILONS,
-        "amsgrad": AMSGRADS,
-    }
-)
+#: Each knob of :class:`Convention` and the values it may take.
+KNOB_VALUES: Mapping[str, tuple] = Convention.KNOB_VALUES
 KNOBS: tuple[str, ...] = tuple(KNOB_VALUES)
 
 #: torch ``AdamW`` / ``Adam(decoupled_weight_decay=True)``,

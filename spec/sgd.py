@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
 from optspec.spec import _validate
-from optspec.spec._knobs import Knobs, resolve_in
+from optspec.spec._knobs import Knobs, resolve_in, weight_decayed
 
 Array = Any
 
@@ -142,11 +142,7 @@ def sgd_step(
     """
     conv = resolve(convention)
     g = -grad if maximize else grad
-    if not _validate.known_zero(weight_decay):
-        if conv.weight_decay == "l2":
-            g = g + weight_decay * param
-        else:
-            param = param - (lr * weight_decay) * param
+    param, g = weight_decayed(param, g, lr=lr, weight_decay=weight_decay, mode=conv.weight_decay)
     inside = conv.lr_placement == "inside"
     if inside:
         g = lr * g

@@ -143,8 +143,8 @@ def test_keras_adamw_equals_keras_preset_in_float32():
     run()
 
 
-def own_defaults_subject(framework, rule, factory_name, *, extra_names=(), drop_constants=()):
-    """The built-in ``factory_name`` of ``framework`` as it ships: its own defaults, with ``extra_names`` mapped.
+def own_defaults_subject(framework, rule, factory, *, extra_names=(), drop_constants=()):
+    """``factory`` of ``framework`` as it ships: its own defaults, with ``extra_names`` mapped as they are named.
 
     The built-in subjects pass constants that select torch's behaviour (optax's
     ``eps_in_sqrt=False``); here the framework runs in its own convention.
@@ -152,18 +152,16 @@ def own_defaults_subject(framework, rule, factory_name, *, extra_names=(), drop_
     import dataclasses
 
     from optspec.adapters.driver import SubjectInfo
+    from optspec.adapters.frameworks import part
 
-    module = {"jax": "optspec.adapters.jax.subjects", "tensorflow": "optspec.adapters.tensorflow.subjects"}[framework]
-    subjects = __import__(module, fromlist=["TRANSLATIONS", "builder"])
+    subjects = part(framework, "subjects")
     translation = subjects.TRANSLATIONS[rule]
     translation = dataclasses.replace(
         translation, names={**translation.names, **{n: n for n in extra_names}},
         constants={k: v for k, v in translation.constants.items() if k not in drop_constants})
-    (builtin,) = [s for s in adapters.subjects(framework) if s.name.endswith(factory_name)]
-    factory = {"jax": lambda: getattr(__import__("optax"), factory_name.split(".")[-1]),
-               "tensorflow": lambda: getattr(__import__("keras").optimizers, factory_name.split(".")[-1])}[framework]()
-    return SubjectInfo(name=f"{builtin.name} (own defaults)", framework=framework, rule=rule, convention=None,
-                       supports=translation.supports, build=subjects.builder(factory, translation))
+    return SubjectInfo(name=f"{factory.__module__}.{factory.__name__} (own defaults)", framework=framework,
+                       rule=rule, convention=None, supports=translation.supports,
+                       build=subjects.builder(factory, translation))
 
 
 def check_against_preset(subject, case, preset, *, rtol, dtype):
@@ -180,7 +178,9 @@ def check_against_preset(subject, case, preset, *, rtol, dtype):
 def test_optax_rule_equals_optax_preset(rule):
     """optax's SGD (lr outside the trace), Adagrad (ε inside the root, a zero guard) and RMSprop (ε inside the
     root, ``eps_in_sqrt=True``; lr inside the trace) with their own defaults, under schedules, in float64."""
-    subject = own_defaults_subject("jax", rule, f"optax.{rule}", drop_constants=("eps_in_sqrt",))
+    import optax
+
+    subject = own_defaults_subject("jax", rule, getattr(optax, rule), drop_constants=("eps_in_sqrt",))
 
     @given(case=cases(subject))
     def run(case):
@@ -195,7 +195,9 @@ def test_keras_rule_equals_keras_preset_in_float32(rule, name):
     """Keras' SGD (lr inside the trace), Adagrad and RMSprop (ε inside the root, lr inside the trace) with
     ``weight_decay`` (decoupled, lr-scaled), under schedules, in float32 against the float64 preset: the bound
     is :func:`test_keras_adamw_equals_keras_preset_in_float32`'s."""
-    subject = own_defaults_subject("tensorflow", rule, f"keras.optimizers.{name}", extra_names=("weight_decay",))
+    import keras
+
+    subject = own_defaults_subject("tensorflow", rule, getattr(keras.optimizers, name), extra_names=("weight_decay",))
 
     @given(case=cases(subject, magnitude=(1e-15, 1e15), steps=(1, 4)))
     def run(case):
