@@ -1,4 +1,4 @@
-"""nox sessions for optspec: tests, end_to_end, lint, conformance, golden, golden_check, bench.
+"""nox sessions for optspec: tests, end_to_end, conventions, lint, conformance, golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
 find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # nox does not p
 from tools import torch_source
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "end_to_end", "golden_check", "lint"]
+nox.options.sessions = ["tests", "end_to_end", "conventions", "golden_check", "lint"]
 
 FRAMEWORKS = ("numpy", "torch", "jax", "tensorflow")
 ALL_EXTRAS = ".[torch,jax,tensorflow,conformance,test]"
@@ -72,7 +72,7 @@ def _pytest(session: nox.Session, marker: str) -> None:
 def tests(session: nox.Session) -> None:
     """The suite's own tests on every framework, but those of ``end_to_end`` (about 15 minutes on 2 cores)."""
     _install_for_tests(session)
-    _pytest(session, "not end_to_end")
+    _pytest(session, "not end_to_end and not conventions")
 
 
 @nox.session(python="3.11")
@@ -82,6 +82,15 @@ def end_to_end(session: nox.Session) -> None:
     cores): the modules ``tests/conftest.py`` lists in ``END_TO_END``."""
     _install_for_tests(session)
     _pytest(session, "end_to_end")
+
+
+@nox.session(python="3.11")
+def conventions(session: nox.Session) -> None:
+    """Every built-in SGD, Adagrad and RMSprop held to its own preset through the CLI in each of its dtypes, the
+    matrix of each rule, identify and hidden defects (about 10 minutes on 2 cores): ``CONVENTIONS`` in
+    ``tests/conftest.py``."""
+    _install_for_tests(session)
+    _pytest(session, "conventions")
 
 
 @nox.session(python="3.11")

@@ -50,7 +50,7 @@ def runtime_scalars(count: float, lr: float, initial_lr: float, betas: tuple[flo
 def adam_rule(rule: str) -> Any:
     from optspec import spec
     found = spec.get_rule(rule)
-    if not found.takes_convention:
+    if not found.compiles:
         raise ValueError(f"only adam and adamw are compiled; {rule!r} is not")
     return found
 

@@ -25,7 +25,7 @@ def checked_hyperparameters(rule: str, convention: Any, lr: Any, **given: Any) -
     batching passes them) are left to the caller: a traced array cannot be checked.
     """
     spec_rule = spec.get_rule(rule)
-    if not spec_rule.takes_convention:
+    if not spec_rule.compiles:
         raise ValueError(f"rule={rule!r} is not an Adam-family rule: use 'adamw' or 'adam'")
     numbers = {k: v for k, v in given.items() if not _is_array(v)}
     hyper = spec_rule.hyperparameters(convention, **numbers)

@@ -29,7 +29,7 @@ from optspec.conformance.check import CheckResult, check_trajectory, prepared
 MAX_MEMBERS = 256
 
 
-def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec.Convention | None, dtype: str,
+def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec.Knobs | None, dtype: str,
                 device: str | None, time_limit_s: float | None) -> list[CheckResult] | None:
     """Every case's :class:`CheckResult` in order, or None if any case fails or batching fails."""
     if subject.build_batch is None:

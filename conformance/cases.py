@@ -20,7 +20,10 @@ from optspec.conformance.representable import beta_near_one, normal_range
 
 @dataclasses.dataclass
 class Case:
-    """One certification case; arrays are float64 before rounding to the subject's dtype."""
+    """One certification case; arrays are float64 before rounding to the subject's dtype.
+
+    ``rules``, for a named case, the rules whose conventions it separates (None: every rule).
+    """
 
     params0: list[np.ndarray]
     grads: list[np.ndarray]
@@ -28,6 +31,7 @@ class Case:
     hyper: dict[str, Any]
     restore_at: int | None = None
     label: str = "random"
+    rules: frozenset[str] | None = None
 
     @property
     def steps(self) -> int:
@@ -110,7 +114,8 @@ def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.
 
 
 def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: float = 1.0,
-           decreasing: bool = False, zeros: bool = False, restore_at: int | None = None) -> Case:
+           decreasing: bool = False, zeros: bool = False, restore_at: int | None = None,
+           rules: frozenset[str] | None = None) -> Case:
     rng = np.random.default_rng(sum(map(ord, label)))
     shapes = [(3,), (2, 2)]
     params0 = [rng.normal(size=s) + np.sign(rng.normal(size=s)) for s in shapes]
@@ -124,7 +129,7 @@ def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: floa
             g[::2] = 0.0
         grads.append(g)
     lrs = [0.1 * (0.5 if t % 2 else 1.0) * (1 + t / steps) for t in range(steps)]
-    return Case(params0, grads, lrs, dict(hyper), restore_at, label=label)
+    return Case(params0, grads, lrs, dict(hyper), restore_at, label=label, rules=rules)
 
 
 def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, Any]) -> Case:
@@ -216,7 +221,10 @@ LARGE_SIZES = (4096, 65536)
 #: gradients against a large ε split the ε placements; a varying schedule with
 #: large lr·λ splits the decay scales and points; early steps (bias
 #: corrections far from 1) split bias correction; shrinking gradients make the
-#: AMSGrad maximum matter; tensors of :data:`LARGE_SIZES` elements reach the
+#: AMSGrad maximum matter; momentum under that schedule splits where SGD's and
+#: RMSprop's lr multiplies (inside or outside the trace); with ε = 0 and an
+#: accumulator that starts at 0, a first gradient of zeros splits Adagrad's zero
+#: guard (0 against 0/0); tensors of :data:`LARGE_SIZES` elements reach the
 #: kernels that only large tensors take.  At these sizes the float64 reference
 #: of every element costs milliseconds, so every element of every step is
 #: checked with the full model, as for the small cases.
@@ -227,6 +235,10 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("amsgrad", 8, {"eps": 1e-8, "amsgrad": True, "weight_decay": 0.0}, decreasing=True),
     _named("maximize", 4, {"maximize": True, "weight_decay": 0.1}),
     _named("exact-zeros-and-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4),
+    _named("momentum-under-schedule", 6, {"momentum": 0.9, "eps": 1e-8, "weight_decay": 0.0},
+           rules=frozenset({"sgd", "sgdw", "rmsprop"})),
+    _named("zero-accumulator", 4, {"eps": 0.0, "initial_accumulator_value": 0.0, "weight_decay": 0.0},
+           zeros=True, rules=frozenset({"adagrad"})),
     *SENSITIVE_CASES,
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )
@@ -241,10 +253,12 @@ def named_cases_for(subject: SubjectInfo) -> list[Case]:
     """The named cases whose hyperparameters the subject can express.
 
     The ``amsgrad`` and ``maximize`` cases exist only to exercise that flag, so
-    they are dropped for a subject without it.
+    they are dropped for a subject without it, and a case meant for other
+    rules (:attr:`Case.rules`) is dropped too.
     """
     return [
         restricted(case, subject)
         for case in NAMED_CASES
-        if case.label not in ("amsgrad", "maximize") or case.label in subject.supports
+        if (case.label not in ("amsgrad", "maximize") or case.label in subject.supports)
+        and (case.rules is None or subject.rule in case.rules)
     ]

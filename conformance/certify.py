@@ -36,7 +36,7 @@ class _CaseFailed(Exception):
     pass
 
 
-def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = None, dtype: str = "float64",
+def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None, dtype: str = "float64",
             device: str | None = None, examples: int = 100, seed_value: int = 0,
             time_limit_s: float = DEFAULT_TIME_LIMIT_S, golden_dir: str | None = None,
             progress: Callable[[str], None] | None = None) -> Certificate:
@@ -44,7 +44,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
     expectation = Expectation.of(subject, convention)
     convention = expectation.convention
     amsgrad_note = []
-    if convention is not None and convention.amsgrad == "off" and not subject.fixed.get("amsgrad"):
+    if getattr(convention, "amsgrad", None) == "off" and not subject.fixed.get("amsgrad"):
         # The convention has no AMSGrad, so amsgrad=True cases have no expected trajectory.
         if "amsgrad" in subject.supports:
             amsgrad_note = [f"amsgrad: not tested: the {expectation.describe()} convention has no AMSGrad variant"]
@@ -140,7 +140,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Convention | None = 
 
 
 def _tested_against_named_cases(subject: SubjectInfo, failure: CheckResult, results: list[CheckResult],
-                                convention: spec.Convention | None, dtype: str) -> str:
+                                convention: spec.Knobs | None, dtype: str) -> str:
     """The failure's hint, unless the change it names is ruled out by a named case the subject passed.
 
     A drawn case can make two behaviours coincide (a constant inside the
@@ -209,7 +209,7 @@ def check_outcomes(results: list[CheckResult], failure: CheckResult | None) -> d
     return checks
 
 
-def representable_cases(subject: SubjectInfo, convention: spec.Convention | None, cases: list[Case],
+def representable_cases(subject: SubjectInfo, convention: spec.Knobs | None, cases: list[Case],
                         dtype: str) -> tuple[list[Case], list[str]]:
     """The cases whose values stay inside ``dtype``'s range, and the reason for each one left out."""
     kept, skipped = [], []

@@ -17,7 +17,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
-from optspec.conformance.explain import Change, FailurePoint, explain
+from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
 from optspec.conformance.reference import prepared, reference
 from optspec.conformance.tolerance_inputs import l2_feedback, update_magnitude
 
@@ -53,7 +53,7 @@ def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
 
 
-def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Convention | None, dtype: str = "float64",
+def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None, dtype: str = "float64",
              device: str | None = None, time_limit_s: float | None = 30.0,
              stored: tuple[np.ndarray, list[np.ndarray]] | None = None, keep_run: bool = False) -> CheckResult:
     """Drives ``subject`` on ``case`` and checks it against the spec in ``convention``.
@@ -74,7 +74,7 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Convention | 
 
 
 def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
-                     got: adapters.Trajectory, *, convention: spec.Convention | None, dtype: str,
+                     got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: str,
                      stored: tuple[np.ndarray, list[np.ndarray]] | None = None,
                      explain_failure: bool = True, stop_at_failure: bool = True,
                      change: Change | None = None) -> CheckResult:
@@ -103,8 +103,14 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         bad = finite & ~np.isfinite(traj)
         if bad.any():
             step = int(np.argwhere(bad)[0][0]) + 1
-            return _fail(result, "non-finite", step,
-                         f"tensor {index} is {float(traj[bad][0])} at step {step} where the reference is finite")
+            _fail(result, "non-finite", step,
+                  f"tensor {index} is {float(traj[bad][0])} at step {step} where the reference is finite")
+            if explain_failure and change is None:
+                diagnosis = explain_non_finite(subject, convention, case, dtype, functools.partial(
+                    _conforms_with, subject, case, params0, grads, got, convention, stored, dtype))
+                if diagnosis is not None:
+                    result.hint, result.change = diagnosis.text, diagnosis.change
+            return result
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(subject.rule, case.hyper)
@@ -163,8 +169,16 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     return result
 
 
+def _conforms_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+                   got: adapters.Trajectory, convention: spec.Knobs | None,
+                   stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str, change: Change) -> bool:
+    """Whether the case passes every check against the reference with ``change``."""
+    return check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
+                            explain_failure=False, change=change).passed
+
+
 def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
-                    got: adapters.Trajectory, convention: spec.Convention | None,
+                    got: adapters.Trajectory, convention: spec.Knobs | None,
                     stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str) -> float:
     """The case's worst error/bound over every tensor and check with ``dtype``'s tolerance model (inf for NaN)."""
     result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,

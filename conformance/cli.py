@@ -52,17 +52,20 @@ def parser() -> argparse.ArgumentParser:
                             "killed and the verdict is 'does not conform' "
                             f"(default {CertifyOptions.time_limit_s:g})")
     certify_parser = sub.choices["certify"]
-    certify_parser.add_argument("--convention", help="the preset to hold an Adam-family subject to "
-                                                     "(default: its own)")
+    certify_parser.add_argument("--convention", help="the preset of the subject's rule to hold it to "
+                                                     "(default: its own; `optspec list` names each rule's)")
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
-    p = sub.add_parser("identify", help="which convention an AdamW subject follows, knob by knob",
-                       description="which convention an AdamW subject follows, knob by knob, certified before "
+    p = sub.add_parser("identify", help="which convention a subject follows, knob by knob (AdamW, Adam, SGD, "
+                                        "Adagrad, RMSprop)",
+                       description="which convention a subject follows, knob by knob, certified before "
                                    "it is claimed; the last line is one word: the preset, 'none' (the knobs "
                                    "fit, no preset has them) or 'unfit' (nothing fits, exit 1)")
     p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
     p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
+    p.add_argument("--rule", choices=[name for name, rule in spec.RULES.items() if rule.presets],
+                   help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
     p.add_argument("--dtype", choices=list(adapters.DTYPES), default="float32",
                    help="the dtype the subject runs in (default float32)")
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
@@ -98,7 +101,9 @@ def validate(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     print("rules: " + ", ".join(spec.RULES))
-    print("presets: " + ", ".join(spec.PRESETS))
+    for rule in spec.RULES.values():
+        if rule.presets:
+            print(f"presets of {rule.name}: " + ", ".join(rule.presets))
     for framework in adapters.FRAMEWORKS:
         if not adapters.is_available(framework):
             print(f"{framework}: not installed")
@@ -138,7 +143,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
 def cmd_identify(args: argparse.Namespace) -> int:
     from optspec.conformance.identify import identify
 
-    subject = adapters.resolve_subject(args.framework, args.impl)[0]
+    subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
     found = identify(subject, dtype=args.dtype, golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
     for line in found.lines():
         print(line)
@@ -150,7 +155,9 @@ MATRIX_LEGEND = (
     "PASS n: conforms; n is the worst trajectory error in ulps of the row's dtype",
     "FAIL: does not conform to the subject's own convention (marked *) or to its rule: a bug;"
     " `optspec certify` gives the evidence",
-    "differs: does not conform to this preset: the subject follows a different convention, not a bug",
+    "differs: does not conform to this preset: the subject follows a different convention, not a bug"
+    " (the knobs in which its own preset and this one differ are listed under the table)",
+    "-: the subject's rule has no such preset",
     "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant, or it has no"
     " kernel in the row's dtype",
     "exit code: 0 when every * cell and every rule cell passes",
@@ -164,7 +171,7 @@ def matrix_cell(passed: bool, worst_ulps: float, own: bool) -> str:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    """Every built-in subject against every preset (Adam family) or its rule, with a legend.
+    """Every built-in subject against every preset of its rule (or the rule, if it has none), with a legend.
 
     Each framework's cells are certified in one supervised worker, so a
     subject that crashes or hangs fails its cell and the others go on.
@@ -193,7 +200,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                 informational.add(len(certs))
             certs.append(cert)
             print(f"{subject.name} vs {preset or subject.rule}: {cells[preset or 'rule']}", file=sys.stderr)
-    table = matrix_table(list(rows.values()))
+    table = matrix_table(list(rows.values()), differing_knobs(list(rows.values())))
     print("\n" + table)
     if args.out:
         PROGRESS.stage(f"writing {args.out}")
@@ -202,14 +209,38 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0 if all(verdicts) else 1
 
 
-def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]]) -> str:
-    """The matrix as text: a row per subject, a column per preset and the rule, then the legend."""
-    columns = [*spec.PRESETS, "rule"]
+def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]], explained: Sequence[str] = ()) -> str:
+    """The matrix as text: a row per subject, a column per preset and the rule, the differing knobs, the legend."""
+    columns = [c for c in (*spec.preset_names(), "rule") if any(c in cells for _, _, cells in rows)]
     width = max((len(s.name) for s, _, _ in rows), default=7)
     lines = [f"{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns)]
-    lines += [f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, ''):>11}" for c in columns)
+    lines += [f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, '-'):>11}" for c in columns)
               for subject, dtype, cells in rows]
-    return "\n".join([*lines, "", *MATRIX_LEGEND])
+    return "\n".join([*lines, *(["", "where the presets differ:", *explained] if explained else []), "",
+                      *MATRIX_LEGEND])
+
+
+def differing_knobs(rows: list[tuple[SubjectInfo, str, dict[str, str]]]) -> list[str]:
+    """For each rule and own preset with a ``differs`` cell, the knobs in which that column's preset differs.
+
+    Only rows whose own cell passed are listed: such a subject was measured to
+    follow its own preset, so what sets it apart from the column's preset is
+    among the knobs the two do not share (which of them its cases reach is
+    the certificate's business: ``optspec certify --convention``).
+    """
+    lines: dict[str, None] = {}
+    for subject, _, cells in rows:
+        own = subject.convention
+        if own is None or not cells.get(own, "").startswith("PASS"):
+            continue
+        rule = spec.get_rule(subject.rule)
+        for column, cell in cells.items():
+            if cell.startswith("differs") and column in rule.presets:
+                knobs = rule.differences(rule.presets[own], rule.presets[column])
+                because = (", ".join(f"{k} ({a} vs {b})" for k, (a, b) in knobs.items())
+                           or "no knob: the two presets agree, so this cell is not explained")
+                lines[f"  {subject.rule}: {own} and {column} differ in {because}"] = None
+    return list(lines)
 
 
 def cmd_golden(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
-"""What a subject is held to: its rule and, for the Adam family, one resolved convention.
+"""What a subject is held to: its rule and, for a rule with conventions, one resolved convention.
 
-A convention arrives as a preset name, a :class:`spec.Convention` or nothing
-(the subject's own).  :meth:`Expectation.of` resolves it once, at the
+A convention arrives as a preset name, a value of the rule's convention type
+(:class:`spec.Convention`, :class:`spec.SGDConvention`, ...) or nothing (the
+subject's own).  :meth:`Expectation.of` resolves it once, at the
 boundary (``certify``, ``certify --size``, the supervisor of a worker);
 everything below takes the typed record.
 """
@@ -14,7 +15,7 @@ from typing import Any
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 
-#: The preset an Adam-family subject that declares none is held to.
+#: The preset a subject that declares none is held to.
 FALLBACK_PRESET = "torch"
 
 
@@ -24,31 +25,32 @@ class Expectation:
 
     Attributes:
       rule: the spec rule (``adamw``, ``sgd``, ...).
-      convention: the resolved convention of an Adam-family rule; None for the
-        other rules, which have one behaviour.
+      convention: the resolved convention (a :class:`spec.Rule`'s preset or a
+        value of its convention type); None for a rule with one behaviour.
       name: the preset's name, ``custom`` for a convention given by its knobs,
         None for rules without conventions.
     """
 
     rule: str
-    convention: spec.Convention | None
+    convention: spec.Knobs | None
     name: str | None
 
     @classmethod
-    def of(cls, subject: SubjectInfo, convention: str | spec.Convention | None = None) -> Expectation:
+    def of(cls, subject: SubjectInfo, convention: str | spec.Knobs | None = None) -> Expectation:
         """Resolves ``convention`` (default: the subject's own preset) for ``subject``'s rule.
 
         Raises a one-line :class:`adapters.SetupError` for an unknown preset,
         or for a convention given to a rule that has none.
         """
-        if not spec.get_rule(subject.rule).takes_convention:
+        rule = spec.get_rule(subject.rule)
+        if not rule.takes_convention:
             if convention not in (None, FALLBACK_PRESET):
-                raise adapters.SetupError(f"--convention applies to Adam-family subjects only; "
-                                          f"{subject.name} implements {subject.rule}")
+                raise adapters.SetupError(f"--convention does not apply to {subject.name}: its rule, "
+                                          f"{subject.rule}, has no conventions")
             return cls(subject.rule, None, None)
         chosen = convention or subject.convention or FALLBACK_PRESET
         try:
-            resolved = spec.resolve(chosen)
+            resolved = rule.resolve(chosen)
         except ValueError as exc:
             raise adapters.SetupError(str(exc)) from None
         return cls(subject.rule, resolved, chosen if isinstance(chosen, str) else "custom")
@@ -61,7 +63,7 @@ class Expectation:
     @property
     def preset(self) -> str | None:
         """The preset's name when it is one (a command line can name it), else None."""
-        return self.name if self.name in spec.PRESETS else None
+        return self.name if self.name in spec.get_rule(self.rule).presets else None
 
     def describe(self) -> str:
         """The convention's name, or the rule's for rules without conventions."""

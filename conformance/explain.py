@@ -13,7 +13,6 @@ from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.reference import reference
-from optspec.spec.conventions import KNOB_VALUES
 
 #: A knob is named only if the reference with it leaves at most this fraction of the error.
 HINT_THRESHOLD = 0.1
@@ -49,7 +48,7 @@ class Change:
 
     name: str
     rule: str
-    convention: spec.Convention | None
+    convention: spec.Knobs | None
     override: Mapping[str, Any]
 
 
@@ -61,7 +60,7 @@ class Diagnosis:
     change: Change | None = None
 
 
-def explain(subject: SubjectInfo, convention: spec.Convention | None, case: Case, theta0: np.ndarray,
+def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, theta0: np.ndarray,
             grads: np.ndarray, traj: np.ndarray, dtype: str, *, failed: FailurePoint | None = None,
             storage_dtypes: frozenset[str] = frozenset(),
             worst_ratio_in: Callable[[str], float] | None = None) -> Diagnosis:
@@ -123,7 +122,24 @@ def explain(subject: SubjectInfo, convention: spec.Convention | None, case: Case
     return Diagnosis(verdict)
 
 
-def _candidates(subject: SubjectInfo, convention: spec.Convention | None, case: Case,
+def explain_non_finite(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, dtype: str,
+                       conforms_with: Callable[[Change], bool]) -> Diagnosis | None:
+    """The single change under which a subject's non-finite values are expected, if one is.
+
+    The subject is NaN or infinite where ``convention``'s reference is finite
+    (Adagrad's 0/0 where the expected convention guards it, for example).  A
+    change of :func:`explain`'s candidates explains it when the whole case
+    conforms with it (``conforms_with(change)``, the full checks; the
+    certifier does not judge an element whose reference is non-finite too).
+    """
+    for change in _candidates(subject, convention, case, dtype).values():
+        if conforms_with(change):
+            return Diagnosis(f"most likely knob: {change.name} (with it, the reference is non-finite where the "
+                             "subject is, and the case conforms)", change)
+    return None
+
+
+def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
                 dtype: str) -> dict[str, Change]:
     """Each single change :func:`explain` tries, by name."""
     rule = spec.get_rule(subject.rule)
@@ -133,17 +149,18 @@ def _candidates(subject: SubjectInfo, convention: spec.Convention | None, case: 
                   ) -> None:
         found.append(Change(name, rule_name, conv, override))
 
-    if rule.takes_convention:
+    if rule.corrected_moments is not None:
         candidate("bias_correction one step late (the step count lags by one)", {"step_lag": True})
         candidate("bias_correction one step early (the step count runs one ahead)", {"step_lead": True})
-        resolved = spec.resolve(convention)
-        for knob, values in KNOB_VALUES.items():
+    if rule.takes_convention:
+        resolved = rule.resolve(convention)
+        for knob, values in rule.knob_values().items():
             for value in values:
                 if value != getattr(resolved, knob) and not (knob == "amsgrad" and value == "off"):
                     candidate(f"{knob}={value}", {}, conv=resolved.replace(**{knob: value}))
-        if (coupled := rule.l2_counterpart) is not None:
-            candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=resolved,
-                      rule_name=coupled)
+    if (coupled := rule.l2_counterpart) is not None:
+        candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=convention,
+                  rule_name=coupled)
     if case.hyper.get("weight_decay"):
         candidate("weight decay not applied (as with weight_decay=0)", {"weight_decay": 0.0})
         if rule.weight_decay == "decoupled" and len(set(case.lrs)) > 1:

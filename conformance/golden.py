@@ -196,7 +196,7 @@ def incompatibility(subject: Any, hyper: dict[str, Any]) -> str | None:
     return None
 
 
-def replay(subject: Any, convention: spec.Convention | None, *, dtype: str, device: str | None,
+def replay(subject: Any, convention: spec.Knobs | None, *, dtype: str, device: str | None,
            golden_dir: str | Path = DEFAULT_DIR) -> list[tuple[GoldenOutcome, CheckResult | None]]:
     """Runs the subject on every golden scenario it supports, against the stored trajectory.
 
@@ -220,8 +220,8 @@ def replay(subject: Any, convention: spec.Convention | None, *, dtype: str, devi
     for scenario in scenarios():
         if scenario["rule"] != subject.rule:
             continue
-        if spec.get_rule(subject.rule).takes_convention and (
-                "convention" not in scenario or spec.resolve(scenario["convention"]) != convention):
+        rule = spec.get_rule(subject.rule)
+        if rule.takes_convention and rule.resolve(scenario.get("convention")) != convention:
             continue
         hyper = dict(scenario.get("hyper", {}))
         reason = incompatibility(subject, hyper)

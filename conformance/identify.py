@@ -1,7 +1,8 @@
-"""``identify``: which convention a black-box subject follows, knob by knob.
+"""``identify``: which convention a black-box subject follows, knob by knob, for any rule with conventions.
 
-The subject runs once on each discriminating named case, in float32 unless
-told otherwise; every candidate convention is then scored against those
+The subject runs once on each discriminating named case of its rule, in
+float32 unless told otherwise; every combination of the rule's knobs
+(:meth:`spec.Rule.knob_values`) is then scored against those
 trajectories with the certifier's own checks (the largest error/bound of the
 one-step and trajectory checks).  A convention *fits* when its score is at
 most 1 and ``certify``, with its default cases, accepts the subject against
@@ -14,17 +15,21 @@ import dataclasses
 import itertools
 from typing import Any
 
+import numpy as np
+
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory
-from optspec.conformance.reference import prepared
-from optspec.spec.conventions import KNOB_VALUES
+from optspec.conformance.reference import prepared, reference
 
 #: identify's dtype unless told otherwise: the conventions differ by far more than its rounding.
 DEFAULT_DTYPE = "float32"
-CORE_KNOBS = ("decay_scale", "decay_point", "bias_correction", "epsilon")
+#: Knobs that only a flag reaches (knob -> the flag): scored on that flag's own case, after the rest.
+FLAG_KNOBS = {"amsgrad": "amsgrad"}
+#: What identify reports for a knob that the subject's cases cannot reach.
+UNREACHED = "untested"
 #: Beyond this error/bound, the nearest candidate is too far off for its knob values to mean anything.
 NAMEABLE_MISFIT = 10.0
 
@@ -35,7 +40,9 @@ class Identification:
 
     Attributes:
       knobs: knob -> value of the best convention (``amsgrad`` may be
-        ``unsupported`` or ``ignored``).
+        ``unsupported`` or ``ignored``; a knob that no case of the subject
+        reaches, because it cannot express the hyperparameter that shows it,
+        is ``untested``).
       preset: the preset with exactly these knobs, if it fits.
       error_over_bound: the best convention's score on identify's cases (<= 1 fits).
       dtype: the dtype the subject ran in.
@@ -59,7 +66,7 @@ class Identification:
         """What the CLI prints: labelled lines, then one word: the preset, ``none`` (the knobs fit, no
         preset has them) or ``unfit`` (nothing fits)."""
         def show(value: Any) -> str:
-            return {True: "on", False: "off"}.get(value, str(value))
+            return "on" if value is True else "off" if value is False else str(value)
 
         knobs = ", ".join(f"{k}={show(v)}" for k, v in self.knobs.items())
         if self.rejection is not None:
@@ -87,7 +94,7 @@ def _trajectories(subject: SubjectInfo, cases: list[Case], dtype: str) -> list[t
     return runs
 
 
-def _score(subject: SubjectInfo, convention: spec.Convention, runs: list[tuple[Case, list, list, Any]],
+def _score(subject: SubjectInfo, convention: spec.Knobs, runs: list[tuple[Case, list, list, Any]],
            dtype: str, **override: Any) -> float:
     """The worst error/bound of ``convention`` over the recorded runs; inf on NaN or a mutated gradient."""
     worst = 0.0
@@ -104,59 +111,72 @@ def _score(subject: SubjectInfo, convention: spec.Convention, runs: list[tuple[C
 
 def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int = 100,
              golden_dir: str | None = None) -> Identification:
-    """Scores every combination of the decay, bias and ε knobs, then the AMSGrad variant, then certifies.
+    """Scores every combination of the rule's knobs (a flag's knob after the rest), then certifies.
 
-    Runs in ``dtype`` on the discriminating named cases (not the
-    :data:`~optspec.conformance.cases.SENSITIVE_CASES`, which measure
+    Runs in ``dtype`` on the discriminating named cases of the subject's rule
+    (not the :data:`~optspec.conformance.cases.SENSITIVE_CASES`, which measure
     hyperparameters, not conventions), whose conventions differ by far more
-    than float32 rounding.  A knob the subject cannot express is reported as
-    ``unsupported`` and matches any preset; an ``amsgrad=True`` that the
-    subject accepts and ignores is reported as ``ignored``.  A fit is then
-    certified (:func:`~optspec.conformance.certify.certify`, ``examples``
-    drawn cases and golden replay from ``golden_dir``) against the knobs
-    found: where certify rejects the subject, nothing is claimed.
+    than float32 rounding.  A knob that none of those cases reaches for this
+    subject (every value gives the same float64 reference) is reported as
+    ``untested`` and matches any preset; an AMSGrad knob the subject cannot
+    express is ``unsupported``, and an ``amsgrad=True`` that the subject
+    accepts and ignores is ``ignored``.  A fit is then certified
+    (:func:`~optspec.conformance.certify.certify`, ``examples`` drawn cases
+    and golden replay from ``golden_dir``) against the knobs found: where
+    certify rejects the subject, nothing is claimed.
     """
     from optspec.conformance.certify import certify
 
-    if subject.rule != "adamw":
-        raise adapters.SetupError(f"identify needs an AdamW subject; {subject.name} implements {subject.rule}")
+    rule = spec.get_rule(subject.rule)
+    if not rule.takes_convention:
+        raise adapters.SetupError(f"identify names conventions, and {subject.name}'s rule, {subject.rule}, has none")
+    knob_values = rule.knob_values()
+    core = [k for k in knob_values if k not in FLAG_KNOBS]
+    base = rule.presets["torch"]
     cases = [restricted(c, subject) for c in NAMED_CASES
-             if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))]
+             if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))
+             and (c.rules is None or subject.rule in c.rules)]
     runs = _trajectories(subject, cases, dtype)
-    scored = sorted(
-        ((_score(subject, spec.Convention(*values, amsgrad="raw"), runs, dtype), index,
-          spec.Convention(*values, amsgrad="raw"))
-         for index, values in enumerate(itertools.product(*(KNOB_VALUES[k] for k in CORE_KNOBS)))),
-        key=lambda item: (item[0], item[1]),
-    )
+    candidates = [base.replace(**dict(zip(core, values)))
+                  for values in itertools.product(*(knob_values[k] for k in core))]
+    # Among the fits, the one whose reference judges the most elements: where a knob's reference is NaN
+    # (Adagrad's 0/0 without a zero guard) the checks judge nothing, so it would fit any subject there.
+    scored = sorted(((_score(subject, conv, runs, dtype), index, conv) for index, conv in enumerate(candidates)),
+                    key=lambda item: (item[0] > 1.0, -_judged(rule, item[2], runs) if item[0] <= 1.0 else 0,
+                                      item[0], item[1]))
     best_error = scored[0][0]
     fitting = [conv for error, _, conv in scored if error <= 1.0]
-    in_preset = [c for c in fitting if spec.conventions.matching_presets(_core(c))]
+    in_preset = [c for c in fitting if rule.matching_presets(_knobs(c, core))]
     best = (in_preset or fitting or [scored[0][2]])[0]
     if fitting:
         best_error = max(e for e, _, c in scored if c == best)
-    knobs = _core(best)
-    if "amsgrad" in subject.supports and "amsgrad" not in subject.fixed:
-        (ams_case,) = [restricted(c, subject) for c in NAMED_CASES if c.label == "amsgrad"]
-        ams_runs = _trajectories(subject, [ams_case], dtype)
-        variants = {v: _score(subject, best.replace(amsgrad=v), ams_runs, dtype) for v in ("raw", "corrected")}
-        variants["ignored"] = _score(subject, best.replace(amsgrad="raw"), ams_runs, dtype, amsgrad=False)
-        knobs["amsgrad"] = min(variants, key=lambda v: variants[v])
-        best_error = max(best_error, variants[knobs["amsgrad"]])
-    else:
-        knobs["amsgrad"] = "unsupported"
-    comparable = {k: v for k, v in knobs.items() if v not in ("unsupported", "ignored")}
-    matching = spec.conventions.matching_presets(comparable)
+    knobs = {k: (v if _reached(rule, best, k, runs) else UNREACHED) for k, v in _knobs(best, core).items()}
+    for knob, flag in FLAG_KNOBS.items():
+        if knob not in knob_values:
+            continue
+        if flag in subject.supports and flag not in subject.fixed:
+            (flag_case,) = [restricted(c, subject) for c in NAMED_CASES if c.label == flag]
+            flag_runs = _trajectories(subject, [flag_case], dtype)
+            variants = {v: _score(subject, best.replace(**{knob: v}), flag_runs, dtype)
+                        for v in knob_values[knob] if v != base.WILDCARDS.get(knob)}
+            variants["ignored"] = _score(subject, best, flag_runs, dtype, **{flag: False})
+            knobs[knob] = min(variants, key=lambda v: variants[v])
+            best_error = max(best_error, variants[knobs[knob]])
+        else:
+            knobs[knob] = "unsupported"
+    comparable = {k: v for k, v in knobs.items() if v not in ("unsupported", "ignored", UNREACHED)}
+    matching = rule.matching_presets(comparable)
     preset = None
-    if best_error <= 1.0 and matching and knobs["amsgrad"] != "ignored":
+    if best_error <= 1.0 and matching and "ignored" not in knobs.values():
         native = describe(subject.framework).native_convention
         preset = native if native in matching else matching[0]
     found = Identification(knobs, preset, float(best_error), dtype)
     if best_error > 1.0:
         return found
-    held = best.replace(amsgrad=knobs["amsgrad"] if knobs["amsgrad"] in ("raw", "corrected") else "raw")
-    if knobs["amsgrad"] == "ignored":  # certify the rest: the ignored flag is already reported
-        subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
+    held = best.replace(**{k: v for k, v in knobs.items() if k in FLAG_KNOBS and v in knob_values[k]})
+    for knob, flag in FLAG_KNOBS.items():
+        if knobs.get(knob) == "ignored":  # certify the rest: the ignored flag is already reported
+            subject = dataclasses.replace(subject, supports=subject.supports - {flag})
     cert = certify(subject, convention=preset or held, dtype=dtype,
                    examples=examples, golden_dir=golden_dir)
     found.certified = (f"conforms in {cert.cases_run} cases" + (f" and {sum(g.applicable for g in cert.golden)} "
@@ -167,5 +187,26 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     return found
 
 
-def _core(conv: spec.Convention) -> dict[str, Any]:
-    return {k: getattr(conv, k) for k in CORE_KNOBS}
+def _knobs(conv: spec.Knobs, names: list[str]) -> dict[str, Any]:
+    return {k: getattr(conv, k) for k in names}
+
+
+def _judged(rule: spec.Rule, conv: spec.Knobs, runs: list[tuple[Case, list, list, Any]]) -> int:
+    """How many elements of the recorded cases ``conv``'s float64 reference holds finite (the checks judge)."""
+    return sum(int(np.isfinite(reference(rule.name, conv, case, np.asarray(p0, np.float64),
+                                         np.asarray(g, np.float64))[0]).sum())
+               for case, params0, grads, _ in runs for p0, g in zip(params0, grads))
+
+
+def _reached(rule: spec.Rule, conv: spec.Knobs, knob: str, runs: list[tuple[Case, list, list, Any]]) -> bool:
+    """Whether some other value of ``knob`` changes the float64 reference of some recorded case."""
+    for case, params0, grads, _ in runs:
+        for p0, g in zip(params0, grads):
+            theta0, stream = np.asarray(p0, np.float64), np.asarray(g, np.float64)
+            expected, _ = reference(rule.name, conv, case, theta0, stream)
+            for value in rule.knob_values()[knob]:
+                if value != getattr(conv, knob):
+                    other, _ = reference(rule.name, conv.replace(**{knob: value}), case, theta0, stream)
+                    if not np.array_equal(expected, other, equal_nan=True):
+                        return True
+    return False

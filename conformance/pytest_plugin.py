@@ -23,7 +23,7 @@ OPTIONS = {
     "--optspec-framework": ("framework", str, "numpy, torch, jax or tensorflow (turns the plugin on)"),
     "--optspec-impl": ("impl", str, "MODULE:ATTR[key=value,...] or a built-in subject name (default: all)"),
     "--optspec-rule": ("rule", str, "the rule a MODULE:ATTR plugin implements (default adamw)"),
-    "--optspec-convention": ("convention", str, "the preset to hold an Adam-family subject to (default: its own)"),
+    "--optspec-convention": ("convention", str, "the preset of the subject's rule to hold it to (default: its own)"),
     "--optspec-dtype": ("dtype", str, "the subject's dtype (default: float64; float32 for tensorflow)"),
     "--optspec-device": ("device", str, "the framework's device, e.g. cpu or cuda:0"),
     "--optspec-examples": ("examples", int, "drawn cases per subject (default 100)"),

@@ -37,7 +37,7 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
     return kept.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
-def reference(rule: str, convention: spec.Convention | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
+def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False, step_lead: bool = False,
               previous_lr_decay: bool = False, state_dtype: str | None = None,
               state_fields: frozenset[str] | None = None, states: list[Any] | None = None,
@@ -54,8 +54,7 @@ def reference(rule: str, convention: spec.Convention | None, case: Case, theta0:
     reference's state after each step.
     """
     spec_rule = spec.get_rule(rule)
-    hyper = spec_rule.hyperparameters(convention if spec_rule.takes_convention else None,
-                                      **{**case.hyper, **override})
+    hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
     if spec_rule.takes_initial_lr:
         hyper["initial_lr"] = case.lrs[0]
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's

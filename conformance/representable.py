@@ -151,7 +151,7 @@ def _rounded_scalar(value: float, dtype: str) -> float:
     return float(round_to_dtype(value, dtype))
 
 
-def unrepresentable(rule: str, convention: spec.Convention | None, case: Any, dtype: str, *, holds_betas: bool = False) -> str | None:
+def unrepresentable(rule: str, convention: spec.Knobs | None, case: Any, dtype: str, *, holds_betas: bool = False) -> str | None:
     """Why ``case`` cannot be run in ``dtype`` without measuring the dtype's range, or None.
 
     ``case`` is a :class:`conformance.cases.Case` with explicit hyperparameters;
@@ -192,7 +192,7 @@ def unrepresentable(rule: str, convention: spec.Convention | None, case: Any, dt
     return None
 
 
-def fit_to_dtype(rule: str, convention: spec.Convention | None, case: Any, dtype: str, *,
+def fit_to_dtype(rule: str, convention: spec.Knobs | None, case: Any, dtype: str, *,
                  holds_betas: bool = False) -> tuple[Any, str | None]:
     r"""``case`` made representable in ``dtype``, and a note of what changed (None if nothing).
 

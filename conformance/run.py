@@ -35,7 +35,7 @@ class CertifyOptions:
       framework: numpy, torch, jax or tensorflow.
       impl: ``MODULE:ATTR[key=value,...]`` or a built-in subject name; None for every built-in.
       rule: the rule a plugin implements (adamw), or the rule of the built-ins to take.
-      convention: the preset to hold an Adam-family subject to (its own).
+      convention: the preset of the subject's rule to hold it to (default: its own).
       dtype: the subject's dtype (:func:`default_dtype`; float32 at ``size``).
       device: the framework's device (its first).
       examples: drawn cases per subject.
@@ -91,11 +91,9 @@ def validate(options: CertifyOptions) -> None:
         raise adapters.SetupError(f"--dtype {options.dtype!r}: use one of {', '.join(adapters.DTYPES)}")
     if options.rule is not None and options.rule not in spec.RULES:
         raise adapters.SetupError(f"--rule {options.rule!r}: use one of {', '.join(spec.RULES)}")
-    if options.convention is not None:
-        try:
-            spec.resolve(options.convention)
-        except ValueError as exc:
-            raise adapters.SetupError(str(exc)) from None
+    if options.convention is not None and options.convention not in spec.preset_names():
+        raise adapters.SetupError(f"unknown convention {options.convention!r}: use one of "
+                                  f"{', '.join(spec.preset_names())}")
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
 
@@ -106,7 +104,7 @@ def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
         warnings.simplefilter("ignore")
         found = adapters.resolve_subject(options.framework, options.impl, options.rule)
     if options.size is not None:
-        found = [s for s in found if spec.get_rule(s.rule).takes_convention] or found
+        found = [s for s in found if spec.get_rule(s.rule).compiles] or found
     return found
 
 
@@ -123,13 +121,14 @@ def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = No
 
 
 def matrix_conventions(subject: SubjectInfo) -> list[str | None]:
-    """The columns of ``subject``'s matrix row: every preset for the Adam family, else its rule (None)."""
-    return list(spec.PRESETS) if spec.get_rule(subject.rule).takes_convention else [None]
+    """The columns of ``subject``'s matrix row: every preset of its rule, or the rule (None) if it has none."""
+    return list(spec.get_rule(subject.rule).presets) or [None]
 
 
 def not_applicable(subject: SubjectInfo, preset: str | None) -> bool:
     """Whether a matrix cell has no expected trajectory: the subject always runs AMSGrad and the preset has none."""
-    return preset is not None and bool(subject.fixed.get("amsgrad")) and spec.PRESETS[preset].amsgrad == "off"
+    return (preset is not None and bool(subject.fixed.get("amsgrad"))
+            and getattr(spec.get_rule(subject.rule).presets[preset], "amsgrad", None) == "off")
 
 
 def certify_matrix(options: CertifyOptions, progress: Callable[[str], None] | None = None

@@ -105,11 +105,11 @@ class _ElementBounds:
 
 
 def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100,
-                     convention: str | spec.Convention | None = None,
+                     convention: str | spec.Knobs | None = None,
                      dtype: str = "float32", device: str | None = None, seed_value: int = 0,
                      samples: int = 1000, progress: Callable[[str], None] | None = None) -> Certificate:
     """Certifies ``subject`` on one tensor of ``size`` elements over ``steps`` steps (see the module docstring)."""
-    if not spec.get_rule(subject.rule).takes_convention:
+    if not spec.get_rule(subject.rule).compiles:
         raise adapters.SetupError(f"--size certifies Adam-family subjects; {subject.name} implements {subject.rule}")
     if size < 1 or steps < 1:
         raise adapters.SetupError(f"--size and --steps must be positive (got {size} and {steps})")

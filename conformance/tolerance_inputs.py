@@ -18,7 +18,7 @@ from optspec.conformance.cases import Case
 from optspec.conformance.reference import reference
 
 
-def update_magnitude(rule: str, convention: spec.Convention | None, case: Case, grads: np.ndarray,
+def update_magnitude(rule: str, convention: spec.Knobs | None, case: Case, grads: np.ndarray,
                      theta_path: np.ndarray | None = None) -> np.ndarray:
     r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
 
@@ -29,7 +29,7 @@ def update_magnitude(rule: str, convention: spec.Convention | None, case: Case, 
     of :math:`\sqrt{\hat v}`, is a floor.
     """
     spec_rule = spec.get_rule(rule)
-    l2_in_gradient = spec_rule.weight_decay == "l2"
+    l2_in_gradient = spec_rule.decay_mode(convention) == "l2"
     theta0 = np.zeros(grads.shape[1:])
     hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
     magnitudes = np.abs(grads)
@@ -53,7 +53,7 @@ def update_magnitude(rule: str, convention: spec.Convention | None, case: Case, 
     return update
 
 
-def l2_feedback(rule: str, convention: spec.Convention | None, case: Case, states: list[Any]) -> np.ndarray | None:
+def l2_feedback(rule: str, convention: spec.Knobs | None, case: Case, states: list[Any]) -> np.ndarray | None:
     r""":math:`\lambda A_t` per step along the reference, for an adaptive rule with an L2 term; None otherwise.
 
     :math:`A_t` is :func:`conformance.tolerance.adam_gradient_sensitivity` of the
@@ -62,7 +62,7 @@ def l2_feedback(rule: str, convention: spec.Convention | None, case: Case, state
     spec_rule = spec.get_rule(rule)
     weight_decay = float(case.hyper.get("weight_decay", 0.0))
     moments = spec_rule.corrected_moments
-    if spec_rule.weight_decay != "l2" or moments is None or weight_decay == 0 or not states:
+    if spec_rule.decay_mode(convention) != "l2" or moments is None or weight_decay == 0 or not states:
         return None
     hyper = {**spec_rule.defaults, **case.hyper}
     sensitivity = []

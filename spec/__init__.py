@@ -5,10 +5,11 @@ Every rule is a pair of pure functions over the Array API standard:
 -> (param, State)``.  :func:`run` drives a whole trajectory.
 """
 
+from optspec.spec._knobs import Knobs
 from optspec.spec.adagrad import AdagradConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
 from optspec.spec.rmsprop import RMSpropConvention
-from optspec.spec.rules import RULES, Rule, get_rule
+from optspec.spec.rules import RULES, Rule, get_rule, preset_names
 from optspec.spec.run import learning_rates, run
 from optspec.spec.sgd import SGDConvention
 
@@ -22,11 +23,13 @@ __all__ = [
     "SPEC_VERSION",
     "AdagradConvention",
     "Convention",
+    "Knobs",
     "RMSpropConvention",
     "Rule",
     "SGDConvention",
     "get_rule",
     "learning_rates",
+    "preset_names",
     "resolve",
     "run",
 ]

@@ -18,9 +18,14 @@ K = TypeVar("K", bound="Knobs")
 
 
 class Knobs:
-    """Base of a rule's convention; ``KNOB_VALUES`` maps each field to the values it may take."""
+    """Base of a rule's convention; ``KNOB_VALUES`` maps each field to the values it may take.
+
+    ``WILDCARDS`` maps a knob to the value that means "the convention has no
+    such variant" (AdamW's ``amsgrad="off"``): it agrees with every value.
+    """
 
     KNOB_VALUES: ClassVar[Mapping[str, tuple]]
+    WILDCARDS: ClassVar[Mapping[str, Any]] = {}
 
     def __post_init__(self) -> None:
         for knob, allowed in self.KNOB_VALUES.items():
@@ -31,6 +36,19 @@ class Knobs:
     def replace(self: K, **knobs: Any) -> K:
         """A copy with some knobs changed."""
         return dataclasses.replace(self, **knobs)
+
+    def agrees(self, knob: str, value: Any) -> bool:
+        """Whether this convention's ``knob`` is ``value``, or either is the knob's wildcard."""
+        wildcard = self.WILDCARDS.get(knob, _NO_WILDCARD)
+        return getattr(self, knob) in (value, wildcard) or value == wildcard
+
+    def differences(self, other: Knobs) -> dict[str, tuple[Any, Any]]:
+        """Each knob on which ``other`` (of the same type) disagrees: knob -> (this value, other's)."""
+        return {knob: (getattr(self, knob), getattr(other, knob)) for knob in self.KNOB_VALUES
+                if not self.agrees(knob, getattr(other, knob))}
+
+
+_NO_WILDCARD = object()
 
 
 def resolve_in(rule: str, presets: Mapping[str, K], convention: str | K | None) -> K:

@@ -44,6 +44,7 @@ class Convention(Knobs):
         :math:`\max(\hat v)`, ``"off"`` means the convention has no AMSGrad.
     """
 
+    WILDCARDS: ClassVar[Mapping[str, str]] = MappingProxyType({"amsgrad": "off"})
     KNOB_VALUES: ClassVar[Mapping[str, tuple]] = MappingProxyType({
         "decay_scale": DECAY_SCALES,
         "decay_point": DECAY_POINTS,
@@ -115,16 +116,3 @@ def resolve(convention: str | Convention) -> Convention:
             f"{', '.join(PRESETS)} or a spec.Convention"
         ) from None
 
-
-def matching_presets(knobs: Mapping[str, object]) -> list[str]:
-    """Names of the presets that agree with every knob given in ``knobs``.
-
-    Knobs left out of ``knobs`` (because a subject cannot express them) match
-    any value, and so does any AMSGrad variant against a preset that has none.
-    """
-    return [
-        name
-        for name, preset in PRESETS.items()
-        if all(getattr(preset, k) == v or (k == "amsgrad" and preset.amsgrad == "off")
-               for k, v in knobs.items())
-    ]

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from optspec.spec import _validate, adagrad, adam, rmsprop, sgd
+from optspec.spec import _validate, adagrad, adam, conventions, rmsprop, sgd
+from optspec.spec._knobs import Knobs, resolve_in
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,11 +21,11 @@ class Rule:
       step: ``step(xp, param, grad, state, *, lr, **hyper) -> (param, State)``.
       defaults: every hyperparameter the rule takes, with its default (torch's).
       check: raises ``ValueError`` for an invalid set of hyperparameters.
-      takes_convention: whether ``convention`` is a hyperparameter (Adam family).
       takes_initial_lr: whether the step needs :math:`\\mathrm{lr}_0` for
         schedule-scaled decay.
       init_hyper: the hyperparameters that :attr:`init` needs.
-      weight_decay: how ``weight_decay`` acts: ``"l2"`` adds :math:`\\lambda\theta`
+      weight_decay: how ``weight_decay`` acts where the convention has no
+        ``weight_decay`` knob of its own (:meth:`decay_mode`): ``"l2"`` adds :math:`\\lambda\theta`
         to the gradient (so it passes through the moments and any adaptive
         denominator); ``"decoupled"`` shrinks :math:`\theta` directly, and
         its step also takes ``decay_lr``, the learning rate the decay reads in
@@ -36,9 +37,15 @@ class Rule:
         of the state after step :math:`t` (:func:`optspec.spec.adam.corrected_moments`).
       l2_counterpart: for a decoupled rule, the rule that applies the same
         ``weight_decay`` as an L2 term instead.
-      presets: for a rule other than the Adam family's, its conventions by
-        name (``torch`` the default), values of the convention type its step
-        and init take as ``convention`` (:class:`spec.sgd.SGDConvention`, ...).
+      presets: the rule's conventions by name (``torch`` the default), values
+        of the convention type its step (and init) take as ``convention``
+        (:class:`spec.Convention` for the Adam family,
+        :class:`spec.SGDConvention`, ...); empty for a rule with one behaviour.
+      inert_knobs: the knobs of its convention type that its step never reads
+        (Adam's L2 decay has neither a scale nor a point to choose).
+      compiles: whether the spec's compiled step implements the rule
+        (``adapters/compiled.py``: ``--size``, the spec as a framework's
+        optimizer).
     """
 
     name: str
@@ -46,14 +53,55 @@ class Rule:
     step: Callable[..., Any]
     defaults: Mapping[str, Any]
     check: Callable[..., None]
-    takes_convention: bool = False
     takes_initial_lr: bool = False
     init_hyper: tuple[str, ...] = ()
     weight_decay: Literal["l2", "decoupled"] = "l2"
     second_moment: str | None = None
     corrected_moments: Callable[..., tuple[Any, Any]] | None = None
     l2_counterpart: str | None = None
-    presets: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    presets: Mapping[str, Knobs] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    inert_knobs: frozenset[str] = frozenset()
+    compiles: bool = False
+
+    @property
+    def takes_convention(self) -> bool:
+        """Whether ``convention`` is a hyperparameter: the rule has presets."""
+        return bool(self.presets)
+
+    def resolve(self, convention: str | Knobs | None) -> Knobs | None:
+        """The convention a preset name (``torch`` for None) or a value names; None for a rule without any.
+
+        Raises ``ValueError`` naming the rule's presets for an unknown name or a
+        value of another rule's convention type.
+        """
+        if not self.presets:
+            if convention not in (None, "torch"):
+                raise ValueError(f"convention={convention!r} is not a hyperparameter of rule {self.name!r}: "
+                                 f"it has no conventions")
+            return None
+        return resolve_in(self.name, self.presets, convention)
+
+    def knob_values(self) -> Mapping[str, tuple]:
+        """Each knob its step reads, with the values it may take (empty for a rule without conventions)."""
+        if not self.presets:
+            return MappingProxyType({})
+        every = next(iter(self.presets.values())).KNOB_VALUES
+        return MappingProxyType({k: v for k, v in every.items() if k not in self.inert_knobs})
+
+    def differences(self, convention: Knobs, other: Knobs) -> dict[str, tuple[Any, Any]]:
+        """The knobs its step reads on which two of its conventions disagree: knob -> (value, other's)."""
+        return {k: v for k, v in convention.differences(other).items() if k not in self.inert_knobs}
+
+    def matching_presets(self, knobs: Mapping[str, Any]) -> list[str]:
+        """Names of its presets that agree (:meth:`Knobs.agrees`) with every knob given in ``knobs``.
+
+        Knobs left out of ``knobs`` (a subject cannot express them) match any value.
+        """
+        return [name for name, preset in self.presets.items() if all(preset.agrees(k, v) for k, v in knobs.items())]
+
+    def decay_mode(self, convention: Knobs | None) -> Literal["l2", "decoupled"]:
+        """How ``weight_decay`` acts in ``convention``: its ``weight_decay`` knob where it has one."""
+        return getattr(convention, "weight_decay", None) or self.weight_decay
 
     def hyperparameters(self, convention: Any = None, **given: Any) -> dict[str, Any]:
         """Validates ``given`` and returns the full set, defaults filled in.
@@ -62,18 +110,12 @@ class Rule:
         """
         accepted = [k for k in self.defaults if k != "lr"]
         _validate.known_names(self.name, list(given), accepted)
-        if convention is not None and not self.takes_convention and not self.presets:
-            if convention != "torch":
-                raise ValueError(
-                    f"convention={convention!r} is not a hyperparameter of rule "
-                    f"{self.name!r}: it has no conventions"
-                )
+        if not self.takes_convention:
+            self.resolve(convention)
         hyper = {k: v for k, v in self.defaults.items() if k != "lr"}
         hyper.update(given)
         if self.takes_convention:
             hyper["convention"] = "torch" if convention is None else convention
-        elif self.presets and convention is not None:
-            hyper["convention"] = convention
         self.check(lr=0.0, **hyper)
         return hyper
 
@@ -96,12 +138,14 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                         init_hyper=("convention",), second_moment="square_avg", presets=rmsprop.PRESETS),
         "adam": Rule(
             "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
-            takes_convention=True, second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments,
+            second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments, presets=conventions.PRESETS,
+            inert_knobs=frozenset({"decay_scale", "decay_point"}), compiles=True,
         ),
         "adamw": Rule(
             "adamw", adam.init, adam.adamw_step, adam.ADAMW_DEFAULTS, adam.validate,
-            takes_convention=True, takes_initial_lr=True, weight_decay="decoupled",
-            second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments, l2_counterpart="adam",
+            takes_initial_lr=True, weight_decay="decoupled", second_moment="exp_avg_sq",
+            corrected_moments=adam.corrected_moments, l2_counterpart="adam", presets=conventions.PRESETS,
+            compiles=True,
         ),
     }
 )
@@ -112,3 +156,8 @@ def get_rule(name: str) -> Rule:
         return RULES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown rule {name!r}: use one of {', '.join(RULES)}") from None
+
+
+def preset_names() -> tuple[str, ...]:
+    """Every preset name of any rule, in the order the rules list them (``torch`` first)."""
+    return tuple(dict.fromkeys(name for rule in RULES.values() for name in rule.presets))

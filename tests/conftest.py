@@ -25,11 +25,18 @@ END_TO_END = frozenset({
 })
 
 
+#: Every built-in of SGD, Adagrad and RMSprop certified, matrixed and identified through the CLI in each of its
+#: dtypes: ``nox -s conventions`` runs them (about 10 minutes on 2 cores).
+CONVENTIONS = frozenset({"test_rule_conventions"})
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in END_TO_END:
             item.add_marker(pytest.mark.end_to_end)
+        if module in CONVENTIONS:
+            item.add_marker(pytest.mark.conventions)
 
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:

@@ -257,10 +257,11 @@ def test_a_subjects_own_default_is_not_taken_for_a_deviation():
     (subject,) = adapters.resolve_subject("jax", "optax.rmsprop")
     case = restricted(NAMED_CASES[2], subject)
     assert "alpha" not in case.hyper
-    result = run_case(subject, case, convention=None)
+    own = spec.get_rule("rmsprop").presets["optax"]
+    result = run_case(subject, case, convention=own)
     assert result.passed, result.failure
     assert result.case.hyper["alpha"] == 0.99
-    slower = run_case(subject, dataclasses.replace(case, hyper={**case.hyper, "alpha": 0.9}), convention=None)
+    slower = run_case(subject, dataclasses.replace(case, hyper={**case.hyper, "alpha": 0.9}), convention=own)
     assert slower.passed and slower.case.hyper["alpha"] == 0.9
 
 
@@ -279,7 +280,8 @@ def test_matrix_prints_subject_by_preset(capsys):
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     header = next(line for line in out if line.startswith("subject"))
-    assert header.split()[1:] == ["dtype", "torch", "optax", "keras", "paper", "bert", "hf_legacy", "tfa", "rule"]
+    # the columns are the presets of the rows' rules: no RMSprop-only tf1, no rule column for AdamW
+    assert header.split()[1:] == ["dtype", "torch", "optax", "keras", "paper", "bert", "hf_legacy", "tfa"]
     (row,) = [line for line in out if line.startswith("torch.optim.AdamW[fused]")]
     cells = row.split()[1:]
     # optax's preset differs in amsgrad (max of v̂), which this subject supports, so it differs too.
@@ -295,12 +297,15 @@ def test_matrix_exit_code_counts_the_rule_column(monkeypatch, capsys):
 
     def failing(options, **kwargs):
         for subject, preset, cert in real(options, **kwargs):
-            failed = dataclasses.replace(cert, verdict="does not conform") if subject.rule == "sgd" else cert
+            failed = dataclasses.replace(cert, verdict="does not conform") if subject.rule == "sgdw" else cert
             yield subject, preset, failed
 
     monkeypatch.setattr(run, "certify_matrix", failing)
-    assert main(["matrix", "--framework", "numpy", "--impl", "spec.sgd", "--examples", "2"]) == 1
-    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("spec.sgd")]
+    # SGDW has one behaviour: its only cell is the rule's
+    assert main(["matrix", "--framework", "numpy", "--impl", "spec.sgdw", "--examples", "2"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert next(line for line in out if line.startswith("subject")).split()[1:] == ["dtype", "rule"]
+    (row,) = [line for line in out if line.startswith("spec.sgdw")]
     assert row.split()[-1] == "FAIL*", row
 
 

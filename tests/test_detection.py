@@ -1,12 +1,12 @@
 """The certifier's detection floor: a defect at the published threshold is rejected, and the same run accepts
 the unperturbed subject.
 
-The subjects are torch's own AdamW with one value perturbed by a relative δ
-(``tests/plugins/perturbed.py``), certified as a user would (named cases,
-drawn cases, golden replay, seed 0), and by the named cases alone.  The
-thresholds sit well above the smallest δ that ``python -m tools.detection``
-measured (the README's tables); the unperturbed run makes a certifier that
-rejects everything fail here.
+The subjects are torch's own AdamW, SGD, Adagrad and RMSprop with one value
+perturbed by a relative δ (``tests/plugins/perturbed.py``), certified as a
+user would (named cases, drawn cases, golden replay, seed 0), and AdamW also
+by the named cases alone.  The thresholds sit well above the smallest δ that
+``python -m tools.detection`` measured (the README's tables); the unperturbed
+run makes a certifier that rejects everything fail here.
 """
 
 from __future__ import annotations
@@ -48,10 +48,27 @@ def _id(value: object) -> str:
     return {DEFAULT: "default", NAMED_ALONE: "named-alone"}.get(value, str(value))
 
 
-def _rejected(run: Run, knob: str, delta: float, dtype: str) -> bool:
+#: The smallest relative defect of each hyperparameter that the default run must reject in torch's SGD,
+#: Adagrad and RMSprop, per rule and dtype: 18 to 133 times (float64) and 10 to 42 times (float32) the
+#: smallest δ measured (README, "Detection power").  One test item certifies every knob of its rule and dtype.
+RULE_THRESHOLDS = {
+    ("sgd", "float64"): {"lr": 1e-12, "weight_decay": 1e-12, "momentum": 1e-12, "dampening": 1e-12},
+    ("sgd", "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "momentum": 1e-4, "dampening": 1e-4},
+    ("adagrad", "float64"): {"lr": 1e-12, "weight_decay": 1e-12, "eps": 1e-12, "lr_decay": 1e-12,
+                             "initial_accumulator_value": 1e-12},
+    ("adagrad", "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "eps": 1e-4, "lr_decay": 1e-3,
+                             "initial_accumulator_value": 1e-4},
+    ("rmsprop", "float64"): {"lr": 1e-13, "weight_decay": 1e-13, "eps": 1e-13, "one_minus_alpha": 1e-12,
+                             "momentum": 1e-13},
+    ("rmsprop", "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "eps": 1e-4, "one_minus_alpha": 1e-4,
+                             "momentum": 1e-4},
+}
+
+
+def _rejected(run: Run, knob: str, delta: float, dtype: str, rule: str = "adamw") -> bool:
     from tools.detection import rejected
 
-    return rejected("adamw", knob, delta, dtype, run.examples, seed=0, replay_golden=run.replay_golden)
+    return rejected(rule, knob, delta, dtype, run.examples, seed=0, replay_golden=run.replay_golden)
 
 
 @needs("torch")
@@ -66,3 +83,17 @@ def test_the_unperturbed_subject_conforms_under_the_same_run(run, dtype):
 def test_a_defect_at_the_threshold_is_rejected(run, dtype, knob):
     delta = THRESHOLDS[run, dtype][knob]
     assert _rejected(run, knob, delta, dtype), f"{knob} off by a relative {delta:g} passes in {dtype} ({run})"
+
+
+@needs("torch")
+@pytest.mark.parametrize(("rule", "dtype"), list(RULE_THRESHOLDS))
+def test_the_unperturbed_subject_of_each_rule_conforms(rule, dtype):
+    assert not _rejected(DEFAULT, "lr", 0.0, dtype, rule), f"torch's {rule} in {dtype} is rejected: a false alarm"
+
+
+@needs("torch")
+@pytest.mark.parametrize(("rule", "dtype"), list(RULE_THRESHOLDS))
+def test_a_defect_of_each_hyperparameter_at_the_threshold_is_rejected(rule, dtype):
+    passed = [f"{knob} off by a relative {delta:g}" for knob, delta in RULE_THRESHOLDS[rule, dtype].items()
+              if not _rejected(DEFAULT, knob, delta, dtype, rule)]
+    assert not passed, f"{rule} in {dtype}: {', '.join(passed)} passes"

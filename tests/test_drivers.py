@@ -46,12 +46,18 @@ def test_full_protocol_with_save_and_restore(subject):
     assert not np.array_equal(constant.params[0], straight.params[0])
 
 
-def adam_family():
-    return [s for s in all_subjects() if s.rule in ("adam", "adamw")]
+def with_a_preset():
+    return [s for s in all_subjects() if s.convention is not None]
 
 
-@pytest.mark.parametrize("subject", adam_family(), ids=lambda s: s.name)
-def test_adam_family_matches_its_preset(subject):
+def test_every_builtin_of_a_rule_with_presets_declares_one_of_them():
+    for subject in all_subjects():
+        presets = spec.get_rule(subject.rule).presets
+        assert (subject.convention in presets) if presets else subject.convention is None, subject
+
+
+@pytest.mark.parametrize("subject", with_a_preset(), ids=lambda s: s.name)
+def test_every_builtin_matches_its_own_preset(subject):
     hyper = {**hyper_for(subject), **subject.fixed}
     got = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper)
     # Keras on TF rounds Python-float hyperparameters through float32 (tensorflow#35938)

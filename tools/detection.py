@@ -1,11 +1,13 @@
 r"""``python -m tools.detection``: the smallest defect the certifier catches, per rule, dtype and knob.
 
-Each subject is torch's own ``AdamW`` (rule ``adamw``) or ``Adam`` (rule
-``adam``, L2) with one value perturbed by a relative δ
-(``tests/plugins/perturbed.py``): a hyperparameter (lr, λ, ε, β1, 1−β2) or the
-continuous neighbour of a convention knob (decay scaled by
-:math:`\mathrm{lr}^{1+\delta}`, ε moved towards ε-hat by
-:math:`(1-\beta_2^t)^{-\delta/2}`, bias corrections at step :math:`t(1+\delta)`).
+Each subject is torch's own optimizer of the rule (``AdamW`` for ``adamw``,
+``Adam`` for ``adam`` with L2, ``SGD``, ``Adagrad``, ``RMSprop``) with one
+value perturbed by a relative δ (``tests/plugins/perturbed.py``): a
+hyperparameter (lr, λ, ε, β1, 1−β2; momentum, dampening, 1−α, ``lr_decay``,
+the initial accumulator) or, for Adam, the continuous neighbour of a
+convention knob (decay scaled by :math:`\mathrm{lr}^{1+\delta}`, ε moved
+towards ε-hat by :math:`(1-\beta_2^t)^{-\delta/2}`, bias corrections at step
+:math:`t(1+\delta)`).
 
 For each, ``certify`` runs as a user runs it (its default cases, golden
 replay on) in-process at decreasing δ, a decade at a time from 1, until one
@@ -39,7 +41,12 @@ from optspec.conformance.certify import certify
 KNOBS = {
     "adamw": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2", "decay_scale", "epsilon", "bias_correction"),
     "adam": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2", "epsilon", "bias_correction"),
+    "sgd": ("lr", "weight_decay", "momentum", "dampening"),
+    "adagrad": ("lr", "weight_decay", "eps", "lr_decay", "initial_accumulator_value"),
+    "rmsprop": ("lr", "weight_decay", "eps", "one_minus_alpha", "momentum"),
 }
+#: The perturbed class of each rule, in ``tests/plugins/perturbed.py``.
+SUBJECTS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
 DTYPES = ("float64", "float32", "bfloat16")
 #: The smallest δ searched: below float64's unit roundoff (1.1e-16) a perturbation is lost in rounding.
 SMALLEST_DELTA = 1e-16
@@ -61,7 +68,7 @@ class Detection:
 
 
 def subject(rule: str, knob: str, delta: float) -> adapters.SubjectInfo:
-    factory = "AdamW" if rule == "adamw" else "Adam"
+    factory = SUBJECTS[rule]
     (found,) = adapters.resolve_subject("torch", f"tests.plugins.perturbed:{factory}[knob={knob!r},delta={delta!r}]",
                                         rule)
     return found
@@ -124,14 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rows: list[Detection] = []
     baseline: dict[tuple[str, str], bool] = {}
-    print(f"{'rule':<6} {'dtype':<9} {'knob':<16} {'smallest δ rejected':>20} {'largest passed':>15} "
+    print(f"{'rule':<7} {'dtype':<9} {'knob':<25} {'smallest δ rejected':>20} {'largest passed':>15} "
           f"{'runs':>5} {'seconds':>8}", flush=True)
     for rule in args.rules:
         for dtype in args.dtypes:
             baseline[rule, dtype] = not rejected(rule, "lr", 0.0, dtype, args.examples, args.seed,
                                                  replay_golden=not args.no_golden)
             if not baseline[rule, dtype]:
-                print(f"{rule:<6} {dtype:<9} {'(unperturbed)':<16} {'REJECTED: a false alarm':>20}", flush=True)
+                print(f"{rule:<7} {dtype:<9} {'(unperturbed)':<25} {'REJECTED: a false alarm':>20}", flush=True)
                 continue
             for knob in args.knobs or KNOBS[rule]:
                 if knob not in KNOBS[rule]:
@@ -141,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(row)
                 shown = "-" if row.smallest_rejected is None else f"{row.smallest_rejected:.2g}"
                 passed = "-" if row.largest_accepted is None else f"{row.largest_accepted:.2g}"
-                print(f"{rule:<6} {dtype:<9} {knob:<16} {shown:>20} {passed:>15} {row.certifications:>5} "
+                print(f"{rule:<7} {dtype:<9} {knob:<25} {shown:>20} {passed:>15} {row.certifications:>5} "
                       f"{row.seconds:>8.1f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

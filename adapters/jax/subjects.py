@@ -31,10 +31,8 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             {"eps": "eps", "initial_accumulator_value": "initial_accumulator_value"},
             lr="learning_rate",
         ),
-        # eps_in_sqrt=False puts eps outside the root, as torch does.
         "rmsprop": Translation(
             {"alpha": "decay", "eps": "eps", "centered": "centered", "momentum": "momentum"},
-            constants={"eps_in_sqrt": False},
             lr="learning_rate",
         ),
         "adam": Translation({"betas": ("b1", "b2"), "eps": "eps"}, lr="learning_rate"),
@@ -184,9 +182,9 @@ def _l2_adam(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float 
 _L2_ADAM = Translation({**TRANSLATIONS["adam"].names, "weight_decay": "weight_decay"}, lr="learning_rate")
 
 SUBJECTS: tuple[SubjectInfo, ...] = (
-    _subject("optax.sgd", "sgd", None, optax.sgd, TRANSLATIONS["sgd"]),
-    _subject("optax.adagrad", "adagrad", None, optax.adagrad, TRANSLATIONS["adagrad"]),
-    _subject("optax.rmsprop", "rmsprop", None, optax.rmsprop, TRANSLATIONS["rmsprop"]),
+    _subject("optax.sgd", "sgd", "optax", optax.sgd, TRANSLATIONS["sgd"]),
+    _subject("optax.adagrad", "adagrad", "optax", optax.adagrad, TRANSLATIONS["adagrad"]),
+    _subject("optax.rmsprop", "rmsprop", "optax", optax.rmsprop, TRANSLATIONS["rmsprop"]),
     _subject("optax.adam", "adam", "optax", optax.adam, TRANSLATIONS["adam"]),
     _subject("optax.chain(add_decayed_weights, adam)", "adam", "optax", _l2_adam, _L2_ADAM),
     _subject("optax.adamw", "adamw", "optax", optax.adamw, TRANSLATIONS["adamw"]),

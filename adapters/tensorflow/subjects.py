@@ -24,17 +24,22 @@ from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
 
-#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer, so
-#: it maps only for AdamW.
+#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer
+#: (``base_optimizer.py`` ``_apply_weight_decay``): the keras presets of SGD,
+#: Adagrad and RMSprop say so, and AdamW's is its rule; Adam's L2 rule has no
+#: counterpart, so it is not mapped there.
 TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
     {
-        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov"}, lr="learning_rate"),
+        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov", "weight_decay": "weight_decay"},
+                           lr="learning_rate"),
         "adagrad": Translation(
-            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value"},
+            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value",
+             "weight_decay": "weight_decay"},
             lr="learning_rate",
         ),
         "rmsprop": Translation(
-            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered"},
+            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered",
+             "weight_decay": "weight_decay"},
             lr="learning_rate",
         ),
         "adam": Translation(
@@ -146,7 +151,7 @@ def batch_builder(cls: type, translation: Translation):
 
 SUBJECTS: tuple[SubjectInfo, ...] = tuple(
     SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
-                "keras" if rule in ("adam", "adamw") else None,
+                "keras",
                 TRANSLATIONS[rule].supports, builder(cls, TRANSLATIONS[rule]), build_batch=batch_builder(cls, TRANSLATIONS[rule]),
                 holds_hyperparameters_in_dtype=True)
     for rule, cls in (

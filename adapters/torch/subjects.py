@@ -127,7 +127,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
                 name=f"torch.optim.{cls.__name__}[{form}]",
                 framework="torch",
                 rule=rule,
-                convention="torch" if rule in ("adam", "adamw") else None,
+                convention="torch",
                 supports=TRANSLATIONS[rule].supports,
                 build=builder(cls, TRANSLATIONS[rule], _FORMS[form]),
                 build_batch=batch_builder(cls, TRANSLATIONS[rule], _FORMS[form]),

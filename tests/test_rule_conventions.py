@@ -1,0 +1,166 @@
+"""SGD, Adagrad and RMSprop held to their own presets: certify, the matrix, identify, and hidden defects.
+
+Each built-in subject declares the preset its source follows (torch, optax or
+keras); these tests run them as a user does, through the CLI with golden
+replay, and check that a knob another preset sets differently is what the
+certifier names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from optspec import adapters, spec
+from optspec.conformance.certify import certify
+from optspec.conformance.cli import main
+from optspec.conformance.identify import identify
+from tests.conftest import needs
+
+RULES = ("sgd", "adagrad", "rmsprop")
+DEFECTS = "tests.plugins.rule_defects"
+#: The dtypes each framework's built-ins are certified in.  Keras on TensorFlow rounds Python-float
+#: hyperparameters through float32 in float64 (tensorflow#35938, docs/DEVIATIONS.md), so it has two.
+DTYPES = {"torch": ("float64", "float32", "bfloat16"), "jax": ("float64", "float32", "bfloat16"),
+          "tensorflow": ("float32", "bfloat16")}
+OWN_PRESET = {"torch": "torch", "jax": "optax", "tensorflow": "keras"}
+#: Kernel defects the certifier rightly rejects (docs/DEVIATIONS.md, "Kernel defects found").
+KNOWN_DEFECTS = {("torch.optim.SGD[fused]", "bfloat16"): "pytorch#191763"}
+CELL = re.compile(r"PASS \S+|FAIL\*?|differs|n/a\*?|(?<= )-(?= |$)")
+
+
+def _cells(lines: list[str], name_prefix: str) -> list[tuple[str, dict[str, str]]]:
+    """Each matrix row whose subject starts with ``name_prefix``: (subject, column -> cell)."""
+    columns = next(line for line in lines if line.startswith("subject")).split()[2:]
+    rows = []
+    for line in lines:
+        if line.startswith(name_prefix):
+            name, _, rest = line.partition(" ")
+            cells = CELL.findall(rest.strip().partition(" ")[2])
+            assert len(cells) == len(columns), (line, columns)
+            rows.append((name, dict(zip(columns, cells))))
+    return rows
+
+
+def _framework_params(*extra: tuple) -> list:
+    return [pytest.param(framework, *rest, marks=needs(framework), id="-".join(map(str, (framework, *rest))))
+            for framework in DTYPES for rest in extra or [()]]
+
+
+def _out(capsys) -> list[str]:
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize(("framework", "rule", "dtype"),
+                         [pytest.param(f, r, d, marks=needs(f), id=f"{f}-{r}-{d}")
+                          for f, dtypes in DTYPES.items() for r in RULES for d in dtypes[1:]])
+def test_every_builtin_conforms_to_its_own_preset_through_the_cli(framework, rule, dtype, capsys):
+    """In each dtype but the framework's default, which the matrix test below certifies."""
+    code = main(["certify", "--framework", framework, "--rule", rule, "--dtype", dtype, "--examples", "5"])
+    lines = _out(capsys)
+    headlines = [line for line in lines if line.startswith(("CONFORMS", "DOES NOT CONFORM", "NOT APPLICABLE"))]
+    expected = [s for s in adapters.subjects(framework) if s.rule == rule]
+    defects = {s.name for s in expected if (s.name, dtype) in KNOWN_DEFECTS}
+    assert len(headlines) == len(expected) and code == (1 if defects else 0), lines
+    assert all(f" vs {OWN_PRESET[framework]} " in line for line in headlines), headlines
+    rejected = {line.split()[3] for line in headlines if line.startswith("DOES NOT CONFORM")}
+    assert rejected == defects, headlines
+    if dtype != "bfloat16":  # some golden scenario of each rule and preset is representable in float32
+        assert all("golden scenarios replayed" in line and " 0 of " not in line for line in headlines
+                   if line.startswith("CONFORMS")), headlines
+
+
+@pytest.mark.parametrize(("framework", "rule"),
+                         [pytest.param(f, r, marks=needs(f), id=f"{f}-{r}") for f in DTYPES for r in RULES])
+def test_the_matrix_exits_0_and_names_the_knobs_of_every_differing_cell(framework, rule, capsys):
+    code = main(["matrix", "--framework", framework, "--rule", rule, "--examples", "3"])
+    lines = _out(capsys)
+    assert code == 0, lines
+    header = next(line for line in lines if line.startswith("subject"))
+    assert header.split()[2:] == list(spec.get_rule(rule).presets), header
+    rows = _cells(lines, {"torch": "torch.optim.", "jax": "optax.", "tensorflow": "keras.optimizers."}[framework])
+    assert len(rows) == len([s for s in adapters.subjects(framework) if s.rule == rule]), lines
+    own = OWN_PRESET[framework]
+    for row, cells in rows:
+        assert cells[own].startswith("PASS") and cells[own].endswith("*"), (row, cells)
+        for column, cell in cells.items():
+            if cell == "differs":
+                assert any(line.startswith(f"  {rule}: {own} and {column} differ in ") for line in lines), \
+                    (column, lines)
+
+
+@needs("torch")
+@pytest.mark.parametrize(("impl", "rule"), [("SGDDampedFirstStep", "sgd"), ("AdagradZeroStart", "adagrad"),
+                                            ("RMSpropSwappedAlpha", "rmsprop")])
+def test_a_hidden_defect_fails_its_own_preset_and_the_matrix_exits_1(impl, rule, capsys):
+    code = main(["matrix", "--framework", "torch", "--impl", f"{DEFECTS}:{impl}", "--rule", rule,
+                 "--examples", "20"])
+    lines = _out(capsys)
+    ((_, cells),) = _cells(lines, DEFECTS)
+    assert code == 1 and cells["torch"] == "FAIL*", lines
+
+
+def _knob_flips() -> list:
+    out = []
+    for rule in RULES:
+        torch_preset = spec.get_rule(rule).presets["torch"]
+        for knob, values in spec.get_rule(rule).knob_values().items():
+            other = next(v for v in values if v != getattr(torch_preset, knob))
+            out.append(pytest.param(rule, knob, other, marks=needs("torch"), id=f"{rule}-{knob}={other}"))
+    return out
+
+
+@pytest.mark.parametrize(("rule", "knob", "other"), _knob_flips())
+def test_each_knob_is_rejected_where_the_other_value_is_expected_and_the_hint_names_it(rule, knob, other):
+    subject = next(s for s in adapters.subjects("torch") if s.rule == rule and s.name.endswith("[for-loop]"))
+    expected = spec.get_rule(rule).presets["torch"].replace(**{knob: other})
+    cert = certify(subject, convention=expected, dtype="float64", examples=20)
+    assert not cert.conforms, f"{subject.name} conforms to {expected}"
+    own = getattr(spec.get_rule(rule).presets["torch"], knob)
+    assert f"{knob}={own}" in (cert.failure.hint or ""), cert.failure
+
+
+@pytest.mark.parametrize(("framework", "rule"),
+                         [pytest.param(f, r, marks=needs(f), id=f"{f}-{r}") for f in DTYPES for r in RULES])
+def test_identify_names_the_preset_of_each_builtin(framework, rule):
+    subject = next(s for s in adapters.subjects(framework) if s.rule == rule)
+    found = identify(subject, examples=10)
+    assert found.fits and found.preset == OWN_PRESET[framework], found
+    assert set(found.knobs) == set(spec.get_rule(rule).knob_values())
+    # a knob the subject cannot express (optax has no weight decay) is reported, not guessed
+    if "weight_decay" not in subject.supports:
+        assert found.knobs["weight_decay"] == "untested", found
+
+
+@needs("torch")
+def test_identify_of_a_hidden_defect_claims_no_preset():
+    (subject,) = adapters.resolve_subject("torch", f"{DEFECTS}:RMSpropSwappedAlpha", "rmsprop")
+    found = identify(subject, examples=10)
+    assert not found.fits and found.preset is None and found.lines()[-1] == "unfit", found
+
+
+def test_a_preset_of_another_rule_is_refused_in_one_line(capsys):
+    code = main(["certify", "--framework", "numpy", "--impl", "spec.sgd", "--convention", "tf1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "unknown convention 'tf1' for rule 'sgd'" in err[0], err
+
+
+def test_a_convention_value_of_another_rule_is_refused():
+    (subject,) = adapters.resolve_subject("numpy", "spec.rmsprop")
+    with pytest.raises(adapters.SetupError, match="not a RMSpropConvention"):
+        certify(subject, convention=spec.SGDConvention(), examples=0)
+
+
+def test_the_matrix_lists_no_knob_for_presets_that_agree():
+    from optspec.conformance.cli import differing_knobs
+
+    (subject,) = adapters.resolve_subject("numpy", "spec.sgd")
+    rows = [(subject, "float64", {"torch": "PASS 0*", "optax": "differs", "keras": "differs"})]
+    lines = differing_knobs(rows)
+    assert lines == ["  sgd: torch and optax differ in no knob: the two presets agree, so this cell is not explained",
+                     "  sgd: torch and keras differ in lr_placement (outside vs inside), "
+                     "weight_decay (l2 vs decoupled)"], lines
+    failing_own = [(dataclasses.replace(subject), "float64", {"torch": "FAIL*", "keras": "differs"})]
+    assert differing_knobs(failing_own) == []
