@@ -10,6 +10,10 @@ class SetupError(Exception):
     """
 
 
+class NotInstalled(SetupError):
+    """A framework's modules do not import: it is not installed (as opposed to installed but misconfigured)."""
+
+
 class SubjectError(Exception):
     """The subject under test misbehaved: it raised, or rejected a hyperparameter.
 

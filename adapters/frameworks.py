@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
-from optspec.adapters.errors import SetupError
+from optspec.adapters.errors import NotInstalled, SetupError
 
 #: The registry: each name is a package ``optspec.adapters.<name>``.
 FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "tensorflow")
@@ -90,7 +90,7 @@ def import_framework(framework: str) -> ModuleType:
             try:
                 modules.append(importlib.import_module(name))
             except ImportError as exc:
-                raise SetupError(
+                raise NotInstalled(
                     f"framework {framework!r} is not installed ({exc.name or name} is missing): "
                     + install_hint(record.extra, _source_checkout(), Path.cwd(), record.pip_options,
                                    _extra_requirements(record.extra))
@@ -180,9 +180,10 @@ def part(framework: str, name: str) -> ModuleType:
 
 
 def is_available(framework: str) -> bool:
+    """Whether the framework is installed; one installed but misconfigured raises its :class:`SetupError`."""
     try:
         import_framework(framework)
-    except SetupError:
+    except NotInstalled:
         return False
     return True
 

@@ -127,3 +127,19 @@ def test_the_subjects_warnings_go_to_the_certificate_not_the_terminal(tmp_path, 
     assert "this optimizer is deprecated" not in captured.out + captured.err
     (cert,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
     assert any("FutureWarning: this optimizer is deprecated" in note for note in cert["notes"]), cert["notes"]
+
+
+@needs("tensorflow")
+def test_keras_on_another_backend_is_refused_not_relabelled(tmp_path):
+    """KERAS_BACKEND=jax would run Keras on JAX under a certificate that says tensorflow."""
+    import os
+
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    for argv in (["certify", "--framework", "tensorflow", "--impl", "keras.optimizers.AdamW", "--examples", "0"],
+                 ["list"]):
+        done = subprocess.run([sys.executable, "-m", "optspec", *argv], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+        err = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and "tensorflow: not installed" not in done.stdout, (argv, done)
+        assert err[-1] == ("error: --framework tensorflow certifies Keras on the TensorFlow backend, but Keras runs "
+                           "on jax here (KERAS_BACKEND='jax'): unset KERAS_BACKEND or set it to tensorflow"), err
