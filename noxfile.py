@@ -70,7 +70,7 @@ def _pytest(session: nox.Session, marker: str) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The suite's own tests on every framework, but those of ``end_to_end`` (about 15 minutes on 2 cores)."""
+    """The suite's own tests on every framework, but those of ``end_to_end`` and ``conventions`` (about 18 minutes on 2 cores)."""
     _install_for_tests(session)
     _pytest(session, "not end_to_end and not conventions")
 
@@ -87,7 +87,7 @@ def end_to_end(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def conventions(session: nox.Session) -> None:
     """Every built-in SGD, Adagrad and RMSprop held to its own preset through the CLI in each of its dtypes, the
-    matrix of each rule, identify and hidden defects (about 10 minutes on 2 cores): ``CONVENTIONS`` in
+    matrix of each rule, identify and hidden defects (about 5 minutes on 2 cores): ``CONVENTIONS`` in
     ``tests/conftest.py``."""
     _install_for_tests(session)
     _pytest(session, "conventions")

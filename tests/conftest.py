@@ -26,7 +26,7 @@ END_TO_END = frozenset({
 
 
 #: Every built-in of SGD, Adagrad and RMSprop certified, matrixed and identified through the CLI in each of its
-#: dtypes: ``nox -s conventions`` runs them (about 10 minutes on 2 cores).
+#: dtypes: ``nox -s conventions`` runs them (about 5 minutes on 2 cores).
 CONVENTIONS = frozenset({"test_rule_conventions"})
 
 
