@@ -156,7 +156,7 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
         resolved = rule.resolve(convention)
         for knob, values in rule.knob_values().items():
             for value in values:
-                if value != getattr(resolved, knob) and not (knob == "amsgrad" and value == "off"):
+                if value != getattr(resolved, knob) and value != resolved.WILDCARDS.get(knob):
                     candidate(f"{knob}={value}", {}, conv=resolved.replace(**{knob: value}))
     if (coupled := rule.l2_counterpart) is not None:
         candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=convention,

@@ -150,7 +150,8 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     best = (in_preset or fitting or [scored[0][2]])[0]
     if fitting:
         best_error = max(e for e, _, c in scored if c == best)
-    knobs = {k: (v if _reached(rule, best, k, runs) else UNREACHED) for k, v in _knobs(best, core).items()}
+    reached = _reached_knobs(rule, best, core, runs)
+    knobs = {k: (v if k in reached else UNREACHED) for k, v in _knobs(best, core).items()}
     for knob, flag in FLAG_KNOBS.items():
         if knob not in knob_values:
             continue
@@ -198,15 +199,20 @@ def _judged(rule: spec.Rule, conv: spec.Knobs, runs: list[tuple[Case, list, list
                for case, params0, grads, _ in runs for p0, g in zip(params0, grads))
 
 
-def _reached(rule: spec.Rule, conv: spec.Knobs, knob: str, runs: list[tuple[Case, list, list, Any]]) -> bool:
-    """Whether some other value of ``knob`` changes the float64 reference of some recorded case."""
+def _reached_knobs(rule: spec.Rule, conv: spec.Knobs, knobs: list[str],
+                   runs: list[tuple[Case, list, list, Any]]) -> set[str]:
+    """The knobs some other value of which changes the float64 reference of some recorded case."""
+    reached: set[str] = set()
     for case, params0, grads, _ in runs:
         for p0, g in zip(params0, grads):
+            if reached.issuperset(knobs):
+                return reached
             theta0, stream = np.asarray(p0, np.float64), np.asarray(g, np.float64)
             expected, _ = reference(rule.name, conv, case, theta0, stream)
-            for value in rule.knob_values()[knob]:
-                if value != getattr(conv, knob):
-                    other, _ = reference(rule.name, conv.replace(**{knob: value}), case, theta0, stream)
-                    if not np.array_equal(expected, other, equal_nan=True):
-                        return True
-    return False
+            for knob in knobs:
+                if knob not in reached and any(
+                        not np.array_equal(expected, reference(rule.name, conv.replace(**{knob: value}), case, theta0,
+                                                               stream)[0], equal_nan=True)
+                        for value in rule.knob_values()[knob] if value != getattr(conv, knob)):
+                    reached.add(knob)
+    return reached
