@@ -1,6 +1,6 @@
 """Adapters: the spec's array namespace on each framework, and drivers for real optimizers.
 
-One package per framework (``numpy``, ``torch``, ``jax``, ``tensorflow``),
+One package per framework (``numpy``, ``torch``, ``jax``, ``tensorflow``, ``mlx``),
 each with the face that :mod:`optspec.adapters.frameworks` describes, over
 shared code: :mod:`optspec.adapters.namespaces` gives the spec a namespace
 on a device; :mod:`optspec.adapters.driver` drives subjects.
@@ -8,15 +8,19 @@ on a device; :mod:`optspec.adapters.driver` drives subjects.
 
 from __future__ import annotations
 
+import inspect
+
 from optspec.adapters import plugins
 from optspec.adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
 from optspec.adapters.errors import SetupError, SubjectError, one_line
 from optspec.adapters.frameworks import (
     FRAMEWORKS,
     check_framework,
+    describe,
     import_framework,
     is_available,
     part,
+    quiet_imports,
 )
 from optspec.adapters.namespaces import DTYPES, asarray, devices, namespace, to_numpy
 from optspec.spec import get_rule
@@ -34,7 +38,9 @@ __all__ = [
     "drive",
     "drive_batch",
     "import_framework",
+    "infer_framework",
     "is_available",
+    "is_plugin",
     "load_plugin",
     "namespace",
     "resolve_subject",
@@ -68,7 +74,7 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
         adapter.construct(factory, {})
     except Exception as exc:
         raise SetupError(f"--impl {text!r} cannot be driven as a {framework} {rule} optimizer: its constructor "
-                         f"raised {one_line(exc)}") from None
+                         f"raised {one_line(exc)}{_other_framework(text, framework)}") from None
     caps = plugins.without_refused_knobs(caps, translation, get_rule(rule).defaults,
                                          lambda kwargs: adapter.construct(factory, kwargs))
     try:
@@ -78,6 +84,59 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
                          f"{one_line(exc)}") from None
 
 
+def is_plugin(impl: str | None) -> bool:
+    """Whether ``--impl`` names a plugin (``MODULE:ATTR[options]``) rather than a built-in subject."""
+    return bool(impl) and ":" in impl.partition("[")[0]
+
+
+def infer_framework(text: str) -> str:
+    """The framework a plugin ``MODULE:ATTR[options]`` belongs to, from the object itself.
+
+    A class belongs to the first framework among the top-level modules of
+    its bases (``transformers``' AdamW derives from ``torch.optim.Optimizer``:
+    torch); a function to its own module's (``optax.adamw``: jax) or, failing
+    that, to the type of what it returns when called with a learning rate
+    alone, as optax, Keras and MLX factories are.  Raises a one-line
+    :class:`SetupError` that asks for ``--framework`` when none is found.
+    """
+    target = plugins.parse_target(text)
+    with quiet_imports():
+        factory = plugins.load(target)
+    roots = {module.partition(".")[0]: name for name in FRAMEWORKS
+             for module in describe(name).modules if name != "numpy"}
+
+    def owner(cls: type) -> str | None:
+        for base in inspect.getmro(cls):
+            if (found := roots.get(base.__module__.partition(".")[0])) is not None:
+                return found
+        return None
+
+    obj = getattr(factory, "func", factory)  # the callable under its bound options
+    if inspect.isclass(obj):
+        found = owner(obj)
+    else:
+        found = roots.get((getattr(obj, "__module__", None) or "").partition(".")[0])
+        if found is None:
+            try:
+                found = owner(type(factory(learning_rate=1e-3)))
+            except Exception:
+                found = None
+    if found is None:
+        raise SetupError(f"--impl {text!r}: cannot tell which framework it belongs to (neither it nor what it "
+                         f"returns derives from a framework's optimizer): pass --framework, one of "
+                         f"{', '.join(FRAMEWORKS)}")
+    return found
+
+
+def _other_framework(text: str, framework: str) -> str:
+    """Advice where ``text`` belongs to a framework other than ``framework`` (a mistaken ``--framework``)."""
+    try:
+        found = infer_framework(text)
+    except SetupError:
+        return ""
+    return "" if found == framework else f"; it is a {found} optimizer: drop --framework, or pass --framework {found}"
+
+
 def resolve_subject(framework: str, impl: str | None, rule: str | None = None) -> list[SubjectInfo]:
     """Subjects for ``--impl``: a plugin ``MODULE:ATTR[options]``, a built-in name, or all built-ins.
 
@@ -85,7 +144,7 @@ def resolve_subject(framework: str, impl: str | None, rule: str | None = None) -
     subject already has its own.
     """
     check_framework(framework)
-    if impl and ":" in impl.partition("[")[0]:
+    if is_plugin(impl):
         return [load_plugin(framework, impl, rule or "adamw")]
     found = subjects(framework)
     if impl is None:

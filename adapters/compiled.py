@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from optspec.adapters.frameworks import FRAMEWORKS, part
+from optspec.adapters.frameworks import FRAMEWORKS, has_part, part
 from optspec.adapters.namespaces import namespace
 
 #: The runtime scalars of a torch, tensorflow or numpy compiled step, in order.
@@ -87,8 +87,9 @@ class CompiledStep:
 
     def __init__(self, framework: str, rule: str, param: Any, *, device: str | None = None,
                  **hyper: Any) -> None:
-        if framework not in FRAMEWORKS:
-            raise ValueError(f"no compiled spec for {framework!r}: use one of {', '.join(FRAMEWORKS)}")
+        if framework not in FRAMEWORKS or not has_part(framework, "compiled"):
+            compiled = ", ".join(f for f in FRAMEWORKS if has_part(f, "compiled"))
+            raise ValueError(f"no compiled spec for {framework!r}: use one of {compiled}")
         self.framework = framework
         self.rule = adam_rule(rule)
         self.xp = namespace(framework, device)

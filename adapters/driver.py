@@ -68,7 +68,7 @@ class SubjectInfo:
 
     Attributes:
       name: the subject's id, e.g. ``"torch.optim.AdamW[foreach]"``.
-      framework: numpy, torch, jax or tensorflow.
+      framework: a name of the registry (:data:`~optspec.adapters.frameworks.FRAMEWORKS`).
       rule: the spec rule it implements.
       convention: the preset it follows (adam family), or None.
       supports: spec hyperparameters (besides lr) it can express.

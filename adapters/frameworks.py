@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import os
 import re
 import shlex
@@ -29,7 +30,8 @@ from types import ModuleType
 from optspec.adapters.errors import NotInstalled, SetupError
 
 #: The registry: each name is a package ``optspec.adapters.<name>``.
-FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "tensorflow")
+#: Paddle comes before TensorFlow: imported after it, Paddle crashes the process (``Framework.crashes_after``).
+FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "paddle", "tensorflow", "keras", "mlx")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,11 @@ class Framework:
       fork_safe: whether importing it starts no thread, so that a process
         that imported it may fork: the certifier's worker processes then
         start from a fork server that imported it once.
+      describe_version: the version the certificate records, from the main
+        module (default: its ``__version__``); Keras adds its backend's.
+      crashes_after: modules whose earlier import in the same process makes
+        this framework's import crash it (Paddle's native library after
+        TensorFlow's: a segmentation fault); the import is refused instead.
     """
 
     name: str
@@ -63,6 +70,8 @@ class Framework:
     import_noise: tuple[str, ...] = ()
     pip_options: str = ""
     fork_safe: bool = False
+    describe_version: Callable[[ModuleType], str] | None = None
+    crashes_after: tuple[str, ...] = ()
 
 
 def check_framework(framework: str) -> str:
@@ -82,6 +91,11 @@ def describe(framework: str) -> Framework:
 def import_framework(framework: str) -> ModuleType:
     """Imports the framework's modules, configured as optspec needs them, and returns the main one."""
     record = describe(framework)
+    if record.modules[0] not in sys.modules and importlib.util.find_spec(record.modules[0]) is not None:
+        if loaded := [m for m in record.crashes_after if m in sys.modules]:
+            raise SetupError(f"{framework} cannot be imported into a process that has imported {loaded[0]}: its "
+                             "import would crash the process; certify it in a process of its own "
+                             f"(optspec certify --framework {framework} ...), or import {framework} first")
     for name, value in record.environment.items():
         os.environ.setdefault(name, value)
     modules = []
@@ -149,6 +163,14 @@ def _source_checkout() -> Path | None:
 
 
 @contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """The lines every registered framework's import is known to write to stderr are dropped inside: for a
+    plugin module that imports its framework itself, before optspec knows which framework that is."""
+    with _stderr_without(tuple(noise for name in FRAMEWORKS for noise in describe(name).import_noise)):
+        yield
+
+
+@contextlib.contextmanager
 def _stderr_without(noise: tuple[str, ...]) -> Iterator[None]:
     """File descriptor 2 goes to a temporary file; on exit its lines come back, less those matching ``noise``."""
     if not noise:
@@ -179,6 +201,12 @@ def part(framework: str, name: str) -> ModuleType:
     return importlib.import_module(f"optspec.adapters.{framework}.{name}")
 
 
+def has_part(framework: str, name: str) -> bool:
+    """Whether the framework's package has the optional module ``name`` (``compiled``, ``optimizer``), without
+    importing the framework."""
+    return importlib.util.find_spec(f"optspec.adapters.{check_framework(framework)}.{name}") is not None
+
+
 def is_available(framework: str) -> bool:
     """Whether the framework is installed; one installed but misconfigured raises its :class:`SetupError`."""
     try:
@@ -189,4 +217,7 @@ def is_available(framework: str) -> bool:
 
 
 def version(framework: str) -> str:
-    return str(import_framework(framework).__version__)
+    """What a certificate records as the framework's version (Keras: with its backend's)."""
+    main = import_framework(framework)
+    describe_version = describe(framework).describe_version
+    return describe_version(main) if describe_version is not None else str(main.__version__)

@@ -6,6 +6,7 @@ Each function checks its arguments once and hands over to the framework's
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -59,19 +60,23 @@ def dtype_name(x: Any) -> str:
     """The name of ``x``'s dtype in any framework (``float32``, ``bfloat16``, ``int64``, ...)."""
     dtype = getattr(x, "dtype", None)
     name = getattr(dtype, "name", None)
-    return str(name if isinstance(name, str) else dtype).removeprefix("torch.")
+    return str(name if isinstance(name, str) else dtype).rpartition(".")[2].lower()  # torch.float32, Paddle FLOAT32
 
 
 def to_numpy(x: Any) -> np.ndarray:
     """Any framework's array as a NumPy array; reduced types become float32."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":
-            x = x.float()
-        return x.numpy().copy()
+        if dtype_name(x) == "bfloat16":  # torch refuses it; Paddle would hand over the raw uint16 bits
+            x = x.float() if hasattr(x, "float") else x.astype("float32")
+        return np.array(x.numpy(), copy=True)
     if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
         x = x.numpy()
-    out = np.asarray(x)
+    try:
+        out = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):
+        # The buffer protocol has no bfloat16 (MLX exports through it): float32, of the array's own module.
+        out = np.asarray(x.astype(sys.modules[type(x).__module__].float32))
     if out.dtype.kind == "V" or str(out.dtype) == "bfloat16":
         out = out.astype(np.float32)
     return out.copy()

@@ -51,6 +51,6 @@ class Translation:
         return frozenset(self.names)
 
     @classmethod
-    def same_names(cls, *names: str) -> Translation:
-        """The translation of a framework that uses the spec's own names."""
-        return cls(names={n: n for n in names})
+    def same_names(cls, *names: str, lr: str = "lr") -> Translation:
+        """The translation of a framework that uses the spec's own names (the learning rate's may differ)."""
+        return cls(names={n: n for n in names}, lr=lr)

@@ -23,6 +23,9 @@ class Case:
     """One certification case; arrays are float64 before rounding to the subject's dtype.
 
     ``rules``, for a named case, the rules whose conventions it separates (None: every rule).
+    ``refusable``, the hyperparameters it sets at the closed edge of their domain (ε = 0), which a
+    constructor may refuse by design: where it refuses only those, the case does not apply
+    (:func:`~optspec.conformance.check.refused_edge`).
     """
 
     params0: list[np.ndarray]
@@ -32,6 +35,7 @@ class Case:
     restore_at: int | None = None
     label: str = "random"
     rules: frozenset[str] | None = None
+    refusable: frozenset[str] = frozenset()
 
     @property
     def steps(self) -> int:
@@ -115,7 +119,7 @@ def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.
 
 def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: float = 1.0,
            decreasing: bool = False, zeros: bool = False, restore_at: int | None = None,
-           rules: frozenset[str] | None = None) -> Case:
+           rules: frozenset[str] | None = None, refusable: frozenset[str] = frozenset()) -> Case:
     rng = np.random.default_rng(sum(map(ord, label)))
     shapes = [(3,), (2, 2)]
     params0 = [rng.normal(size=s) + np.sign(rng.normal(size=s)) for s in shapes]
@@ -129,7 +133,7 @@ def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: floa
             g[::2] = 0.0
         grads.append(g)
     lrs = [0.1 * (0.5 if t % 2 else 1.0) * (1 + t / steps) for t in range(steps)]
-    return Case(params0, grads, lrs, dict(hyper), restore_at, label=label, rules=rules)
+    return Case(params0, grads, lrs, dict(hyper), restore_at, label=label, rules=rules, refusable=refusable)
 
 
 def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, Any]) -> Case:
@@ -237,8 +241,10 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("exact-zeros-and-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4),
     _named("momentum-under-schedule", 6, {"momentum": 0.9, "eps": 1e-8, "weight_decay": 0.0},
            rules=frozenset({"sgd", "sgdw", "rmsprop"})),
+    _named("damped-momentum", 4, {"momentum": 0.9, "dampening": 0.5, "weight_decay": 0.0},
+           rules=frozenset({"sgd"})),
     _named("zero-accumulator", 4, {"eps": 0.0, "initial_accumulator_value": 0.0, "weight_decay": 0.0},
-           zeros=True, rules=frozenset({"adagrad"})),
+           zeros=True, rules=frozenset({"adagrad"}), refusable=frozenset({"eps"})),
     *SENSITIVE_CASES,
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )

@@ -15,7 +15,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
-from optspec.conformance.check import CheckResult, check_trajectory, run_case
+from optspec.conformance.check import CheckResult, check_trajectory, refused_edge, run_case
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
@@ -75,6 +75,9 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
             continue
         if note:
             notes.append(f"named case {case.label}: {note}")
+        if (refusal := refused_edge(subject, case, dtype=dtype, device=device, time_limit_s=time_limit_s)):
+            notes.append(f"named case not applicable: {refusal}")
+            continue
         result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
                           time_limit_s=time_limit_s, keep_run=True)
         record(result)

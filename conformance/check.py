@@ -53,6 +53,37 @@ def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
     return np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
 
 
+def refused_edge(subject: SubjectInfo, case: Case, *, dtype: str, device: str | None = None,
+                 time_limit_s: float | None = 30.0) -> str | None:
+    """Why ``case`` does not apply to ``subject``: its constructor refuses the case's edge values, or None.
+
+    The subject is built, without a step, with the case's hyperparameters and
+    then without those of :attr:`Case.refusable` (their defaults).  Only a
+    construction that fails with the edge values and succeeds without them
+    is a refusal (MLX's Adagrad raises on ε = 0); any other failure is left
+    to the case, where it fails.
+    """
+    edge = {k: v for k, v in case.hyper.items() if k in case.refusable}
+    if not edge:
+        return None
+
+    def construct(hyper: dict[str, Any]) -> None:
+        adapters.drive(subject, [np.array([0.5])], [np.zeros((0, 1))], [], hyper, dtype=dtype, device=device,
+                       time_limit_s=time_limit_s, label=f"construction for case {case.label}")
+
+    try:
+        construct(case.hyper)
+        return None
+    except adapters.SubjectError as exc:
+        refusal = str(exc)
+    try:
+        construct({k: v for k, v in case.hyper.items() if k not in edge})
+    except adapters.SubjectError:
+        return None
+    values = ", ".join(f"{k}={v!r}" for k, v in sorted(edge.items()))
+    return f"{case.label}: the constructor refuses {values} ({refusal.partition(': ')[2] or refusal})"
+
+
 def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None, dtype: str = "float64",
              device: str | None = None, time_limit_s: float | None = 30.0,
              stored: tuple[np.ndarray, list[np.ndarray]] | None = None, keep_run: bool = False) -> CheckResult:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.frameworks import describe
 from optspec.conformance import run
 from optspec.conformance.interrupt import interrupted
 from optspec.conformance.progress import Progress
@@ -31,8 +32,8 @@ def parser() -> argparse.ArgumentParser:
     for name, about in (("certify", "certify subjects against the spec; the exit code is the verdict"),
                         ("matrix", "every built-in subject against every preset, as a table")):
         p = sub.add_parser(name, help=about, description=about)
-        p.add_argument("--framework", required=name == "certify",
-                       help="numpy, torch, jax or tensorflow" + ("" if name == "certify" else " (default: all)"))
+        p.add_argument("--framework", help=", ".join(adapters.FRAMEWORKS) + " (default: the framework of a "
+                       "MODULE:ATTR plugin, inferred from it" + ("" if name == "certify" else "; otherwise all") + ")")
         p.add_argument("--impl", help="MODULE:ATTR[key=value,...] (a class or factory, with fixed constructor "
                                       "options as Python literals) or a built-in subject name (default: all)")
         p.add_argument("--rule", choices=list(spec.RULES),
@@ -40,7 +41,9 @@ def parser() -> argparse.ArgumentParser:
                             "only the subjects of that rule")
         p.add_argument("--device", help="the framework's device, e.g. cpu or cuda:0 (default: its first)")
         p.add_argument("--dtype", choices=list(adapters.DTYPES),
-                       help="the subject's dtype (default: float64; float32 for tensorflow, see docs/DEVIATIONS.md)")
+                       help="the subject's dtype (default: float64; float32 for "
+                            f"{' and '.join(f for f in adapters.FRAMEWORKS if describe(f).default_dtype == 'float32')}"
+                            ", see docs/DEVIATIONS.md)")
         p.add_argument("--examples", type=int, default=CertifyOptions.examples,
                        help=f"drawn cases per subject (default {CertifyOptions.examples})")
         p.add_argument("--seed", type=int, default=CertifyOptions.seed,
@@ -62,12 +65,15 @@ def parser() -> argparse.ArgumentParser:
                        description="which convention a subject follows, knob by knob, certified before "
                                    "it is claimed; the last line is one word: the preset, 'none' (the knobs "
                                    "fit, no preset has them) or 'unfit' (nothing fits, exit 1)")
-    p.add_argument("--framework", required=True, help="numpy, torch, jax or tensorflow")
+    p.add_argument("--framework", help=", ".join(adapters.FRAMEWORKS) + " (default: inferred from a MODULE:ATTR "
+                   "plugin)")
     p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
     p.add_argument("--rule", choices=[name for name, rule in spec.RULES.items() if rule.presets],
                    help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
     p.add_argument("--dtype", choices=list(adapters.DTYPES), default="float32",
                    help="the dtype the subject runs in (default float32)")
+    p.add_argument("--examples", type=int, default=CertifyOptions.examples,
+                   help=f"drawn cases of the certification that backs a fit (default {CertifyOptions.examples})")
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
                                            "nox -s golden)")
     golden.add_argument("action", choices=["verify"])
@@ -88,10 +94,23 @@ def matrix_frameworks(args: argparse.Namespace) -> list[str]:
     return [args.framework] if args.framework else list(adapters.FRAMEWORKS)
 
 
+def infer_framework(args: argparse.Namespace) -> None:
+    """Sets ``args.framework`` from a plugin ``--impl`` where it is not given (:func:`adapters.infer_framework`)."""
+    if args.command not in ("certify", "identify", "matrix") or args.framework:
+        return
+    if adapters.is_plugin(args.impl):
+        args.framework = adapters.infer_framework(args.impl)
+    elif args.command != "matrix":
+        raise adapters.SetupError(f"{args.command} needs --framework (one of {', '.join(adapters.FRAMEWORKS)}) "
+                                  "unless --impl names a MODULE:ATTR plugin, whose framework is inferred")
+
+
 def validate(args: argparse.Namespace) -> None:
     """Every option checked before any work is done; a problem is one :class:`adapters.SetupError` line."""
     if args.command == "certify":
         run.validate(options_of(args))
+    elif args.command == "identify" and args.examples < 0:
+        raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
     elif args.command == "matrix":
         for framework in matrix_frameworks(args):
             run.validate(options_of(args, framework))
@@ -144,7 +163,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from optspec.conformance.identify import identify
 
     subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
-    found = identify(subject, dtype=args.dtype, golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
+    found = identify(subject, dtype=args.dtype, examples=args.examples,
+                     golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
     for line in found.lines():
         print(line)
     return 0 if found.fits else 1
@@ -274,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = parser().parse_args(argv)
+        infer_framework(args)
         validate(args)
         if getattr(args, "framework", None):
             adapters.check_framework(args.framework)

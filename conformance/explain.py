@@ -179,6 +179,10 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
     if dtype == "float64":
         candidate("hyperparameters rounded to float32 on the way in (as tensorflow#35938)",
                   _through_float32(case.hyper))
+        for name, value in case.hyper.items():
+            if (rounded := _through_float32({name: value})) != {name: value}:
+                candidate(f"{name} alone rounded to float32 on the way in (a float32 kernel attribute, as "
+                          "Paddle's AdamW coeff)", rounded)
     return {change.name: change for change in found}
 
 

@@ -21,7 +21,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
-from optspec.conformance.check import check_trajectory
+from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
 
 #: identify's dtype unless told otherwise: the conventions differ by far more than its rounding.
@@ -88,6 +88,8 @@ def _trajectories(subject: SubjectInfo, cases: list[Case], dtype: str) -> list[t
     runs = []
     for case in cases:
         case, params0, grads = prepared(subject, case, dtype)
+        if refused_edge(subject, case, dtype=dtype, time_limit_s=60.0):
+            continue  # its knobs are then reached by no case, and reported untested
         got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype,
                              restore_at=case.restore_at, time_limit_s=60.0)
         runs.append((case, params0, grads, got))
@@ -169,8 +171,9 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     matching = rule.matching_presets(comparable)
     preset = None
     if best_error <= 1.0 and matching and "ignored" not in knobs.values():
-        native = describe(subject.framework).native_convention
-        preset = native if native in matching else matching[0]
+        preferred = [name for name in (subject.convention, describe(subject.framework).native_convention)
+                     if name in matching]
+        preset = (preferred or matching)[0]
     found = Identification(knobs, preset, float(best_error), dtype)
     if best_error > 1.0:
         return found

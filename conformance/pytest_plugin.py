@@ -1,7 +1,8 @@
-"""A pytest plugin: ``pytest --optspec-framework torch --optspec-impl pkg.mod:AdamW`` certifies inside a vendor's suite.
+"""A pytest plugin: ``pytest --optspec-impl pkg.mod:AdamW`` certifies inside a vendor's suite.
 
 Registered through the ``pytest11`` entry point; it does nothing unless
-``--optspec-framework`` is given.  It takes the options of ``certify``
+``--optspec-framework`` or ``--optspec-impl`` is given (the framework of a
+``MODULE:ATTR`` plugin is inferred from it, as the CLI's).  It takes the options of ``certify``
 (``--optspec-dtype``, ``--optspec-rule``, ``--optspec-convention``, ...), with
 the same defaults and golden replay, through the same entry point
 (:func:`conformance.run.certify_all`): each subject is one test item,
@@ -18,13 +19,16 @@ from pathlib import Path
 
 import pytest
 
+from optspec.adapters.frameworks import FRAMEWORKS
+
 #: pytest option -> (CertifyOptions field, type, help).
 OPTIONS = {
-    "--optspec-framework": ("framework", str, "numpy, torch, jax or tensorflow (turns the plugin on)"),
+    "--optspec-framework": ("framework", str, ", ".join(FRAMEWORKS) + " (default: inferred from a MODULE:ATTR "
+                            "--optspec-impl; either turns the plugin on)"),
     "--optspec-impl": ("impl", str, "MODULE:ATTR[key=value,...] or a built-in subject name (default: all)"),
     "--optspec-rule": ("rule", str, "the rule a MODULE:ATTR plugin implements (default adamw)"),
     "--optspec-convention": ("convention", str, "the preset of the subject's rule to hold it to (default: its own)"),
-    "--optspec-dtype": ("dtype", str, "the subject's dtype (default: float64; float32 for tensorflow)"),
+    "--optspec-dtype": ("dtype", str, "the subject's dtype (default: float64; float32 for tensorflow and mlx)"),
     "--optspec-device": ("device", str, "the framework's device, e.g. cpu or cuda:0"),
     "--optspec-examples": ("examples", int, "drawn cases per subject (default 100)"),
     "--optspec-seed": ("seed", int, "the seed of the drawn cases (default 0)"),
@@ -48,11 +52,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--optspec-skips", help="file of '<subject id> <reason>' lines to skip")
 
 
-def _options(config: pytest.Config):
+def _options(config: pytest.Config, **overrides):
     from optspec.conformance.run import CertifyOptions
 
     given = {field: config.getoption(flag) for flag, (field, _, _) in OPTIONS.items()}
-    return CertifyOptions(**{k: v for k, v in given.items() if v is not None})
+    return CertifyOptions(**{**{k: v for k, v in given.items() if v is not None}, **overrides})
 
 
 def _skips(path: str | None) -> dict[str, str]:
@@ -104,13 +108,17 @@ class OptspecItem(pytest.Item):
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    if not config.getoption("--optspec-framework"):
+    framework, impl = config.getoption("--optspec-framework"), config.getoption("--optspec-impl")
+    if not framework and not impl:
         return
     from optspec import adapters
     from optspec.conformance.run import subjects_of, validate
 
-    options = _options(config)
     try:
+        if not framework and not adapters.is_plugin(impl):
+            raise adapters.SetupError(f"--impl {impl!r} is a built-in subject's name: add --framework (one of "
+                                      f"{', '.join(adapters.FRAMEWORKS)}), or name a MODULE:ATTR plugin")
+        options = _options(config, **({} if framework else {"framework": adapters.infer_framework(impl)}))
         validate(options)
         subjects = subjects_of(options)
     except adapters.SetupError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.frameworks import has_part
 from optspec.conformance.certify import DEFAULT_TIME_LIMIT_S
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.isolation import Request, certify_isolated, start_workers
@@ -23,7 +24,8 @@ from optspec.conformance.verdict import Certificate
 
 
 def default_dtype(framework: str) -> str:
-    """The framework's own default (float64, but float32 for Keras-TF, which drifts in float64: tensorflow#35938)."""
+    """The framework's own default (float64, but float32 for Keras-TF, which drifts in float64 through
+    tensorflow#35938, and for MLX, whose GPU has no float64)."""
     return adapters.frameworks.describe(framework).default_dtype
 
 
@@ -32,7 +34,7 @@ class CertifyOptions:
     """Everything that affects a verdict; ``None`` means the default.
 
     Attributes:
-      framework: numpy, torch, jax or tensorflow.
+      framework: a name of :data:`adapters.FRAMEWORKS`.
       impl: ``MODULE:ATTR[key=value,...]`` or a built-in subject name; None for every built-in.
       rule: the rule a plugin implements (adamw), or the rule of the built-ins to take.
       convention: the preset of the subject's rule to hold it to (default: its own).
@@ -80,6 +82,10 @@ def validate(options: CertifyOptions) -> None:
         raise adapters.SetupError(f"--examples must be 0 or more (got {options.examples})")
     if options.size is not None and options.size < 1:
         raise adapters.SetupError(f"--size must be 1 or more (got {options.size})")
+    if options.size is not None and not has_part(options.framework, "compiled"):
+        compiled = ", ".join(f for f in adapters.FRAMEWORKS if has_part(f, "compiled"))
+        raise adapters.SetupError(f"--size checks against the spec compiled for the framework, which {options.framework} "
+                                  f"does not have: drop --size, or use it with {compiled}")
     if options.steps is not None:
         if options.size is None:
             raise adapters.SetupError("--steps applies only with --size: add --size N, or drop --steps")

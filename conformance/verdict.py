@@ -136,7 +136,7 @@ class Certificate:
         """
         head = f"{self.verdict.upper()}: {self.subject} vs {self.convention or self.rule}"
         if not self.applicable:
-            return f"{head} ({self.notes[-1]})"
+            return f"{head} ({next(n for n in self.notes if n.startswith('not applicable in '))})"
         if self.cases_run == 0 and self.failure is not None and not self.failure.numeric:
             return f"{head} ({self.dtype}: {self.failure.check} before any case finished)"
         replayed = sum(g.applicable for g in self.golden)

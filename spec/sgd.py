@@ -41,18 +41,24 @@ class SGDConvention(Knobs):
         gradient (it enters the trace); ``"decoupled"`` first shrinks
         :math:`\theta_{t-1}` by :math:`\mathrm{lr}_t\lambda\theta_{t-1}` and
         steps with the gradient as given.
+      first_buffer: the momentum buffer after the first step.
+        ``"gradient"``: :math:`b_1 = s_1`, the gradient undamped (torch
+        clones it); ``"damped"``: :math:`b_0 = 0`, so
+        :math:`b_1 = (1-\tau) s_1`.  The two agree without dampening.
     """
 
     KNOB_VALUES: ClassVar[Mapping[str, tuple]] = MappingProxyType({
         "lr_placement": ("outside", "inside"),
         "weight_decay": ("l2", "decoupled"),
+        "first_buffer": ("gradient", "damped"),
     })
 
     lr_placement: str = "outside"
     weight_decay: str = "l2"
+    first_buffer: str = "gradient"
 
 
-#: Each framework's SGD, read from its source (torch 2.13, optax 0.2.8, Keras 3.15).
+#: Each framework's SGD, read from its source (torch 2.13, optax 0.2.8, Keras 3.15, MLX 0.32).
 PRESETS: Mapping[str, SGDConvention] = MappingProxyType({
     #: ``torch/optim/sgd.py`` ``_single_tensor_sgd``: ``grad.add(param, alpha=wd)``;
     #: ``buf.mul_(momentum).add_(grad, alpha=1 - dampening)`` (``buf = clone(grad)`` at the first
@@ -66,6 +72,10 @@ PRESETS: Mapping[str, SGDConvention] = MappingProxyType({
     #: (nesterov: ``var += momentum * m - lr * g``); ``weight_decay`` is
     #: ``base_optimizer.py`` ``_apply_weight_decay``: ``var -= var * wd * lr`` before the step.
     "keras": SGDConvention("inside", "decoupled"),
+    #: ``mlx/optimizers/optimizers.py`` ``SGD.apply_single``: ``gradient + weight_decay * parameter``;
+    #: ``v = momentum * state["v"]`` (zeros at first), ``v += (1 - dampening) * gradient``;
+    #: ``parameter - learning_rate * v``.  The first step's buffer is damped.
+    "mlx": SGDConvention("outside", "l2", "damped"),
 })
 
 
@@ -129,16 +139,17 @@ def sgd_step(
         g_t &= \pm\nabla f(\theta_{t-1}) \;[+\,\lambda\theta_{t-1}]_{\text{l2}},
           \qquad \theta'_{t-1} = \theta_{t-1} \;[-\,\mathrm{lr}_t\lambda\theta_{t-1}]_{\text{decoupled}} \\
         s_t &= g_t \text{ (lr outside) or } \mathrm{lr}_t g_t \text{ (lr inside)} \\
-        b_t &= \begin{cases} s_t & t = 1 \\ \mu b_{t-1} + (1-\tau) s_t & t > 1\end{cases} \\
+        b_t &= \begin{cases} s_t & t = 1 \text{ (first buffer: gradient)} \\
+               \mu b_{t-1} + (1-\tau) s_t & \text{otherwise, } b_0 = 0\end{cases} \\
         d_t &= \begin{cases} s_t + \mu b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases} \\
         \theta_t &= \theta'_{t-1} - \mathrm{lr}_t\, d_t \text{ (lr outside) or } \theta'_{t-1} - d_t \text{ (inside)}
 
     with :math:`\mu` = ``momentum``, :math:`\tau` = ``dampening``,
     :math:`\lambda` = ``weight_decay``; the sign is minus when ``maximize``.
     Without momentum, :math:`d_t = s_t`.  The first step's buffer is
-    :math:`s_1`, without the factor :math:`1-\tau` (torch clones the
-    gradient); the frameworks without dampening start from zero, which is
-    the same.  Sources: :data:`PRESETS`.
+    :math:`s_1`, without the factor :math:`1-\tau`, where torch clones the
+    gradient; MLX starts from zero and damps it.  Without dampening the two
+    are the same.  Sources: :data:`PRESETS`.
     """
     conv = resolve(convention)
     g = -grad if maximize else grad
@@ -148,7 +159,8 @@ def sgd_step(
         g = lr * g
     buffer = state.momentum_buffer
     if momentum != 0:
-        buffer = g if state.step == 0 else momentum * buffer + (1 - dampening) * g
+        cloned = state.step == 0 and conv.first_buffer == "gradient"
+        buffer = g if cloned else momentum * buffer + (1 - dampening) * g
         g = g + momentum * buffer if nesterov else buffer
     return (param - g if inside else param - lr * g), SGDState(state.step + 1, buffer)
 

@@ -42,3 +42,16 @@ def test_a_bad_impl_is_a_usage_error_not_an_internal_error(tmp_path):
     assert done.returncode == 4, done.stdout + done.stderr
     assert "INTERNALERROR" not in done.stdout + done.stderr
     assert "does not import" in done.stderr
+
+
+@needs("mlx")
+def test_the_framework_of_a_plugin_is_inferred_and_a_defect_is_rejected(tmp_path):
+    done = _pytest(tmp_path, "--optspec-impl", "tests.plugins.mlx_subjects:AdamWDecayAfter", "--optspec-examples", "3")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "DOES NOT CONFORM: tests.plugins.mlx_subjects:AdamWDecayAfter vs bert (float32)" in done.stdout
+    assert "decay_point=after" in done.stdout and "Traceback" not in done.stdout
+
+
+def test_a_builtin_name_without_a_framework_is_a_usage_error_that_asks_for_one(tmp_path):
+    done = _pytest(tmp_path, "--optspec-impl", "spec.adamw")
+    assert done.returncode == 4 and "add --optspec-framework" in done.stderr, done.stdout + done.stderr

@@ -23,8 +23,17 @@ DEFECTS = "tests.plugins.rule_defects"
 #: The dtypes each framework's built-ins are certified in.  Keras on TensorFlow rounds Python-float
 #: hyperparameters through float32 in float64 (tensorflow#35938, docs/DEVIATIONS.md), so it has two.
 DTYPES = {"torch": ("float64", "float32", "bfloat16"), "jax": ("float64", "float32", "bfloat16"),
-          "tensorflow": ("float32", "bfloat16")}
-OWN_PRESET = {"torch": "torch", "jax": "optax", "tensorflow": "keras"}
+          "tensorflow": ("float32", "bfloat16"), "mlx": ("float32", "bfloat16")}
+ROW_PREFIX = {"torch": "torch.optim.", "jax": "optax.", "tensorflow": "keras.optimizers.", "mlx": "mlx.optimizers."}
+
+
+def own_preset(framework: str, rule: str) -> str:
+    """The preset a framework's built-in of ``rule`` follows, read from its source (the spec's ``PRESETS``
+    cite each): MLX's Adagrad and RMSprop are torch's, its SGD damps the first step."""
+    if framework == "mlx":
+        return "mlx" if rule == "sgd" else "torch"
+    return {"torch": "torch", "jax": "optax", "tensorflow": "keras"}[framework]
+
 #: Kernel defects the certifier rightly rejects (docs/DEVIATIONS.md, "Kernel defects found").
 KNOWN_DEFECTS = {("torch.optim.SGD[fused]", "bfloat16"): "pytorch#191763"}
 CELL = re.compile(r"PASS \S+|FAIL\*?|differs|n/a\*?|(?<= )-(?= |$)")
@@ -63,7 +72,7 @@ def test_every_builtin_conforms_to_its_own_preset_through_the_cli(framework, rul
     expected = [s for s in adapters.subjects(framework) if s.rule == rule]
     defects = {s.name for s in expected if (s.name, dtype) in KNOWN_DEFECTS}
     assert len(headlines) == len(expected) and code == (1 if defects else 0), lines
-    assert all(f" vs {OWN_PRESET[framework]} " in line for line in headlines), headlines
+    assert all(f" vs {own_preset(framework, rule)} " in line for line in headlines), headlines
     rejected = {line.split()[3] for line in headlines if line.startswith("DOES NOT CONFORM")}
     assert rejected == defects, headlines
     if dtype != "bfloat16":  # some golden scenario of each rule and preset is representable in float32
@@ -79,9 +88,9 @@ def test_the_matrix_exits_0_and_names_the_knobs_of_every_differing_cell(framewor
     assert code == 0, lines
     header = next(line for line in lines if line.startswith("subject"))
     assert header.split()[2:] == list(spec.get_rule(rule).presets), header
-    rows = _cells(lines, {"torch": "torch.optim.", "jax": "optax.", "tensorflow": "keras.optimizers."}[framework])
+    rows = _cells(lines, ROW_PREFIX[framework])
     assert len(rows) == len([s for s in adapters.subjects(framework) if s.rule == rule]), lines
-    own = OWN_PRESET[framework]
+    own = own_preset(framework, rule)
     for row, cells in rows:
         assert cells[own].startswith("PASS") and cells[own].endswith("*"), (row, cells)
         for column, cell in cells.items():
@@ -122,12 +131,13 @@ def test_each_knob_is_rejected_where_the_other_value_is_expected_and_the_hint_na
 
 
 def _other_knob_values() -> list:
-    """Each knob value an optax or Keras built-in follows where torch's differs (the zero guard aside)."""
+    """Each knob value an optax, Keras or MLX built-in follows where torch's differs (the zero guard aside)."""
     out = []
-    for framework in ("jax", "tensorflow"):
+    for framework in ("jax", "tensorflow", "mlx"):
         for rule in RULES:
             presets = spec.get_rule(rule).presets
-            for knob, (own, torch_value) in presets[OWN_PRESET[framework]].differences(presets["torch"]).items():
+            for knob, (own, torch_value) in presets[own_preset(framework, rule)].differences(
+                    presets["torch"]).items():
                 if knob != "zero_guard":
                     out.append(pytest.param(framework, rule, knob, own, torch_value, marks=needs(framework),
                                             id=f"{framework}-{rule}-{knob}={own}"))
@@ -144,7 +154,7 @@ def test_the_other_frameworks_knob_values_are_rejected_where_torchs_is_expected(
     unguarded one by its failures (docs/DEVIATIONS.md); identify names it.
     """
     subject = next(s for s in adapters.subjects(framework) if s.rule == rule)
-    expected = spec.get_rule(rule).presets[OWN_PRESET[framework]].replace(**{knob: torch_value})
+    expected = spec.get_rule(rule).presets[own_preset(framework, rule)].replace(**{knob: torch_value})
     cert = certify(subject, convention=expected, dtype="float32" if framework == "tensorflow" else "float64",
                    examples=10)
     assert not cert.conforms, f"{subject.name} conforms to {expected}"
@@ -156,7 +166,7 @@ def test_the_other_frameworks_knob_values_are_rejected_where_torchs_is_expected(
 def test_identify_names_the_preset_of_each_builtin(framework, rule):
     subject = next(s for s in adapters.subjects(framework) if s.rule == rule)
     found = identify(subject, examples=10)
-    assert found.fits and found.preset == OWN_PRESET[framework], found
+    assert found.fits and found.preset == own_preset(framework, rule), found
     assert set(found.knobs) == set(spec.get_rule(rule).knob_values())
     # a knob the subject cannot express (optax has no weight decay) is reported, not guessed
     if "weight_decay" not in subject.supports:

@@ -185,7 +185,8 @@ def test_adagrad_optax_zero_guard_by_hand():
 #: Cases in which every knob of a rule's convention shows: a schedule, momentum, decay, a visible ε;
 #: and an all-zero gradient with ε = 0 for Adagrad's zero guard.
 KNOB_CASES = {
-    "sgd": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], momentum=0.9, weight_decay=0.1)],
+    "sgd": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], momentum=0.9, weight_decay=0.1),
+            dict(grads=[0.5, -0.3], lr=0.1, momentum=0.9, dampening=0.5)],
     "adagrad": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], eps=1e-3, weight_decay=0.1),
                 dict(grads=[0.0, 0.0], lr=0.1, eps=0.0)],
     "rmsprop": [dict(grads=[0.5, -0.3, 0.2], lr=[0.1, 0.05, 0.02], eps=1e-3, momentum=0.5, weight_decay=0.1)],

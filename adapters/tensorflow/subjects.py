@@ -1,184 +1,36 @@
-"""TensorFlow: Keras 3 optimizers (TensorFlow backend) and plugins.
+"""TensorFlow: Keras 3 optimizers on the TensorFlow backend, and plugins.
 
-Keras evaluates a schedule at ``iterations``, the 0-based count, so the
-per-step learning rates are a table indexed by it.
+The session is Keras' own (:mod:`optspec.adapters.keras.subjects`); here
+its arrays are TensorFlow's and its certificate says tensorflow.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras
-import numpy as np
-import tensorflow as tf
-
-from optspec import spec
-from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
-from optspec.adapters.driver import Session, SubjectInfo
-from optspec.adapters.namespaces import asarray, to_numpy
+from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.keras.subjects import (
+    TRANSLATIONS,
+    construct,
+    keras_builder,
+    keras_plugin,
+    keras_subjects,
+)
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
 
-#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer
-#: (``base_optimizer.py`` ``_apply_weight_decay``): the keras presets of SGD,
-#: Adagrad and RMSprop say so, and AdamW's is its rule; Adam's L2 rule has no
-#: counterpart, so it is not mapped there.
-TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
-    {
-        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov", "weight_decay": "weight_decay"},
-                           lr="learning_rate"),
-        "adagrad": Translation(
-            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value",
-             "weight_decay": "weight_decay"},
-            lr="learning_rate",
-        ),
-        "rmsprop": Translation(
-            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered",
-             "weight_decay": "weight_decay"},
-            lr="learning_rate",
-        ),
-        "adam": Translation(
-            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
-            lr="learning_rate",
-        ),
-        "adamw": Translation(
-            {
-                "betas": ("beta_1", "beta_2"),
-                "eps": "epsilon",
-                "weight_decay": "weight_decay",
-                "amsgrad": "amsgrad",
-            },
-            lr="learning_rate",
-        ),
-    }
-)
+__all__ = ["SUBJECTS", "TRANSLATIONS", "builder", "construct", "plugin"]
+
+SUBJECTS = keras_subjects("tensorflow")
 
 
-class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate of step ``iterations + 1``, looked up in a table (rows: one per step)."""
-
-    def __init__(self, rates: Any) -> None:
-        self.rates = tf.constant(np.asarray(rates, dtype=np.float64))
-
-    def __call__(self, step: Any) -> Any:
-        index = tf.minimum(tf.cast(step, tf.int32), tf.shape(self.rates)[0] - 1)
-        return tf.gather(self.rates, index)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"rates": self.rates.numpy().tolist()}
-
-
-class KerasSession(Session):
-    """A Keras optimizer over ``keras.Variable`` parameters.
-
-    ``vectors`` (a batch) replaces hyperparameter attributes by per-element
-    tensors before the optimizer is built, so one Keras update serves every
-    member (:mod:`optspec.adapters.batching`).
-    """
-
-    def __init__(self, cls: type, kwargs: Mapping[str, Any], lr_name: str,
-                 params0: Sequence[np.ndarray], lrs: Any, dtype: str,
-                 device: str | None, vectors: Mapping[str, np.ndarray] | None = None) -> None:
-        self.dtype, self.device = dtype, device
-        self.variables = [
-            keras.Variable(asarray("tensorflow", p, dtype, device), dtype=dtype, name=f"p{i}")
-            for i, p in enumerate(params0)
-        ]
-        first = {name: float(v[0]) for name, v in (vectors or {}).items()}
-        self.optimizer = cls(**{lr_name: TableSchedule(lrs if len(lrs) else [0.0])}, **kwargs, **first)
-        for name, values in (vectors or {}).items():
-            setattr(self.optimizer, name, asarray("tensorflow", values, dtype, device))
-        self.optimizer.build(self.variables)
-
-    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        return [asarray("tensorflow", g, self.dtype, self.device) for g in grads]
-
-    def step(self, grads: list[Any], lr: float, index: int) -> None:
-        self.optimizer.apply_gradients(zip(grads, self.variables))
-
-    def params(self) -> list[np.ndarray]:
-        return [to_numpy(v.value) for v in self.variables]
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {v.path: to_numpy(v.value) for v in self.optimizer.variables}
-
-    def storage(self) -> list[Any]:
-        return [v.value for v in (*self.variables, *self.optimizer.variables)]
-
-    def save(self) -> Any:
-        return [to_numpy(v.value) for v in self.optimizer.variables]
-
-    def restore(self, saved: Any) -> None:
-        for variable, value in zip(self.optimizer.variables, saved):
-            variable.assign(value)
-
-
-class BatchedKerasSession(KerasSession):
-    """Members packed elementwise into slot variables (:class:`adapters.batching.Packing`)."""
-
-    def __init__(self, cls: type, translation: Translation, members: Sequence[Member], steps: int,
-                 dtype: str, device: str | None) -> None:
-        self.packing = Packing([[p.shape for p in m.params0] for m in members])
-        constants, vectors = elementwise_hyper(members, self.packing, translation.kwargs)
-        super().__init__(cls, constants, translation.lr, self.packing.pack([p for m in members for p in m.params0]),
-                         lr_table(members, self.packing, steps), dtype, device, vectors)
-
-    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        return super().feed(self.packing.pack(grads))
-
-    def params(self) -> list[np.ndarray]:
-        return self.packing.unpack(super().params())
-
-
-def builder(cls: type, translation: Translation):
-    def build(params0, hyper, lrs, dtype, device) -> KerasSession:
-        return KerasSession(cls, translation.kwargs(hyper), translation.lr, params0, lrs, dtype, device)
-
-    return build
-
-
-def batch_builder(cls: type, translation: Translation):
-    def build_batch(members, steps, dtype, device) -> BatchedKerasSession:
-        return BatchedKerasSession(cls, translation, members, steps, dtype, device)
-
-    return build_batch
-
-
-SUBJECTS: tuple[SubjectInfo, ...] = tuple(
-    SubjectInfo(f"keras.optimizers.{cls.__name__}", "tensorflow", rule,
-                "keras",
-                TRANSLATIONS[rule].supports, builder(cls, TRANSLATIONS[rule]), build_batch=batch_builder(cls, TRANSLATIONS[rule]),
-                holds_hyperparameters_in_dtype=True)
-    for rule, cls in (
-        ("sgd", keras.optimizers.SGD),
-        ("adagrad", keras.optimizers.Adagrad),
-        ("rmsprop", keras.optimizers.RMSprop),
-        ("adam", keras.optimizers.Adam),
-        ("adamw", keras.optimizers.AdamW),
-    )
-)
-
-
-
-
-def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
-    """``factory`` called as the certifier calls it, with ``kwargs``."""
-    return factory(learning_rate=1e-3, **kwargs)
+def builder(factory: Any, translation: Translation):
+    return keras_builder("tensorflow", factory, translation)
 
 
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
     """A plugin: ``factory(learning_rate=..., **knobs)`` returns a ``keras.optimizers.Optimizer``."""
-    probe = construct(factory, {})
-    if not isinstance(probe, keras.optimizers.Optimizer):
-        raise TypeError(f"it returned a {type(probe).__name__}, not a keras.optimizers.Optimizer")
-    translation = TRANSLATIONS[rule]
-    return SubjectInfo(name=name, framework="tensorflow", rule=rule,
-                       convention="keras" if spec.get_rule(rule).takes_convention else None,
-                       supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
-                       build=builder(factory, translation), build_batch=batch_builder(factory, translation),
-                       holds_hyperparameters_in_dtype=True)
+    return keras_plugin("tensorflow", name, factory, rule, caps)
