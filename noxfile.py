@@ -114,8 +114,8 @@ def paddle(session: nox.Session) -> None:
     """PaddlePaddle's tests, and those run on every registered framework, in an environment without TensorFlow
     (about 2 minutes on 2 cores)."""
     session.install("-e", ".[paddle,conformance,test]")
-    _pytest(session, "not end_to_end and not conventions", "tests/test_paddle.py", "tests/test_namespaces.py",
-            "tests/test_drivers.py", "tests/test_framework_inference.py")
+    _pytest(session, "not end_to_end and not conventions", "-k", "paddle", "tests/test_paddle.py",
+            "tests/test_namespaces.py", "tests/test_drivers.py", "tests/test_framework_inference.py")
 
 
 @nox.session(python="3.11")

@@ -55,6 +55,9 @@ class Framework:
         start from a fork server that imported it once.
       describe_version: the version the certificate records, from the main
         module (default: its ``__version__``); Keras adds its backend's.
+      array_namespace: whether ``arrays.namespace()`` is an Array API
+        namespace over its own arrays, that the spec runs on; where it has
+        none (Paddle), the spec's reference runs on NumPy.
       crashes_after: modules whose earlier import in the same process makes
         this framework's import crash it (Paddle's native library after
         TensorFlow's: a segmentation fault); the import is refused instead.
@@ -71,6 +74,7 @@ class Framework:
     pip_options: str = ""
     fork_safe: bool = False
     describe_version: Callable[[ModuleType], str] | None = None
+    array_namespace: bool = True
     crashes_after: tuple[str, ...] = ()
 
 
@@ -91,8 +95,8 @@ def describe(framework: str) -> Framework:
 def import_framework(framework: str) -> ModuleType:
     """Imports the framework's modules, configured as optspec needs them, and returns the main one."""
     record = describe(framework)
-    if record.modules[0] not in sys.modules and importlib.util.find_spec(record.modules[0]) is not None:
-        if loaded := [m for m in record.crashes_after if m in sys.modules]:
+    if (loaded := [m for m in record.crashes_after if m in sys.modules]) and record.modules[0] not in sys.modules:
+        if importlib.util.find_spec(record.modules[0].partition(".")[0]) is not None:
             raise SetupError(f"{framework} cannot be imported into a process that has imported {loaded[0]}: its "
                              "import would crash the process; certify it in a process of its own "
                              f"(optspec certify --framework {framework} ...), or import {framework} first")

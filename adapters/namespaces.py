@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from optspec.adapters.errors import SetupError
-from optspec.adapters.frameworks import part
+from optspec.adapters.frameworks import describe, part
 
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
@@ -40,6 +40,9 @@ def namespace(framework: str, device: str | None = None) -> Any:
     compliant, and tensorflow is :mod:`optspec.adapters.tensorflow.namespace`.
     """
     check_device(framework, device)
+    if not describe(framework).array_namespace:
+        raise SetupError(f"{framework} has no Array API namespace: the spec runs on NumPy's "
+                         "(adapters.namespace('numpy'))")
     return part(framework, "arrays").namespace()
 
 

@@ -39,7 +39,8 @@ def test_full_protocol_with_save_and_restore(subject):
     for a, b in zip(straight.params, resumed.params):
         np.testing.assert_array_equal(a, b, err_msg=f"{subject.name}: state round trip changed the run")
     assert all(np.isfinite(p).all() for p in straight.params)
-    assert straight.states and straight.states[-1], f"{subject.name} exposes no state"
+    if subject.rule != "sgd" or "momentum" in subject.supports:  # plain SGD has no state to expose
+        assert straight.states and straight.states[-1], f"{subject.name} exposes no state"
     assert straight.mutated_at is None
     # the schedule reached the subject: a constant lr gives a different run
     constant = adapters.drive(subject, PARAMS0, GRADS, [LRS[-1]] * STEPS, hyper)

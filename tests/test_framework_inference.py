@@ -19,6 +19,7 @@ INFERRED = [
                  id="a Keras subclass"),
     pytest.param("mlx.optimizers:AdamW[bias_correction=True]", "mlx", marks=needs("mlx"),
                  id="an MLX class with options"),
+    pytest.param("paddle.optimizer:AdamW", "paddle", marks=needs("paddle"), id="a paddle class"),
 ]
 
 

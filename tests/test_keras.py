@@ -24,7 +24,7 @@ import sys
 from optspec.conformance.cli import main
 out = sys.argv[1]
 print("certify", main(["certify", "--impl", "keras.optimizers:AdamW", "--examples", "10", "--out", out]))
-print("identify", main(["identify", "--impl", "keras.optimizers:AdamW", "--examples", "10"]))
+print("identify", main(["identify", "--impl", "keras.optimizers:AdamW", "--examples", "5"]))
 print("defect", main(["certify", "--impl", "tests.plugins.keras_subjects:AdamWDecayAfter", "--examples", "10"]))
 """
 

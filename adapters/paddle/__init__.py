@@ -15,5 +15,6 @@ import is refused in one line, and the registry lists Paddle before TensorFlow.
 from optspec.adapters.frameworks import Framework
 
 FRAMEWORK = Framework(name="paddle", modules=("paddle",), extra="paddle", default_dtype="float32",
-                      native_convention="torch", fork_safe=True, crashes_after=("tensorflow",),
+                      native_convention="torch", fork_safe=True, array_namespace=False,
+                      crashes_after=("tensorflow",),
                       import_noise=(r".*UserWarning: No ccache found", r"\s+warnings\.warn\(warning_message\)"))

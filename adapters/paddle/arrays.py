@@ -1,4 +1,5 @@
-"""Paddle tensors.  Paddle has no Array API namespace: the spec runs on NumPy's (array-api-compat)."""
+"""Paddle tensors.  Paddle has no Array API namespace (``Framework.array_namespace`` is False): the spec's
+reference runs on NumPy."""
 
 from __future__ import annotations
 
@@ -6,12 +7,6 @@ from typing import Any
 
 import numpy as np
 import paddle
-
-
-def namespace() -> Any:
-    import array_api_compat.numpy as xp
-
-    return xp
 
 
 def devices() -> list[str]:
