@@ -64,11 +64,12 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
     adapter = part(framework, "subjects")
     if not hasattr(adapter, "plugin"):
         raise SetupError(f"{framework} takes no plugins: use one of its built-in subjects")
-    if rule not in adapter.TRANSLATIONS:
-        raise SetupError(f"--rule {rule!r}: {framework} plugins can implement "
-                         f"{', '.join(adapter.TRANSLATIONS)}")
     factory = plugins.load(target)
-    translation = adapter.TRANSLATIONS[rule]
+    # A framework with two families of optimizers, named differently (MindSpore's nn and experimental), says which.
+    table = adapter.translations(factory) if hasattr(adapter, "translations") else adapter.TRANSLATIONS
+    if rule not in table:
+        raise SetupError(f"--rule {rule!r}: {framework} plugins like this one can implement {', '.join(table)}")
+    translation = table[rule]
     caps = plugins.capabilities(factory, translation, target.options, text)
     try:
         adapter.construct(factory, {})

@@ -9,13 +9,19 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, assume, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
-from optspec.conformance.check import CheckResult, check_trajectory, refused_edge, run_case
+from optspec.conformance.check import (
+    CheckResult,
+    check_trajectory,
+    refused_edge,
+    refused_value,
+    run_case,
+)
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
@@ -97,6 +103,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
             record(result)
     if failure is None and examples > 0 and screened is None:
         shrunk: list[CheckResult] = []
+        refused: set[str] = set()  # the drawn values a constructor refuses, whose cases are not run
 
         @settings(max_examples=examples, database=None, deadline=None, print_blob=False, derandomize=False,
                   phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
@@ -107,8 +114,15 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
             # as in the screen: a case outside the dtype's range measures the dtype, not the rule
             assume(unrepresentable(subject.rule, convention, explicit, dtype,
                                    holds_betas=subject.holds_hyperparameters_in_dtype) is None)
-            result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
-                              time_limit_s=time_limit_s)
+            try:
+                result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
+                                  time_limit_s=time_limit_s)
+            except adapters.SubjectError:
+                refusal = refused_value(subject, explicit, dtype=dtype, device=device, time_limit_s=time_limit_s)
+                if refusal is None:
+                    raise
+                refused.add(refusal.partition(": ")[2])
+                reject()
             if not result.passed:
                 shrunk.append(result)
                 raise _CaseFailed(result.failure)
@@ -120,6 +134,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         except _CaseFailed:
             failure = shrunk[-1]
             record(failure)
+        notes.extend(f"drawn cases not run: {refusal}" for refusal in sorted(refused))
     golden: list[GoldenOutcome] = []
     if failure is None and golden_dir is not None:
         from optspec.conformance.golden import replay

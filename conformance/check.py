@@ -63,10 +63,27 @@ def refused_edge(subject: SubjectInfo, case: Case, *, dtype: str, device: str | 
     is a refusal (MLX's Adagrad raises on ε = 0); any other failure is left
     to the case, where it fails.
     """
-    edge = {k: v for k, v in case.hyper.items() if k in case.refusable}
+    edge = frozenset(k for k in case.hyper if k in case.refusable)
     if not edge:
         return None
+    return _refusal(subject, case, [edge], dtype=dtype, device=device, time_limit_s=time_limit_s)
 
+
+def refused_value(subject: SubjectInfo, case: Case, *, dtype: str, device: str | None = None,
+                  time_limit_s: float | None = 30.0) -> str | None:
+    """Why a drawn ``case`` does not apply to ``subject``: its constructor refuses one of its values, or None.
+
+    As :func:`refused_edge`, for each hyperparameter in turn: the first whose
+    default, in place of the drawn value, lets the constructor that refused
+    the case accept it (MindSpore's Adam takes β1 in the open interval (0, 1)
+    only, where the spec's domain includes 0).
+    """
+    return _refusal(subject, case, [frozenset({k}) for k in sorted(case.hyper)], dtype=dtype, device=device,
+                    time_limit_s=time_limit_s)
+
+
+def _refusal(subject: SubjectInfo, case: Case, suspects: list[frozenset[str]], *, dtype: str,
+             device: str | None, time_limit_s: float | None) -> str | None:
     def construct(hyper: dict[str, Any]) -> None:
         adapters.drive(subject, [np.array([0.5])], [np.zeros((0, 1))], [], hyper, dtype=dtype, device=device,
                        time_limit_s=time_limit_s, label=f"construction for case {case.label}")
@@ -76,12 +93,14 @@ def refused_edge(subject: SubjectInfo, case: Case, *, dtype: str, device: str | 
         return None
     except adapters.SubjectError as exc:
         refusal = str(exc)
-    try:
-        construct({k: v for k, v in case.hyper.items() if k not in edge})
-    except adapters.SubjectError:
-        return None
-    values = ", ".join(f"{k}={v!r}" for k, v in sorted(edge.items()))
-    return f"{case.label}: the constructor refuses {values} ({refusal.partition(': ')[2] or refusal})"
+    for keys in suspects:
+        try:
+            construct({k: v for k, v in case.hyper.items() if k not in keys})
+        except adapters.SubjectError:
+            continue
+        values = ", ".join(f"{k}={case.hyper[k]!r}" for k in sorted(keys))
+        return f"{case.label}: the constructor refuses {values} ({refusal.partition(': ')[2] or refusal})"
+    return None
 
 
 def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None, dtype: str = "float64",

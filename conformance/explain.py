@@ -109,6 +109,11 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
             at_failing_step = f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
         return Diagnosis(f"most likely knob: {best} (with it, the case's largest error falls from {base:.3g} to "
                          f"{score:.3g}{at_failing_step})", candidates[best])
+    if dtype == "float64" and _float32_values(traj) and not _float32_values(base_free):
+        return Diagnosis("computed in float32: every value the subject returned is exactly a float32 value, where "
+                         "the float64 reference's are not (as MindSpore's AdamWeightDecay, which casts float64 "
+                         f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
+                         f"{at_failing_step}")
     verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves {HINT_THRESHOLD:g} of "
                f"the case's largest error, {base:.3g}, or less{at_failing_step}")
     for arithmetic in COARSER_ARITHMETIC.get(dtype, ()) if worst_ratio_in is not None else ():
@@ -137,6 +142,13 @@ def explain_non_finite(subject: SubjectInfo, convention: spec.Knobs | None, case
             return Diagnosis(f"most likely knob: {change.name} (with it, the reference is non-finite where the "
                              "subject is, and the case conforms)", change)
     return None
+
+
+def _float32_values(values: np.ndarray) -> bool:
+    """Whether every finite value is exactly a float32 value (and not all are 0, ±1 or integers, which are)."""
+    finite = values[np.isfinite(values)]
+    return bool(finite.size) and bool(np.all(finite.astype(np.float32).astype(np.float64) == finite)) and not bool(
+        np.all(finite == np.round(finite)))
 
 
 def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,

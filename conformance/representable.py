@@ -102,10 +102,16 @@ def _scalar_violation(case: Any, dtype: str, holds_betas: bool) -> str | None:
     :math:`\beta` held in the dtype is part of the model (its condition number
     :math:`\kappa_t`), unless it rounds to 1 (``holds_betas``: Keras casts
     :math:`\beta` to the variable's dtype), where the bias correction
-    :math:`1-\beta^t` is 0; :math:`\epsilon` is checked against the second moment.
+    :math:`1-\beta^t` is 0, and no hyperparameter that it holds may round to 0
+    (a momentum of 1e-257 is 0 in float32, which takes another branch);
+    :math:`\epsilon`, which takes no branch, is checked against the second moment.
     """
     u = tolerance.unit_roundoff(dtype)
     if holds_betas:
+        for name, value in sorted(case.hyper.items()):
+            if name != "eps" and isinstance(value, float) and value and _rounded_scalar(value, dtype) == 0:
+                return (f"{name}={value:g} is 0 in {dtype}, where a subject that holds it steps as with "
+                        f"{name}=0 (MindSpore's SGD skips the momentum)")
         for index, beta in enumerate(case.hyper.get("betas", ()), start=1):
             if beta_near_one(beta, dtype):
                 return (f"beta{index}={beta:g} is within 2 units of roundoff of 1 in {dtype}, where a subject "

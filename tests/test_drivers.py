@@ -30,11 +30,18 @@ def hyper_for(subject):
     return {k: v for k, v in candidates.items() if k in subject.supports}
 
 
+def driven_dtype(subject) -> str:
+    """float64, unless the subject has no float64 kernel (MindSpore's SGD): then float32."""
+    from optspec.conformance.certify import missing_kernel
+
+    return "float32" if missing_kernel(subject, "float64", None, 30.0) else "float64"
+
+
 @pytest.mark.parametrize("subject", all_subjects(), ids=lambda s: s.name)
 def test_full_protocol_with_save_and_restore(subject):
-    hyper = hyper_for(subject)
-    straight = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, record_state=True)
-    resumed = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, restore_at=3)
+    hyper, dtype = hyper_for(subject), driven_dtype(subject)
+    straight = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, record_state=True, dtype=dtype)
+    resumed = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, restore_at=3, dtype=dtype)
     assert [p.shape for p in straight.params] == [(STEPS, *p.shape) for p in PARAMS0]
     for a, b in zip(straight.params, resumed.params):
         np.testing.assert_array_equal(a, b, err_msg=f"{subject.name}: state round trip changed the run")
@@ -43,7 +50,7 @@ def test_full_protocol_with_save_and_restore(subject):
         assert straight.states and straight.states[-1], f"{subject.name} exposes no state"
     assert straight.mutated_at is None
     # the schedule reached the subject: a constant lr gives a different run
-    constant = adapters.drive(subject, PARAMS0, GRADS, [LRS[-1]] * STEPS, hyper)
+    constant = adapters.drive(subject, PARAMS0, GRADS, [LRS[-1]] * STEPS, hyper, dtype=dtype)
     assert not np.array_equal(constant.params[0], straight.params[0])
 
 
@@ -59,12 +66,12 @@ def test_every_builtin_of_a_rule_with_presets_declares_one_of_them():
 
 @pytest.mark.parametrize("subject", with_a_preset(), ids=lambda s: s.name)
 def test_every_builtin_matches_its_own_preset(subject):
-    hyper = {**hyper_for(subject), **subject.fixed}
-    got = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper)
+    hyper, dtype = {**hyper_for(subject), **subject.fixed}, driven_dtype(subject)
+    got = adapters.drive(subject, PARAMS0, GRADS, LRS, hyper, dtype=dtype)
     # The frameworks certified in float32 by default keep some arithmetic in float32 under float64
     # parameters: Keras on TF rounds Python-float hyperparameters (tensorflow#35938), MLX raises beta to its
-    # uint64 step count in float32 (Adam.apply_single's bias correction).
-    rtol = 1e-12 if describe(subject.framework).default_dtype == "float64" else 1e-5
+    # uint64 step count in float32 (Adam.apply_single's bias correction), MindSpore casts to float32.
+    rtol = 1e-12 if describe(subject.framework).default_dtype == "float64" and dtype == "float64" else 1e-5
     for param0, grads, traj in zip(PARAMS0, GRADS, got.params):
         want = spec.run(subject.rule, param0, grads, lr=LRS, convention=subject.convention, **hyper)
         np.testing.assert_allclose(traj, want, rtol=rtol, atol=rtol, err_msg=subject.name)

@@ -1,0 +1,162 @@
+"""MindSpore: ``mindspore.nn`` and ``mindspore.experimental.optim`` optimizers, and plugins (MindSpore 2.10).
+
+Both families take their parameters at construction and are called with a
+tuple of gradients (``optimizer(grads)``).  The learning rate is a float32
+``Parameter`` (``nn``: ``optimizer.learning_rate``; ``experimental``: each
+``param_groups[i]["lr"]``), set before each step with ``ops.assign``: the
+``nn`` step is compiled (``@jit``), and ``set_data`` there is silently
+ignored.  The state is ``get_parameters()``, restored with ``ops.assign``.
+Parameters are named ``p0``, ``p1``, ...: ``nn`` optimizers skip the decay
+of a parameter whose name holds ``beta`` or ``gamma``
+(``nn/optim/optimizer.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import mindspore
+import mindspore.experimental.optim as experimental
+import numpy as np
+from mindspore import nn, ops
+
+from optspec import spec
+from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.namespaces import asarray, to_numpy
+from optspec.adapters.plugins import Capabilities
+from optspec.adapters.translation import Translation
+
+#: ``mindspore.nn`` names (``nn/optim/*.py``); its ``weight_decay`` is L2 (``decay_weight``), but for
+#: ``AdamWeightDecay``'s, which is BERT's decoupled term inside the update.
+NN: Mapping[str, Translation] = MappingProxyType({
+    "sgd": Translation({"momentum": "momentum", "dampening": "dampening", "weight_decay": "weight_decay",
+                        "nesterov": "nesterov"}, lr="learning_rate"),
+    "adagrad": Translation({"initial_accumulator_value": "accum", "weight_decay": "weight_decay"},
+                           lr="learning_rate"),
+    "rmsprop": Translation({"alpha": "decay", "eps": "epsilon", "momentum": "momentum", "centered": "centered",
+                            "weight_decay": "weight_decay"}, lr="learning_rate"),
+    "adam": Translation({"betas": ("beta1", "beta2"), "eps": "eps", "weight_decay": "weight_decay",
+                         "amsgrad": "use_amsgrad"}, lr="learning_rate"),
+    "adamw": Translation({"betas": ("beta1", "beta2"), "eps": "eps", "weight_decay": "weight_decay"},
+                         lr="learning_rate"),
+})
+
+#: ``mindspore.experimental.optim`` takes torch's names.
+EXPERIMENTAL: Mapping[str, Translation] = MappingProxyType({
+    "adam": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
+    "adamw": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
+})
+
+#: The rules a plugin may implement, by ``nn`` names (:func:`translations` gives a plugin its family's).
+TRANSLATIONS = NN
+
+
+class MindSporeSession(Session):
+    """A MindSpore optimizer over ``Parameter`` s named ``p0``, ``p1``, ..."""
+
+    def __init__(self, factory: Callable[..., Any], lr_name: str, kwargs: Mapping[str, Any],
+                 params0: Sequence[np.ndarray], lr0: float, dtype: str, device: str | None) -> None:
+        self.dtype, self.device = dtype, device
+        self.parameters = [mindspore.Parameter(asarray("mindspore", p, dtype, device), name=f"p{i}")
+                           for i, p in enumerate(params0)]
+        self.optimizer = factory(self.parameters, **{lr_name: lr0}, **kwargs)
+
+    def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
+        return [asarray("mindspore", g, self.dtype, self.device) for g in grads]
+
+    def _rates(self) -> list[Any]:
+        groups = getattr(self.optimizer, "param_groups", None)
+        return [group["lr"] for group in groups] if groups is not None else [self.optimizer.learning_rate]
+
+    def step(self, grads: list[Any], lr: float, index: int) -> None:
+        for rate in self._rates():
+            ops.assign(rate, mindspore.Tensor(lr, mindspore.float32))
+        self.optimizer(tuple(grads))
+
+    def params(self) -> list[np.ndarray]:
+        return [to_numpy(p) for p in self.parameters]
+
+    def _slots(self) -> dict[str, Any]:
+        rates = {id(rate) for rate in self._rates()}
+        return {p.name: p for p in self.optimizer.get_parameters()
+                if id(p) not in rates and all(p is not q for q in self.parameters)}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: to_numpy(value) for name, value in self._slots().items()}
+
+    def storage(self) -> list[Any]:
+        return [*self.parameters, *self._slots().values()]
+
+    def save(self) -> Any:
+        return {name: value.asnumpy().copy() for name, value in self._slots().items()}
+
+    def restore(self, saved: Any) -> None:
+        for name, value in self._slots().items():
+            ops.assign(value, mindspore.Tensor(saved[name]))
+
+
+def builder(factory: Callable[..., Any], translation: Translation, extra: Mapping[str, Any] | None = None):
+    """A ``SubjectInfo.build`` for ``factory``, with ``extra`` constructor arguments."""
+
+    def build(params0, hyper, lrs, dtype, device) -> MindSporeSession:
+        kwargs = {**translation.kwargs(hyper), **(extra or {})}
+        return MindSporeSession(factory, translation.lr, kwargs, params0, lrs[0] if lrs else 0.0, dtype, device)
+
+    return build
+
+
+#: The built-ins: (name, rule, class, translation, the preset its source follows, hyperparameters it fixes), each
+#: read from its source and checked against NumPy models of it (``docs/DEVIATIONS.md``).  Not among them yet,
+#: each for a failure measured and not diagnosed: ``nn.Adam`` (a "Framework Unexpected Exception" on a drawn
+#: case), ``nn.RMSProp`` (with momentum 0 it behaves as ε outside the root, with momentum as inside) and
+#: ``nn.Adagrad`` (1e-3 relative off the spec on the named case exact-zeros-and-resume).
+BUILTINS: tuple[tuple[str, str, Any, Translation, str, Mapping[str, Any]], ...] = (
+    # nn/optim/adam.py AdamWeightDecay, _update_run_op: m, v without bias correction;
+    # p -= lr*(m/(sqrt(v)+eps) + wd*p): BERT's rule.
+    ("mindspore.nn.AdamWeightDecay", "adamw", nn.AdamWeightDecay, NN["adamw"], "bert", {}),
+    # experimental/optim/adamw.py: p *= 1 - lr*wd; m/(sqrt(v)/sqrt(bc2) + eps) * lr/bc1; amsgrad the max of raw v.
+    ("mindspore.experimental.optim.AdamW", "adamw", experimental.AdamW, EXPERIMENTAL["adamw"], "torch", {}),
+    # nn/optim/sgd.py: torch's SGD (the first buffer is the gradient; dampening, Nesterov, L2 decay).
+    ("mindspore.nn.SGD", "sgd", nn.SGD, NN["sgd"], "torch", {}),
+)
+
+
+def _subject(name: str, rule: str, factory: Any, translation: Translation, convention: str | None, *,
+             supports: frozenset[str], fixed: Mapping[str, Any], not_tested: Mapping[str, str]) -> SubjectInfo:
+    return SubjectInfo(name=name, framework="mindspore", rule=rule,
+                       convention=convention if spec.get_rule(rule).takes_convention else None,
+                       supports=supports, fixed=dict(fixed), not_tested=dict(not_tested),
+                       build=builder(factory, translation), holds_hyperparameters_in_dtype=True)
+
+
+SUBJECTS: tuple[SubjectInfo, ...] = tuple(
+    _subject(name, rule, cls, translation, convention, supports=translation.supports, fixed=fixed,
+             not_tested={k: "the kernel has none: it is fixed" for k in fixed})
+    for name, rule, cls, translation, convention, fixed in BUILTINS
+)
+
+
+def translations(factory: Any) -> Mapping[str, Translation]:
+    """The names a plugin takes: ``experimental``'s (torch's) for a subclass of
+    ``mindspore.experimental.optim.Optimizer``, else ``nn``'s."""
+    return EXPERIMENTAL if isinstance(factory, type) and issubclass(factory, experimental.Optimizer) else NN
+
+
+def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``factory`` called as the certifier calls it, on a one-element parameter, with ``kwargs``."""
+    lr = next(iter(translations(factory).values())).lr
+    return factory([mindspore.Parameter(mindspore.Tensor(np.zeros(1, np.float32)), name="p0")], **{lr: 1e-3},
+                   **kwargs)
+
+
+def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
+    """A plugin: ``factory(params, learning_rate=..., **knobs)`` (``lr=`` for ``experimental``) returns a
+    MindSpore optimizer.  A subclass of ``nn.AdamWeightDecay`` is held to BERT's rule, any other to torch's."""
+    probe = construct(factory, {})
+    if not isinstance(probe, (nn.Optimizer, experimental.Optimizer)):
+        raise TypeError(f"it returned a {type(probe).__name__}, not a MindSpore optimizer")
+    bert = isinstance(factory, type) and issubclass(factory, nn.AdamWeightDecay)
+    return _subject(name, rule, factory, translations(factory)[rule], "bert" if bert else "torch",
+                    supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested)
