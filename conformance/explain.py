@@ -70,13 +70,16 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     step late or one step early, a decoupled decay that reads the previous
     step's learning rate, L2 in place of decoupled decay, no weight decay at
     all, an ignored ``amsgrad`` or ``maximize``, the state kept in a reduced
-    dtype, and (in float64) hyperparameters rounded to float32.  A change is
+    dtype, and (in float64) hyperparameters rounded to float32, all or one.  A change is
     named only when the reference with it leaves at most
     :data:`HINT_THRESHOLD` of the largest error over the case; given
     ``failed``, the hint also quotes the error the failure line printed and
     what the change leaves of it at the same step and element.
 
-    When none does, reduced precision is offered as the explanation only
+    When none does, a float64 trajectory whose every value is a float32
+    value is named as computed in float32 (what the subject returned shows
+    it; no model of its float32 arithmetic is assumed).  Otherwise reduced
+    precision is offered as the explanation only
     where the subject holds its parameters or state in a coarser dtype
     (``storage_dtypes``, read from the subject by the driver): then
     ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
