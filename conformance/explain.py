@@ -76,17 +76,17 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     ``failed``, the hint also quotes the error the failure line printed and
     what the change leaves of it at the same step and element.
 
-    When none does, a float64 trajectory whose every value is a float32
-    value is named as computed in float32 (what the subject returned shows
-    it; no model of its float32 arithmetic is assumed).  Otherwise reduced
-    precision is offered as the explanation only
+    When none does, reduced precision is offered as the explanation only
     where the subject holds its parameters or state in a coarser dtype
     (``storage_dtypes``, read from the subject by the driver): then
     ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
     model of dtype ``d``) is asked for that dtype, and if its bounds hold
     every step, the advice is to certify in it.  A subject that holds its
     parameters and state in the dtype under test is never told to re-run in
-    a coarser one: that would weaken the check it failed.
+    a coarser one: that would weaken the check it failed.  Failing that, a
+    float64 trajectory whose every value is a float32 value is named as
+    computed in float32 (what the subject returned shows it; no model of its
+    float32 arithmetic is assumed).
     """
     base_free, _ = reference(subject.rule, convention, case, theta0, grads)
     base = float(np.nanmax(np.abs(traj - base_free)))
@@ -112,11 +112,6 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
             at_failing_step = f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
         return Diagnosis(f"most likely knob: {best} (with it, the case's largest error falls from {base:.3g} to "
                          f"{score:.3g}{at_failing_step})", candidates[best])
-    if dtype == "float64" and _float32_values(traj) and not _float32_values(base_free):
-        return Diagnosis("computed in float32: every value the subject returned is exactly a float32 value, where "
-                         "the float64 reference's are not (as MindSpore's AdamWeightDecay, which casts float64 "
-                         f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
-                         f"{at_failing_step}")
     verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves {HINT_THRESHOLD:g} of "
                f"the case's largest error, {base:.3g}, or less{at_failing_step}")
     for arithmetic in COARSER_ARITHMETIC.get(dtype, ()) if worst_ratio_in is not None else ():
@@ -127,6 +122,11 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
             return Diagnosis(f"{verdict}; the subject holds its parameters or state in {arithmetic}, and every "
                              f"step is within {arithmetic}'s bounds (worst {ratio:.2g} of the bound): certify it "
                              f"with --dtype {arithmetic}")
+    if dtype == "float64" and _float32_values(traj) and not _float32_values(base_free):
+        return Diagnosis("computed in float32: every value the subject returned is exactly a float32 value, where "
+                         "the float64 reference's are not (as MindSpore's AdamWeightDecay, which casts float64 "
+                         f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
+                         f"{at_failing_step}")
     return Diagnosis(verdict)
 
 

@@ -102,16 +102,17 @@ def _scalar_violation(case: Any, dtype: str, holds_betas: bool) -> str | None:
     :math:`\beta` held in the dtype is part of the model (its condition number
     :math:`\kappa_t`), unless it rounds to 1 (``holds_betas``: Keras casts
     :math:`\beta` to the variable's dtype), where the bias correction
-    :math:`1-\beta^t` is 0, and no hyperparameter that it holds may round to 0
-    (a momentum of 1e-257 is 0 in float32, which takes another branch);
-    :math:`\epsilon`, which takes no branch, is checked against the second moment.
+    :math:`1-\beta^t` is 0, and a momentum it holds may not round to 0 (1e-257
+    is 0 in float32, where SGD skips its momentum branch and with it the
+    dampening; any other hyperparameter that tiny changes the step by as
+    little); :math:`\epsilon` is checked against the second moment.
     """
     u = tolerance.unit_roundoff(dtype)
     if holds_betas:
-        for name, value in sorted(case.hyper.items()):
-            if name != "eps" and isinstance(value, float) and value and _rounded_scalar(value, dtype) == 0:
-                return (f"{name}={value:g} is 0 in {dtype}, where a subject that holds it steps as with "
-                        f"{name}=0 (MindSpore's SGD skips the momentum)")
+        momentum = case.hyper.get("momentum")
+        if isinstance(momentum, float) and momentum and _rounded_scalar(momentum, dtype) == 0:
+            return (f"momentum={momentum:g} is 0 in {dtype}, where a subject that holds it steps without the "
+                    "momentum branch, and so without dampening (MindSpore's SGD)")
         for index, beta in enumerate(case.hyper.get("betas", ()), start=1):
             if beta_near_one(beta, dtype):
                 return (f"beta{index}={beta:g} is within 2 units of roundoff of 1 in {dtype}, where a subject "
