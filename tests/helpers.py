@@ -36,3 +36,15 @@ def assert_trajectory_close(actual: np.ndarray, expected: np.ndarray, param0: np
             f"expected {expected[index]!r} (|diff| {abs(actual[index] - expected[index]):.3g} > "
             f"bound {bound[index]:.3g} = rtol {rtol:g} x step magnitude + atol)"
         )
+
+
+def conforming_presets(lines: list[str]) -> dict[str, str]:
+    """Subject -> preset of each ``CONFORMS: <subject> vs <preset> (...)`` line that ``certify`` printed."""
+    return {line.split()[1]: line.split()[3] for line in lines if line.startswith("CONFORMS: ")}
+
+
+def builtin_subject(framework: str, name: str):
+    """The built-in subject of ``framework`` called ``name``."""
+    from optspec import adapters
+
+    return next(s for s in adapters.subjects(framework) if s.name == name)

@@ -13,6 +13,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
+from tests.helpers import builtin_subject, conforming_presets
 
 pytestmark = needs("mindspore")
 
@@ -24,26 +25,22 @@ OWN_PRESETS = {
 }
 
 
-def _subject(name: str):
-    return next(s for s in adapters.subjects("mindspore") if s.name == name)
-
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
     code = main(["certify", "--framework", "mindspore", "--examples", "10"])
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[1]: line.split()[3] for line in lines if line.startswith("CONFORMS: ")}
-    assert code == 0 and verdicts == OWN_PRESETS, lines
+    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
 
 
 def test_a_drawn_value_the_constructor_refuses_is_not_run_and_the_certificate_says_so():
-    cert = certify(_subject("mindspore.nn.AdamWeightDecay"), dtype="float32", examples=10)
+    cert = certify(builtin_subject("mindspore", "mindspore.nn.AdamWeightDecay"), dtype="float32", examples=10)
     assert cert.conforms, cert.failure
     assert any(n.startswith("drawn cases not run: the constructor refuses betas=(0.0,") and "beta1" in n
                for n in cert.notes), cert.notes
 
 
 def test_adamweightdecay_in_float64_is_rejected_and_the_hint_says_it_computes_in_float32():
-    cert = certify(_subject("mindspore.nn.AdamWeightDecay"), dtype="float64", examples=5)
+    cert = certify(builtin_subject("mindspore", "mindspore.nn.AdamWeightDecay"), dtype="float64", examples=5)
     assert not cert.conforms, cert.notes
     assert cert.failure.hint.startswith("computed in float32: every value the subject returned is exactly a "
                                         "float32 value"), cert.failure

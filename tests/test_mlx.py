@@ -19,6 +19,7 @@ from optspec.conformance.check import refused_edge
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
+from tests.helpers import builtin_subject, conforming_presets
 
 pytestmark = needs("mlx")
 
@@ -34,20 +35,16 @@ OWN_PRESETS = {
 }
 
 
-def _subject(name: str):
-    return next(s for s in adapters.subjects("mlx") if s.name == name)
-
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
     code = main(["certify", "--framework", "mlx", "--examples", "10"])
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[1]: line.split()[3] for line in lines if line.startswith("CONFORMS: ")}
-    assert code == 0 and verdicts == OWN_PRESETS, lines
+    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
     assert all(", float32, " in line for line in lines if line.startswith("CONFORMS: ")), lines
 
 
 def test_adamw_as_it_ships_is_not_torchs_and_the_hint_names_the_missing_bias_correction():
-    cert = certify(_subject("mlx.optimizers.AdamW"), convention="torch", dtype="float32", examples=10)
+    cert = certify(builtin_subject("mlx", "mlx.optimizers.AdamW"), convention="torch", dtype="float32", examples=10)
     assert not cert.conforms and "most likely knob: bias_correction=False" in cert.failure.hint, cert.failure
 
 
@@ -69,7 +66,7 @@ def test_a_defective_adamw_of_our_own_is_rejected_and_the_hint_names_its_decay_p
 
 
 def test_a_case_whose_edge_value_the_constructor_refuses_does_not_apply_and_the_certificate_says_so():
-    adagrad = _subject("mlx.optimizers.Adagrad")
+    adagrad = builtin_subject("mlx", "mlx.optimizers.Adagrad")
     (zero_accumulator,) = [restricted(c, adagrad) for c in NAMED_CASES if c.label == "zero-accumulator"]
     refusal = refused_edge(adagrad, zero_accumulator, dtype="float32")
     assert refusal and "the constructor refuses eps=0.0" in refusal and "epsilon should be >0" in refusal
@@ -82,7 +79,7 @@ def test_a_constructor_that_refuses_everything_is_not_excused_by_an_edge_value()
     def refuses(*args, **kwargs):
         raise ValueError("nothing is accepted")
 
-    broken = dataclasses.replace(_subject("mlx.optimizers.Adagrad"), name="broken", build=refuses)
+    broken = dataclasses.replace(builtin_subject("mlx", "mlx.optimizers.Adagrad"), name="broken", build=refuses)
     (zero_accumulator,) = [restricted(c, broken) for c in NAMED_CASES if c.label == "zero-accumulator"]
     assert refused_edge(broken, zero_accumulator, dtype="float32") is None
 

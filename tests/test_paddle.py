@@ -16,6 +16,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
+from tests.helpers import builtin_subject, conforming_presets
 
 pytestmark = needs("paddle")
 
@@ -30,20 +31,16 @@ OWN_PRESETS = {
 }
 
 
-def _subject(name: str):
-    return next(s for s in adapters.subjects("paddle") if s.name == name)
-
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
     code = main(["certify", "--framework", "paddle", "--examples", "10"])
     lines = capsys.readouterr().out.splitlines()
-    verdicts = {line.split()[1]: line.split()[3] for line in lines if line.startswith("CONFORMS: ")}
-    assert code == 0 and verdicts == OWN_PRESETS, lines
+    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
     assert all(", float32, " in line for line in lines if line.startswith("CONFORMS: ")), lines
 
 
 def test_adamw_in_float64_is_rejected_and_the_hint_names_its_float32_decay_coefficient():
-    cert = certify(_subject("paddle.optimizer.AdamW"), dtype="float64", examples=5)
+    cert = certify(builtin_subject("paddle", "paddle.optimizer.AdamW"), dtype="float64", examples=5)
     assert not cert.conforms, cert.notes
     assert cert.failure.hint.startswith("most likely knob: weight_decay alone rounded to float32"), cert.failure
 
