@@ -5,6 +5,12 @@ find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
 as ``UV_FIND_LINKS``.  When no find-links folder holds that wheel, uv is told
 ``UV_TORCH_BACKEND=cpu`` (``tools/torch_source.py``): PyPI's torch is the CUDA
 build.  A ``UV_TORCH_BACKEND`` set by the caller is left as it is.
+
+uv compiles what it installs to bytecode (``UV_COMPILE_BYTECODE``), as pip
+does: without it, where ``PYTHONDONTWRITEBYTECODE`` is set, every process
+compiles torch's and TensorFlow's Python from source again (``import torch``
+alone takes twice as long), and ``nox -s bench`` would not measure what a
+user of a pip install feels.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ def _pip_find_links() -> str:
 
 if "UV_FIND_LINKS" not in os.environ and (links := _pip_find_links()):
     os.environ["UV_FIND_LINKS"] = " ".join(links.split())
+os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
 os.environ.update(torch_source.torch_environment(
     os.environ, torch_source.local_files(os.environ.get("UV_FIND_LINKS", ""))))
 

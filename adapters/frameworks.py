@@ -61,6 +61,10 @@ class Framework:
       crashes_after: modules whose earlier import in the same process makes
         this framework's import crash it (Paddle's native library after
         TensorFlow's: a segmentation fault); the import is refused instead.
+      lazy_modules: modules the framework imports on first use rather than
+        at import (torch's optimizers import ``torch._dynamo`` when the first
+        one is constructed); a fork-safe framework's fork server imports them
+        too, so that no worker pays for them again.
     """
 
     name: str
@@ -76,6 +80,7 @@ class Framework:
     describe_version: Callable[[ModuleType], str] | None = None
     array_namespace: bool = True
     crashes_after: tuple[str, ...] = ()
+    lazy_modules: tuple[str, ...] = ()
 
 
 def check_framework(framework: str) -> str:
@@ -94,6 +99,8 @@ def describe(framework: str) -> Framework:
 
 def import_framework(framework: str) -> ModuleType:
     """Imports the framework's modules, configured as optspec needs them, and returns the main one."""
+    if (imported := _IMPORTED.get(framework)) is not None:  # the drivers ask once per array
+        return imported
     record = describe(framework)
     if (loaded := [m for m in record.crashes_after if m in sys.modules]) and record.modules[0] not in sys.modules:
         if importlib.util.find_spec(record.modules[0].partition(".")[0]) is not None:
@@ -115,7 +122,12 @@ def import_framework(framework: str) -> ModuleType:
                 ) from None
     if record.configure is not None:
         record.configure(modules[0])
+    _IMPORTED[framework] = modules[0]
     return modules[0]
+
+
+#: The main module of each framework :func:`import_framework` has imported and configured.
+_IMPORTED: dict[str, ModuleType] = {}
 
 
 def install_hint(extra: str, checkout: Path | None, cwd: Path, pip_options: str = "",

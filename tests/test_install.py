@@ -93,6 +93,7 @@ def _without(monkeypatch, framework: str) -> str:
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", fake)
+    monkeypatch.setattr(frameworks, "_IMPORTED", {})  # as in a process that has not imported it yet
     return missing[0]
 
 

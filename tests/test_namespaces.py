@@ -113,6 +113,7 @@ def test_missing_framework_names_the_install(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
     monkeypatch.delitem(__import__("sys").modules, "optax", raising=False)
+    monkeypatch.setattr(adapters.frameworks, "_IMPORTED", {})
     with pytest.raises(adapters.SetupError, match=r"framework 'jax' is not installed \(optax is missing\): run `pip install -e '.\[jax\]'`"):
         adapters.import_framework("jax")
 

@@ -57,8 +57,9 @@ class TorchSession(Session):
     def step(self, grads: list[Any], lr: float, index: int) -> None:
         for param, grad in zip(self.tensors, grads):
             param.grad = grad
-        rates = np.broadcast_to(np.asarray(lr, np.float64), (len(self.optimizer.param_groups),))
-        for group, rate in zip(self.optimizer.param_groups, rates):
+        groups = self.optimizer.param_groups
+        rates = [float(lr)] * len(groups) if np.ndim(lr) == 0 else np.asarray(lr, np.float64)
+        for group, rate in zip(groups, rates):
             if torch.is_tensor(group["lr"]):  # torchao keeps lr as a tensor, read inside a compiled step
                 group["lr"].fill_(float(rate))
             else:
