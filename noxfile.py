@@ -71,9 +71,18 @@ os.environ.update(torch_source.torch_environment(
     os.environ, torch_source.local_files(os.environ.get("UV_FIND_LINKS", ""))))
 
 
+def _install_tf_keras(session: nox.Session) -> None:
+    """tf-keras of the installed TensorFlow's version, without its requirement of the full ``tensorflow`` build
+    (1.9 GB installed), whose modules ``tensorflow-cpu`` of that version already provides."""
+    version = session.run("python", "-c", "from importlib.metadata import version; print(version('tensorflow-cpu'))",
+                          silent=True).strip().splitlines()[-1]
+    session.install("--no-deps", f"tf-keras=={'.'.join(version.split('.')[:2])}.*")
+
+
 def _install_for_tests(session: nox.Session) -> None:
     """Every framework in one environment, and the real optimizers of the ``real`` extra with torch pinned."""
     session.install("-e", ALL_EXTRAS)
+    _install_tf_keras(session)
     pin = session.create_tmp() + "/torch-pin.txt"
     with open(pin, "w") as handle:
         handle.write(TORCH_PIN + "\n")
@@ -124,7 +133,8 @@ def separate(session: nox.Session, framework: str) -> None:
     those run on every registered framework (about 1 minute on 2 cores), MindSpore's (about 4 minutes)."""
     session.install("-e", f".[{framework},conformance,test]")
     _pytest(session, "not end_to_end and not conventions", "-k", framework, f"tests/test_{framework}.py",
-            "tests/test_namespaces.py", "tests/test_drivers.py", "tests/test_framework_inference.py")
+            "tests/test_namespaces.py", "tests/test_drivers.py", "tests/test_framework_inference.py",
+            "tests/test_pytest_plugin.py")
 
 
 @nox.session(python="3.11")
@@ -145,6 +155,8 @@ def conformance(session: nox.Session) -> None:
     args = list(session.posargs)
     named = args[0] if args and args[0] in FRAMEWORKS else None
     session.install("-e", f".[{named},conformance]" if named in SEPARATE else ALL_EXTRAS)
+    if named in (None, "tf_keras"):
+        _install_tf_keras(session)
     if named is None:
         session.install("-e", ".[paddle]")  # imported before TensorFlow, in registry order (MindSpore needs NumPy 1)
     target = "all"

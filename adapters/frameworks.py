@@ -31,7 +31,8 @@ from optspec.adapters.errors import NotInstalled, SetupError
 
 #: The registry: each name is a package ``optspec.adapters.<name>``.
 #: Paddle comes before TensorFlow: imported after it, Paddle crashes the process (``Framework.crashes_after``).
-FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "paddle", "tensorflow", "keras", "mlx", "mindspore")
+FRAMEWORKS: tuple[str, ...] = ("numpy", "torch", "jax", "paddle", "tensorflow", "keras", "tf_keras", "mlx",
+                               "mindspore")
 
 
 @dataclasses.dataclass(frozen=True)

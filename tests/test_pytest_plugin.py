@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import needs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,12 +46,28 @@ def test_a_bad_impl_is_a_usage_error_not_an_internal_error(tmp_path):
     assert "does not import" in done.stderr
 
 
-@needs("mlx")
-def test_the_framework_of_a_plugin_is_inferred_and_a_defect_is_rejected(tmp_path):
-    done = _pytest(tmp_path, "--optspec-impl", "tests.plugins.mlx_subjects:AdamWDecayAfter", "--optspec-examples", "3")
+#: A defective plugin of each framework that no other test process can import beside the rest: its preset, the
+#: knob its hint names.
+DEFECTS = [
+    pytest.param("tests.plugins.mlx_subjects:AdamWDecayAfter", "bert", "decay_point=after", marks=needs("mlx"),
+                 id="mlx"),
+    pytest.param("tests.plugins.keras_subjects:AdamWDecayAfter", "keras", "decay_point=after", marks=needs("keras"),
+                 id="keras"),
+    pytest.param("tests.plugins.tf_keras_subjects:AdamWDecayAfter", "keras", "decay_point=after",
+                 marks=needs("tf_keras"), id="tf_keras"),
+    pytest.param("tests.plugins.paddle_subjects:AdamWAsL2", "torch", "weight decay applied as an L2 term",
+                 marks=needs("paddle"), id="paddle"),
+    pytest.param("tests.plugins.mindspore_subjects:AdamWDecayWithoutLr", "torch", "decay_scale=none",
+                 marks=needs("mindspore"), id="mindspore"),
+]
+
+
+@pytest.mark.parametrize(("impl", "preset", "knob"), DEFECTS)
+def test_the_framework_of_a_plugin_is_inferred_and_a_defect_is_rejected(tmp_path, impl, preset, knob):
+    done = _pytest(tmp_path, "--optspec-impl", impl, "--optspec-examples", "3")
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "DOES NOT CONFORM: tests.plugins.mlx_subjects:AdamWDecayAfter vs bert (float32)" in done.stdout
-    assert "decay_point=after" in done.stdout and "Traceback" not in done.stdout
+    assert f"DOES NOT CONFORM: {impl} vs {preset} (float32)" in done.stdout, done.stdout[-3000:]
+    assert knob in done.stdout and "Traceback" not in done.stdout, done.stdout[-3000:]
 
 
 def test_a_builtin_name_without_a_framework_is_a_usage_error_that_asks_for_one(tmp_path):

@@ -10,7 +10,6 @@ subjects through it too (:func:`keras_subjects`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
 import keras
@@ -19,43 +18,10 @@ import numpy as np
 from optspec import spec
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.keras.translations import TRANSLATIONS
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
-
-#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer
-#: (``base_optimizer.py`` ``_apply_weight_decay``): the keras presets of SGD,
-#: Adagrad and RMSprop say so, and AdamW's is its rule; Adam's L2 rule has no
-#: counterpart, so it is not mapped there.
-TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
-    {
-        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov", "weight_decay": "weight_decay"},
-                           lr="learning_rate"),
-        "adagrad": Translation(
-            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value",
-             "weight_decay": "weight_decay"},
-            lr="learning_rate",
-        ),
-        "rmsprop": Translation(
-            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered",
-             "weight_decay": "weight_decay"},
-            lr="learning_rate",
-        ),
-        "adam": Translation(
-            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
-            lr="learning_rate",
-        ),
-        "adamw": Translation(
-            {
-                "betas": ("beta_1", "beta_2"),
-                "eps": "epsilon",
-                "weight_decay": "weight_decay",
-                "amsgrad": "amsgrad",
-            },
-            lr="learning_rate",
-        ),
-    }
-)
 
 #: The built-in optimizers, by the rule each implements.
 OPTIMIZERS: tuple[tuple[str, type], ...] = (

@@ -29,4 +29,9 @@ FRAMEWORK = Framework(name="tensorflow", modules=("tensorflow", "keras"), extra=
                       default_dtype="float32", native_convention="keras", configure=_require_tensorflow_backend,
                       environment={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"},
                       import_noise=(r"WARNING: All log messages before absl::InitializeLog\(\) is called",
-                                    r"I\d{4} [\d:.]+ +\d+ \S+:\d+\] "))
+                                    r"I\d{4} [\d:.]+ +\d+ \S+:\d+\] ",
+                                    # the second line of the CPU-features notice, where TF_CPP_MIN_LOG_LEVEL
+                                    # was not yet set when a plugin imported TensorFlow
+                                    r"To enable the following instructions: .* rebuild TensorFlow with the ",
+                                    # the full `tensorflow` build (tf-keras requires it) on a machine without CUDA
+                                    r"E\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit"))

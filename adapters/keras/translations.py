@@ -1,0 +1,43 @@
+"""Keras' hyperparameter names, the same in Keras 3 and in Keras 2 (tf-keras): a module of its own, so that
+the ``tf_keras`` adapter shares them without importing Keras 3."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from optspec.adapters.translation import Translation
+
+#: Keras 3 names.  Keras' ``weight_decay`` is decoupled on every optimizer
+#: (``base_optimizer.py`` ``_apply_weight_decay``): the keras presets of SGD,
+#: Adagrad and RMSprop say so, and AdamW's is its rule; Adam's L2 rule has no
+#: counterpart, so it is not mapped there.
+TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
+    {
+        "sgd": Translation({"momentum": "momentum", "nesterov": "nesterov", "weight_decay": "weight_decay"},
+                           lr="learning_rate"),
+        "adagrad": Translation(
+            {"eps": "epsilon", "initial_accumulator_value": "initial_accumulator_value",
+             "weight_decay": "weight_decay"},
+            lr="learning_rate",
+        ),
+        "rmsprop": Translation(
+            {"alpha": "rho", "eps": "epsilon", "momentum": "momentum", "centered": "centered",
+             "weight_decay": "weight_decay"},
+            lr="learning_rate",
+        ),
+        "adam": Translation(
+            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
+            lr="learning_rate",
+        ),
+        "adamw": Translation(
+            {
+                "betas": ("beta_1", "beta_2"),
+                "eps": "epsilon",
+                "weight_decay": "weight_decay",
+                "amsgrad": "amsgrad",
+            },
+            lr="learning_rate",
+        ),
+    }
+)
