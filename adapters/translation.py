@@ -54,3 +54,8 @@ class Translation:
     def same_names(cls, *names: str, lr: str = "lr") -> Translation:
         """The translation of a framework that uses the spec's own names (the learning rate's may differ)."""
         return cls(names={n: n for n in names}, lr=lr)
+
+    def without(self, *knobs: str) -> Translation:
+        """This translation less ``knobs``: for a sibling that lacks them (tf-keras' legacy optimizers have no
+        ``weight_decay``), or a subject that cannot be tested on them."""
+        return dataclasses.replace(self, names={k: v for k, v in self.names.items() if k not in knobs})

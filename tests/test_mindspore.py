@@ -2,7 +2,8 @@
 and ``mindspore/experimental/optim/``), as ``docs/DEVIATIONS.md`` lists them.
 
 ``nn.AdamWeightDecay`` is BERT's rule (no bias correction, the decay inside the update) and refuses β1 = 0;
-``experimental.optim.AdamW`` is torch's; ``nn.SGD`` is torch's SGD.  In float64 ``nn.AdamWeightDecay`` casts the
+``experimental.optim.AdamW`` is torch's; ``nn.Adam`` is Keras' ε-hat with an L2 term, and its AMSGrad kernel
+refuses 0-D parameters; ``nn.SGD`` is torch's SGD.  In float64 ``nn.AdamWeightDecay`` casts the
 parameters to float32 for its kernel.  ``nox -s separate`` runs these tests (MindSpore needs NumPy 1).
 """
 
@@ -21,6 +22,7 @@ pytestmark = needs("mindspore")
 OWN_PRESETS = {
     "mindspore.nn.AdamWeightDecay": "bert",
     "mindspore.experimental.optim.AdamW": "torch",
+    "mindspore.nn.Adam": "keras",
     "mindspore.nn.SGD": "torch",
 }
 
@@ -62,3 +64,12 @@ def test_a_decay_without_the_learning_rate_is_rejected_and_the_hint_names_it(cap
     out = capsys.readouterr().out
     assert code == 1 and "DOES NOT CONFORM: tests.plugins.mindspore_subjects:AdamWDecayWithoutLr vs torch" in out
     assert "most likely knob: decay_scale=none" in out, out
+
+
+def test_adam_is_keras_epsilon_hat_and_says_why_its_amsgrad_is_not_tested():
+    adam = builtin_subject("mindspore", "mindspore.nn.Adam")
+    cert = certify(adam, dtype="float32", examples=10)
+    assert cert.conforms, cert.failure
+    assert any(n.startswith("amsgrad: not tested: its CPU kernel ApplyAdamWithAmsgradV2 refuses a 0-D parameter")
+               for n in cert.notes), cert.notes
+    assert not certify(adam, convention="torch", dtype="float32", examples=10).conforms

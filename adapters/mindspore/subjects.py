@@ -107,19 +107,29 @@ def builder(factory: Callable[..., Any], translation: Translation, extra: Mappin
     return build
 
 
-#: The built-ins: (name, rule, class, translation, the preset its source follows, hyperparameters it fixes), each
-#: read from its source and checked against NumPy models of it (``docs/DEVIATIONS.md``).  Not among them yet,
-#: each for a failure measured and not diagnosed: ``nn.Adam`` (a "Framework Unexpected Exception" on a drawn
-#: case), ``nn.RMSProp`` (with momentum 0 it behaves as ε outside the root, with momentum as inside) and
-#: ``nn.Adagrad`` (1e-3 relative off the spec on the named case exact-zeros-and-resume).
-BUILTINS: tuple[tuple[str, str, Any, Translation, str, Mapping[str, Any]], ...] = (
+#: ``nn.Adam`` with AMSGrad steps through ``ApplyAdamWithAmsgradV2``, whose CPU kernel refuses a 0-D parameter
+#: (``apply_adam_with_amsgrad_v2_cpu_kernel.cc`` ``Resize``: "the dimension of 'var' must be at least 1-D"),
+#: a shape the cases draw: it raises "Framework Unexpected Exception" at the first step.
+AMSGRAD_REFUSES_SCALARS = ("its CPU kernel ApplyAdamWithAmsgradV2 refuses a 0-D parameter ('the dimension of var "
+                           "must be at least 1-D'), a shape the cases draw")
+
+#: The built-ins: (name, rule, class, translation, the preset its source follows, hyperparameters it fixes, knobs
+#: not tested and why), each read from its source and checked against NumPy models of it (``docs/DEVIATIONS.md``).
+#: Not among them yet, each for a failure measured and not diagnosed: ``nn.RMSProp`` (with momentum 0 it behaves
+#: as ε outside the root, with momentum as inside, as tf-keras' legacy RMSprop) and ``nn.Adagrad`` (1e-3 relative
+#: off the spec on the named case exact-zeros-and-resume).
+BUILTINS: tuple[tuple[str, str, Any, Translation, str, Mapping[str, Any], Mapping[str, str]], ...] = (
     # nn/optim/adam.py AdamWeightDecay, _update_run_op: m, v without bias correction;
     # p -= lr*(m/(sqrt(v)+eps) + wd*p): BERT's rule.
-    ("mindspore.nn.AdamWeightDecay", "adamw", nn.AdamWeightDecay, NN["adamw"], "bert", {}),
+    ("mindspore.nn.AdamWeightDecay", "adamw", nn.AdamWeightDecay, NN["adamw"], "bert", {}, {}),
     # experimental/optim/adamw.py: p *= 1 - lr*wd; m/(sqrt(v)/sqrt(bc2) + eps) * lr/bc1; amsgrad the max of raw v.
-    ("mindspore.experimental.optim.AdamW", "adamw", experimental.AdamW, EXPERIMENTAL["adamw"], "torch", {}),
+    ("mindspore.experimental.optim.AdamW", "adamw", experimental.AdamW, EXPERIMENTAL["adamw"], "torch", {}, {}),
+    # nn/optim/adam.py Adam.construct: decay_weight (L2) on the gradient, then ApplyAdam with
+    # lr_t = lr*sqrt(1 - beta2_power)/(1 - beta1_power), m/(sqrt(v) + eps): ε-hat, Keras' rule with an L2 term.
+    ("mindspore.nn.Adam", "adam", nn.Adam, NN["adam"].without("amsgrad"), "keras", {},
+     {"amsgrad": AMSGRAD_REFUSES_SCALARS}),
     # nn/optim/sgd.py: torch's SGD (the first buffer is the gradient; dampening, Nesterov, L2 decay).
-    ("mindspore.nn.SGD", "sgd", nn.SGD, NN["sgd"], "torch", {}),
+    ("mindspore.nn.SGD", "sgd", nn.SGD, NN["sgd"], "torch", {}, {}),
 )
 
 
@@ -133,8 +143,8 @@ def _subject(name: str, rule: str, factory: Any, translation: Translation, conve
 
 SUBJECTS: tuple[SubjectInfo, ...] = tuple(
     _subject(name, rule, cls, translation, convention, supports=translation.supports, fixed=fixed,
-             not_tested={k: "the kernel has none: it is fixed" for k in fixed})
-    for name, rule, cls, translation, convention, fixed in BUILTINS
+             not_tested={**{k: "the kernel has none: it is fixed" for k in fixed}, **not_tested})
+    for name, rule, cls, translation, convention, fixed, not_tested in BUILTINS
 )
 
 
@@ -151,12 +161,19 @@ def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
                    **kwargs)
 
 
+def _preset_of(factory: Any) -> str:
+    """BERT's rule for a subclass of ``nn.AdamWeightDecay``, Keras' (ε-hat) for one of ``nn.Adam``, else torch's."""
+    for cls, preset in ((nn.AdamWeightDecay, "bert"), (nn.Adam, "keras")):
+        if isinstance(factory, type) and issubclass(factory, cls):
+            return preset
+    return "torch"
+
+
 def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInfo:
     """A plugin: ``factory(params, learning_rate=..., **knobs)`` (``lr=`` for ``experimental``) returns a
-    MindSpore optimizer.  A subclass of ``nn.AdamWeightDecay`` is held to BERT's rule, any other to torch's."""
+    MindSpore optimizer, held to the preset of the family it derives from (:func:`_preset_of`)."""
     probe = construct(factory, {})
     if not isinstance(probe, (nn.Optimizer, experimental.Optimizer)):
         raise TypeError(f"it returned a {type(probe).__name__}, not a MindSpore optimizer")
-    bert = isinstance(factory, type) and issubclass(factory, nn.AdamWeightDecay)
-    return _subject(name, rule, factory, translations(factory)[rule], "bert" if bert else "torch",
+    return _subject(name, rule, factory, translations(factory)[rule], _preset_of(factory),
                     supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested)

@@ -49,9 +49,7 @@ from optspec.adapters.translation import Translation
 TRANSLATIONS = KERAS_TRANSLATIONS
 #: The legacy optimizers take no ``weight_decay``.
 LEGACY_TRANSLATIONS: Mapping[str, Translation] = {
-    rule: Translation({k: v for k, v in translation.names.items() if k != "weight_decay"}, lr=translation.lr)
-    for rule, translation in KERAS_TRANSLATIONS.items()
-}
+    rule: translation.without("weight_decay") for rule, translation in KERAS_TRANSLATIONS.items()}
 
 
 class _WithoutRetracingNotice(logging.Filter):
