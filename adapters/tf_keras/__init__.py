@@ -3,8 +3,10 @@
 Keras 2 is still what many TensorFlow code bases train with (``tf.keras``
 where ``TF_USE_LEGACY_KERAS=1``, and transformers' TF optimizers).  Its
 arrays are TensorFlow's, through the ``tensorflow`` adapter's.  Subjects run
-in float32 by default, as Keras 3's: the optimizers of ``tf_keras.optimizers``
-hold the current learning rate in a float32 variable (``optimizer.py``).
+in float32 by default, as Keras 3's: the legacy optimizers hold their
+hyperparameters in float32 variables, and the others pass β through a float32
+constant (``tf.cast`` of a Python float) into the bias correction, so in
+float64 they are rejected (``docs/DEVIATIONS.md``).
 """
 
 import importlib
