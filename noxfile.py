@@ -190,6 +190,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: certification throughput per framework, the compiled spec against native AdamW, a default
     ``optspec certify`` end to end per framework split by stage, and the certifier's detection power (the smallest defect it rejects, per dtype and knob)."""
     session.install("-e", ALL_EXTRAS)
+    _install_tf_keras(session)
     session.run("python", "-m", "tools.bench", *session.posargs)
     session.run("python", "-m", "tools.bench_cli")
     session.run("python", "-m", "tools.detection")

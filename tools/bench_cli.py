@@ -35,10 +35,15 @@ SUBJECTS = (
     ("numpy", "spec.adamw"),
     ("torch", "torch.optim.AdamW[foreach]"),
     ("jax", "optax.adamw"),
+    ("paddle", "paddle.optimizer.AdamW"),
     ("tensorflow", "keras.optimizers.AdamW"),
+    ("tf_keras", "tf_keras.optimizers.AdamW"),
+    ("mlx", "mlx.optimizers.AdamW[bias_correction=True]"),
+    ("mindspore", "mindspore.experimental.optim.AdamW"),
 )
 #: The Python module a framework's import stands for.
-FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "jax": "optax", "tensorflow": "keras"}
+FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "jax": "optax", "paddle": "paddle", "tensorflow": "keras",
+                    "tf_keras": "tf_keras", "mlx": "mlx.optimizers", "mindspore": "mindspore"}
 #: Seconds a default run may take on an idle 2-core machine (issue #21).
 TARGET_S = 5.0
 STAGES = ("import optspec", "import framework", "resolve", "probe", "named", "drawn", "golden")
@@ -61,7 +66,7 @@ lap("import framework")
 from optspec import adapters
 from optspec.conformance import certify as certify_module, golden, run
 options = run.CertifyOptions(framework=sys.argv[1], impl=sys.argv[2])
-(subject,) = adapters.resolve_subject(options.framework, options.impl)
+(subject,) = [s for s in adapters.resolve_subject(options.framework, options.impl) if s.name == options.impl]
 lap("resolve")
 def timed(module, attribute, stage, *, after=None):
     original = getattr(module, attribute)
@@ -123,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
     rows = []
     for framework, impl in SUBJECTS:
-        if framework not in args.frameworks or not adapters.is_available(framework):
+        try:
+            available = adapters.is_available(framework)
+        except adapters.SetupError:  # Paddle after TensorFlow: its own environment benchmarks it
+            available = False
+        if framework not in args.frameworks or not available:
             continue
         row = measure(framework, impl)
         rows.append(row)
