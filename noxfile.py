@@ -1,4 +1,5 @@
-"""nox sessions for optspec: tests, end_to_end, conventions, lint, conformance, golden, golden_check, bench.
+"""nox sessions for optspec: tests, end_to_end, conventions, separate, lint, conformance (and conformance_separate),
+golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
 find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
@@ -46,6 +47,9 @@ ALL_EXTRAS = ".[torch,jax,tensorflow,keras,mlx,conformance,test]"
 #: TensorFlow first (``adapters/paddle/__init__.py``), which the test processes do; MindSpore needs NumPy 1,
 #: which JAX 0.10 does not take.
 SEPARATE = ("paddle", "mindspore")
+#: Frameworks whose matrix cannot share the environment of ``nox -s conformance`` without arguments (MindSpore
+#: needs NumPy 1); Paddle shares it, imported before TensorFlow.
+OWN_MATRIX_ENVIRONMENT = ("mindspore",)
 #: The real third-party optimizers the tests certify, installed with torch pinned.
 TORCH_PIN = f"torch=={torch_source.TORCH_VERSION}"
 
@@ -149,24 +153,46 @@ def conformance(session: nox.Session) -> None:
     """Certifies built-in optimizers: ``nox -s conformance -- [FRAMEWORK] [CLI options]``.
 
     With no arguments, every built-in subject of every framework, as the
-    matrix.  The certificates, JUnit XML and report go to
-    ``conformance_results/<FRAMEWORK or all>`` unless ``--out`` is given.
+    matrix: one environment holds all of them but those of
+    :data:`OWN_MATRIX_ENVIRONMENT`, whose matrix ``conformance_separate``
+    runs next with the same options.  A framework of :data:`SEPARATE` named
+    alone is certified there too.  The certificates, JUnit XML and report go
+    to ``conformance_results/<FRAMEWORK or all>`` unless ``--out`` is given.
     """
     args = list(session.posargs)
     named = args[0] if args and args[0] in FRAMEWORKS else None
-    session.install("-e", f".[{named},conformance]" if named in SEPARATE else ALL_EXTRAS)
+    if named in SEPARATE:
+        session.notify(f"conformance_separate(framework={named!r})", args[1:])
+        return
+    if named is None:
+        for framework in OWN_MATRIX_ENVIRONMENT:
+            session.notify(f"conformance_separate(framework={framework!r})", args)
+    session.install("-e", ALL_EXTRAS)
     if named in (None, "tf_keras"):
         _install_tf_keras(session)
     if named is None:
-        session.install("-e", ".[paddle]")  # imported before TensorFlow, in registry order (MindSpore needs NumPy 1)
-    target = "all"
-    if args and args[0] in FRAMEWORKS:
-        target = args[0]
-        args = ["matrix", "--framework", args[0], *args[1:]]
-    elif not args or args[0].startswith("-"):
-        args = ["matrix", *args]
-    if args[0] == "matrix" and "--out" not in args:
-        args += ["--out", f"conformance_results/{target}"]
+        session.install("-e", ".[paddle]")  # imported before TensorFlow, in registry order
+    _matrix(session, named, args[1:] if named else args)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("framework", SEPARATE)
+def conformance_separate(session: nox.Session, framework: str) -> None:
+    """The matrix of a framework of :data:`SEPARATE`, in an environment of its own:
+    ``nox -s conformance -- mindspore`` (or no framework at all) runs it."""
+    session.install("-e", f".[{framework},conformance]")
+    _matrix(session, framework, list(session.posargs))
+
+
+def _matrix(session: nox.Session, framework: str | None, options: list[str]) -> None:
+    """``optspec matrix`` of ``framework`` (all, if None) with the CLI ``options``; another CLI command given
+    instead of options (``nox -s conformance -- certify ...``) is run as it is."""
+    if options and not options[0].startswith("-") and framework is None:
+        session.run("optspec", *options)
+        return
+    args = ["matrix", *(["--framework", framework] if framework else []), *options]
+    if "--out" not in args:
+        args += ["--out", f"conformance_results/{framework or 'all'}"]
     session.run("optspec", *args)
 
 
