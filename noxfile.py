@@ -161,18 +161,23 @@ def conformance(session: nox.Session) -> None:
     """
     args = list(session.posargs)
     named = args[0] if args and args[0] in FRAMEWORKS else None
+    options = args[1:] if named else args
     if named in SEPARATE:
-        session.notify(f"conformance_separate(framework={named!r})", args[1:])
+        session.notify(f"conformance_separate(framework={named!r})", options)
         return
-    if named is None:
+    command = named is None and bool(options) and not options[0].startswith("-")  # `-- certify ...`: run as it is
+    if named is None and not command:
         for framework in OWN_MATRIX_ENVIRONMENT:
-            session.notify(f"conformance_separate(framework={framework!r})", args)
+            session.notify(f"conformance_separate(framework={framework!r})", options)
     session.install("-e", ALL_EXTRAS)
     if named in (None, "tf_keras"):
         _install_tf_keras(session)
     if named is None:
         session.install("-e", ".[paddle]")  # imported before TensorFlow, in registry order
-    _matrix(session, named, args[1:] if named else args)
+    if command:
+        session.run("optspec", *options)
+    else:
+        _matrix(session, named, options)
 
 
 @nox.session(python="3.11")
@@ -185,11 +190,8 @@ def conformance_separate(session: nox.Session, framework: str) -> None:
 
 
 def _matrix(session: nox.Session, framework: str | None, options: list[str]) -> None:
-    """``optspec matrix`` of ``framework`` (all, if None) with the CLI ``options``; another CLI command given
-    instead of options (``nox -s conformance -- certify ...``) is run as it is."""
-    if options and not options[0].startswith("-") and framework is None:
-        session.run("optspec", *options)
-        return
+    """``optspec matrix`` of ``framework`` (every one, if None) with the CLI ``options``, into
+    ``conformance_results/<framework or all>`` unless they name ``--out``."""
     args = ["matrix", *(["--framework", framework] if framework else []), *options]
     if "--out" not in args:
         args += ["--out", f"conformance_results/{framework or 'all'}"]
