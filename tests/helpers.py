@@ -43,6 +43,19 @@ def conforming_presets(lines: list[str]) -> dict[str, str]:
     return {line.split()[1]: line.split()[3] for line in lines if line.startswith("CONFORMS: ")}
 
 
+def assert_builtins_conform(capsys, framework: str, own_presets: dict[str, str], *, examples: int,
+                            dtype: str = "float32") -> None:
+    """``optspec certify --framework F`` exits 0, every built-in conforms to exactly its preset in
+    ``own_presets``, and each certificate is in ``dtype`` (the framework's default)."""
+    __tracebackhide__ = True
+    from optspec.conformance.cli import main
+
+    code = main(["certify", "--framework", framework, "--examples", str(examples)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and conforming_presets(lines) == own_presets, lines
+    assert all(f", {dtype}, " in line for line in lines if line.startswith("CONFORMS: ")), lines
+
+
 def builtin_subject(framework: str, name: str):
     """The built-in subject of ``framework`` called ``name``."""
     from optspec import adapters

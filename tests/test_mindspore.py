@@ -14,7 +14,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
-from tests.helpers import builtin_subject, conforming_presets
+from tests.helpers import assert_builtins_conform, builtin_subject
 
 pytestmark = needs("mindspore")
 
@@ -29,9 +29,7 @@ OWN_PRESETS = {
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
-    code = main(["certify", "--framework", "mindspore", "--examples", "10"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
+    assert_builtins_conform(capsys, "mindspore", OWN_PRESETS, examples=10)
 
 
 def test_a_drawn_value_the_constructor_refuses_is_not_run_and_the_certificate_says_so():

@@ -19,7 +19,7 @@ from optspec.conformance.check import refused_edge
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
-from tests.helpers import builtin_subject, conforming_presets
+from tests.helpers import assert_builtins_conform, builtin_subject
 
 pytestmark = needs("mlx")
 
@@ -37,10 +37,7 @@ OWN_PRESETS = {
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
-    code = main(["certify", "--framework", "mlx", "--examples", "10"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
-    assert all(", float32, " in line for line in lines if line.startswith("CONFORMS: ")), lines
+    assert_builtins_conform(capsys, "mlx", OWN_PRESETS, examples=10)
 
 
 def test_adamw_as_it_ships_is_not_torchs_and_the_hint_names_the_missing_bias_correction():

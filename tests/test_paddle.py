@@ -16,7 +16,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
-from tests.helpers import builtin_subject, conforming_presets
+from tests.helpers import assert_builtins_conform, builtin_subject
 
 pytestmark = needs("paddle")
 
@@ -33,10 +33,7 @@ OWN_PRESETS = {
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
-    code = main(["certify", "--framework", "paddle", "--examples", "10"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
-    assert all(", float32, " in line for line in lines if line.startswith("CONFORMS: ")), lines
+    assert_builtins_conform(capsys, "paddle", OWN_PRESETS, examples=10)
 
 
 def test_adamw_in_float64_is_rejected_and_the_hint_names_its_float32_decay_coefficient():

@@ -18,7 +18,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
-from tests.helpers import builtin_subject, conforming_presets
+from tests.helpers import assert_builtins_conform, builtin_subject
 
 pytestmark = needs("tf_keras")
 
@@ -36,10 +36,7 @@ OWN_PRESETS = {
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
-    code = main(["certify", "--framework", "tf_keras", "--examples", "5"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and conforming_presets(lines) == OWN_PRESETS, lines
-    assert all(", float32, " in line for line in lines if line.startswith("CONFORMS: ")), lines
+    assert_builtins_conform(capsys, "tf_keras", OWN_PRESETS, examples=5)
 
 
 @pytest.mark.parametrize(("impl", "rule"), [("tf_keras.optimizers:AdamW", "adamw"),

@@ -41,15 +41,14 @@ import tf_keras
 
 from optspec import spec
 from optspec.adapters.driver import Session, SubjectInfo
-from optspec.adapters.keras.translations import TRANSLATIONS as KERAS_TRANSLATIONS
+from optspec.adapters.keras.translations import TRANSLATIONS
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
 
-TRANSLATIONS = KERAS_TRANSLATIONS
 #: The legacy optimizers take no ``weight_decay``.
 LEGACY_TRANSLATIONS: Mapping[str, Translation] = {
-    rule: translation.without("weight_decay") for rule, translation in KERAS_TRANSLATIONS.items()}
+    rule: translation.without("weight_decay") for rule, translation in TRANSLATIONS.items()}
 
 
 class _WithoutRetracingNotice(logging.Filter):
@@ -159,16 +158,14 @@ def _subject(name: str, factory: Any, rule: str, convention: str | None, transla
                        build=builder(factory, translation), holds_hyperparameters_in_dtype=True)
 
 
-def _name(cls: type) -> str:
-    legacy = ".legacy" if cls.__module__.startswith("tf_keras.src.optimizers.legacy") else ""
-    return f"tf_keras.optimizers{legacy}.{cls.__name__}"
+def _builtin(rule: str, cls: type, preset: str) -> SubjectInfo:
+    legacy = issubclass(cls, tf_keras.optimizers.legacy.Optimizer)
+    translation = (LEGACY_TRANSLATIONS if legacy else TRANSLATIONS)[rule]
+    return _subject(f"tf_keras.optimizers{'.legacy' if legacy else ''}.{cls.__name__}", cls, rule, preset,
+                    translation, supports=translation.supports)
 
 
-SUBJECTS = tuple(
-    _subject(_name(cls), cls, rule, preset, table[rule], supports=table[rule].supports)
-    for rule, cls, preset in OPTIMIZERS
-    for table in [LEGACY_TRANSLATIONS if _name(cls).startswith("tf_keras.optimizers.legacy") else TRANSLATIONS]
-)
+SUBJECTS = tuple(_builtin(rule, cls, preset) for rule, cls, preset in OPTIMIZERS)
 
 
 def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:
