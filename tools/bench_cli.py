@@ -16,7 +16,14 @@ by side in one run:
 ``isolation`` is ``whole`` less the in-process total: the worker's start and
 what the parent does around it.  The target (a default run in at most 5 s on
 an idle 2-core machine, imports included) is printed as a ratio, never
-asserted.  Results go to ``bench_results/cli.json``.
+asserted.
+
+``floor`` is what no certifier can go below, timed in a third fresh process:
+the framework's own import, the subject's construction (torch imports
+``torch._dynamo`` there) and the golden ``long`` scenario's 10 000 steps
+through the subject's session, gradients fed and nothing read back or
+checked.  ``over floor`` (``whole`` less ``floor``) is what certification
+adds.  Results go to ``bench_results/cli.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "jax": "optax", "paddle"
                     "tf_keras": "tf_keras", "mlx": "mlx.optimizers", "mindspore": "mindspore"}
 #: Seconds a default run may take on an idle 2-core machine (issue #21).
 TARGET_S = 5.0
+#: The golden scenario whose steps the floor takes: the longest one.
+FLOOR_SCENARIO = "long"
 STAGES = ("import optspec", "import framework", "resolve", "probe", "named", "drawn", "golden")
 
 #: Run in a fresh interpreter: prints the stage timings as one JSON line.
@@ -89,6 +98,32 @@ lap("other")
 print(json.dumps({"seconds": seconds, "passes": cert.passes, "cases": cert.cases_run}))
 """
 
+#: Run in a fresh interpreter: prints the floor's seconds as one JSON line.
+_FLOOR = r"""
+import json, sys, time
+start = time.perf_counter()
+import importlib
+importlib.import_module(sys.argv[3])
+seconds = time.perf_counter() - start
+from optspec import adapters
+from optspec.conformance import golden, run
+from optspec.conformance.reference import explicit_hyperparameters
+options = run.CertifyOptions(framework=sys.argv[1], impl=sys.argv[2])
+(subject,) = [s for s in adapters.resolve_subject(options.framework, options.impl) if s.name == options.impl]
+(scenario,) = [s for s in golden.scenarios() if s["name"] == sys.argv[4]]
+arrays = golden.build(scenario)
+grads = arrays["grads_0"]
+lrs = [float(x) for x in arrays["lrs"]]
+hyper = {k: v for k, v in explicit_hyperparameters(subject, {}).items() if k not in subject.fixed}
+start = time.perf_counter()
+session = subject.build([arrays["param0_0"]], hyper, lrs, options.resolved_dtype, None)
+for index, lr in enumerate(lrs):
+    session.step(session.feed([grads[index]]), lr, index)
+session.params()
+seconds += time.perf_counter() - start
+print(json.dumps({"seconds": seconds}))
+"""
+
 
 def optspec_command() -> list[str]:
     """The installed ``optspec`` script beside this interpreter, or ``python -m optspec``."""
@@ -108,11 +143,17 @@ def measure(framework: str, impl: str) -> dict:
     if staged.returncode != 0 or not staged.stdout.strip():
         raise SystemExit(f"the in-process run of {impl} failed:\n{staged.stderr[-2000:]}")
     inside = json.loads(staged.stdout.strip().splitlines()[-1])
+    floor = subprocess.run([sys.executable, "-c", _FLOOR, framework, impl, FRAMEWORK_MODULE[framework],
+                            FLOOR_SCENARIO], capture_output=True, text=True, env=env, check=False)
+    if floor.returncode != 0 or not floor.stdout.strip():
+        raise SystemExit(f"the floor run of {impl} failed:\n{floor.stderr[-2000:]}")
+    floor_s = round(json.loads(floor.stdout.strip().splitlines()[-1])["seconds"], 2)
     seconds = {stage: round(inside["seconds"].get(stage, 0.0), 2) for stage in (*STAGES, "other")}
     return {"framework": framework, "subject": impl, "exit": whole.returncode, "whole_s": round(whole_s, 2),
             "in_process_s": round(sum(seconds.values()), 2), "seconds": seconds, "passes": inside["passes"],
             "cases": inside["cases"], "isolation_s": round(whole_s - sum(seconds.values()), 2),
-            "ratio_to_target": round(whole_s / TARGET_S, 2)}
+            "ratio_to_target": round(whole_s / TARGET_S, 2), "floor_s": floor_s,
+            "over_floor_s": round(whole_s - floor_s, 2)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frameworks", nargs="*", default=[f for f, _ in SUBJECTS])
     args = parser.parse_args(argv)
     columns = [*STAGES, "other", "isolation"]
-    print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'target':>6} {'ratio':>5}  "
+    print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'target':>6} {'ratio':>5} {'floor':>6} "
+          f"{'over floor':>10}  "
           + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
     rows = []
     for framework, impl in SUBJECTS:
@@ -137,13 +179,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = measure(framework, impl)
         rows.append(row)
         cells = {**row["seconds"], "isolation": row["isolation_s"]}
-        print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {TARGET_S:>6.1f} {row['ratio_to_target']:>5.2f}  "
+        print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {TARGET_S:>6.1f} {row['ratio_to_target']:>5.2f} "
+              f"{row['floor_s']:>6.2f} {row['over_floor_s']:>10.2f}  "
               + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "cli.json", json.dumps({"target_s": TARGET_S, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out / 'cli.json'} (whole: the CLI timed from outside; the stages: the same certify in one "
-          "process; isolation = whole - their sum; ratio = whole / target, <= 1 meets it on an idle machine)")
+          "process; isolation = whole - their sum; ratio = whole / target, <= 1 meets it on an idle machine; floor: the "
+          f"framework's import, the subject's construction and the golden {FLOOR_SCENARIO!r} scenario's steps, "
+          "unchecked, which no certifier goes below)")
     return 0
 
 
