@@ -8,10 +8,11 @@ on a device; :mod:`optspec.adapters.driver` drives subjects.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 from optspec.adapters import plugins
-from optspec.adapters.driver import Session, SubjectInfo, Trajectory, drive, drive_batch
+from optspec.adapters.driver import Session, Sharding, SubjectInfo, Trajectory, drive, drive_batch
 from optspec.adapters.errors import SetupError, SubjectError, one_line
 from optspec.adapters.frameworks import (
     FRAMEWORKS,
@@ -30,6 +31,7 @@ __all__ = [
     "FRAMEWORKS",
     "Session",
     "SetupError",
+    "Sharding",
     "SubjectError",
     "SubjectInfo",
     "Trajectory",
@@ -44,6 +46,7 @@ __all__ = [
     "load_plugin",
     "namespace",
     "resolve_subject",
+    "sharded",
     "subjects",
     "to_numpy",
 ]
@@ -83,6 +86,14 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
     except Exception as exc:
         raise SetupError(f"--impl {text!r} cannot be driven as a {framework} {rule} optimizer: "
                          f"{one_line(exc)}") from None
+
+
+def sharded(subject: SubjectInfo, framework: str, impl: str | None, rule: str | None,
+            sharding: Sharding) -> contextlib.AbstractContextManager[SubjectInfo]:
+    """``subject`` run across ranks by its framework's ``sharding`` module; ``framework``, ``impl`` and
+    ``rule`` are what re-creates it in each rank (``--framework``, ``--impl``, ``--rule``)."""
+    module = part(subject.framework, "sharding")
+    return module.sharded(subject, module.Origin(framework, impl, rule, subject.name), sharding)
 
 
 def is_plugin(impl: str | None) -> bool:

@@ -41,6 +41,11 @@ class Session(abc.ABC):
     def params(self) -> list[np.ndarray]:
         """The current parameters, as NumPy."""
 
+    def whole_params(self) -> list[np.ndarray]:
+        """The whole parameters, that a fresh session is built from on a resume; :meth:`params` unless
+        this process holds only part of them (a rank of a sharded run gathers the rest)."""
+        return self.params()
+
     @abc.abstractmethod
     def state(self) -> dict[str, np.ndarray]:
         """The optimizer state as NumPy, keyed ``"<tensor index>.<name>"``."""
@@ -82,6 +87,11 @@ class SubjectInfo:
         whose constructor lacks it, :mod:`optspec.adapters.plugins`).
       holds_hyperparameters_in_dtype: whether it casts its hyperparameters
         (β above all) to the parameter's dtype, as Keras does.
+      sharding: how it runs across ranks (:class:`Sharding`), or None for one process.
+      drive_elsewhere: where not None, :func:`drive` hands it the whole
+        trajectory, with :func:`drive`'s arguments, and it returns the
+        :class:`Trajectory`: the ranks of a sharded subject run it and send
+        back what each holds (:attr:`Trajectory.views`).
     """
 
     name: str
@@ -95,6 +105,31 @@ class SubjectInfo:
     build_batch: Callable[..., Session] | None = None
     not_tested: Mapping[str, str] = dataclasses.field(default_factory=dict)
     holds_hyperparameters_in_dtype: bool = False
+    sharding: Sharding | None = None
+    drive_elsewhere: Callable[..., Trajectory] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharding:
+    """A subject run across ``world_size`` ranks with the framework's ``strategy`` (torch: ``fsdp2``,
+    ``zero1``, ``ddp``)."""
+
+    strategy: str
+    world_size: int
+
+    def describe(self) -> str:
+        return f"{self.strategy} over {self.world_size} rank{'s' if self.world_size > 1 else ''}"
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """What one rank holds of one parameter tensor: all of it, or the rows ``rows[0]:rows[1]`` of its
+    first dimension (a shard).  ``name`` says so in a failure."""
+
+    tensor: int
+    rank: int
+    rows: tuple[int, int] | None
+    name: str
 
 
 @dataclasses.dataclass
@@ -102,7 +137,9 @@ class Trajectory:
     """What a subject produced: ``params[i]`` is ``(T, *shape_i)``.
 
     ``mutated_at`` is the first step at which the subject changed the gradient
-    it was given, or None.  ``storage_dtypes`` are the floating dtypes (of
+    it was given, or None.  A sharded subject's trajectory has one entry
+    of ``params`` per :class:`View` in ``views`` (what each rank held), in
+    place of one per tensor.  ``storage_dtypes`` are the floating dtypes (of
     :data:`~optspec.adapters.namespaces.DTYPES`) its parameters and state were
     held in after the last step; empty where the session does not say.
     """
@@ -111,6 +148,7 @@ class Trajectory:
     mutated_at: int | None = None
     states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     storage_dtypes: frozenset[str] = frozenset()
+    views: list[View] = dataclasses.field(default_factory=list)
 
 
 class SubjectTimeout(Exception):
@@ -187,6 +225,9 @@ def drive(
     completed so far travel with it.
     """
     hyper = _without_fixed(subject, hyper)
+    if subject.drive_elsewhere is not None:
+        return subject.drive_elsewhere(params0, grads, list(lrs), hyper, dtype=dtype, device=device,
+                                       restore_at=restore_at, time_limit_s=time_limit_s, label=label)
 
     def build(current: list[np.ndarray]) -> Session:
         return subject.build(current, hyper, list(lrs), dtype, device)
@@ -280,7 +321,7 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
                     result.states.append(session.state())
                 if restore_at is not None and index + 1 == restore_at:
                     saved = session.save()
-                    session = build(current)
+                    session = build(session.whole_params())
                     session.restore(saved)
     except SubjectError:
         raise

@@ -19,14 +19,17 @@ class SubjectError(Exception):
 
     Carries the step (1-based, 0 for construction) so that nothing else in the
     run is lost: the steps before it are kept in :attr:`completed`; ``hung``
-    when it ran past the time limit rather than raising.
+    when it ran past the time limit rather than raising, ``crashed`` when a
+    process of it died (a rank of a sharded run).
     """
 
-    def __init__(self, message: str, *, step: int = 0, completed: object = None, hung: bool = False) -> None:
+    def __init__(self, message: str, *, step: int = 0, completed: object = None, hung: bool = False,
+                 crashed: bool = False) -> None:
         super().__init__(message)
         self.step = step
         self.completed = completed
         self.hung = hung
+        self.crashed = crashed
 
 
 def one_line(exc: BaseException) -> str:

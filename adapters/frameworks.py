@@ -66,6 +66,8 @@ class Framework:
         at import (torch's optimizers import ``torch._dynamo`` when the first
         one is constructed); a fork-safe framework's fork server imports them
         too, so that no worker pays for them again.
+      shardings: the strategies ``--sharding`` takes (its package's
+        ``sharding`` module runs them across ranks); none where it cannot shard.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Framework:
     array_namespace: bool = True
     crashes_after: tuple[str, ...] = ()
     lazy_modules: tuple[str, ...] = ()
+    shardings: tuple[str, ...] = ()
 
 
 def check_framework(framework: str) -> str:

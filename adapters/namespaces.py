@@ -67,7 +67,10 @@ def dtype_name(x: Any) -> str:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Any framework's array as a NumPy array; reduced types become float32."""
+    """Any framework's array as a NumPy array; reduced types become float32.  A torch DTensor gives this
+    rank's local part."""
+    if hasattr(x, "to_local"):
+        x = x.to_local()
     if hasattr(x, "detach"):
         x = x.detach().cpu()
         if dtype_name(x) == "bfloat16":  # torch refuses it; Paddle would hand over the raw uint16 bits

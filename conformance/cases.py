@@ -7,7 +7,7 @@ few discriminating steps that separate the conventions deliberately.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,9 +119,9 @@ def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.
 
 def _named(label: str, steps: int, hyper: Mapping[str, Any], *, grad_scale: float = 1.0,
            decreasing: bool = False, zeros: bool = False, restore_at: int | None = None,
-           rules: frozenset[str] | None = None, refusable: frozenset[str] = frozenset()) -> Case:
+           rules: frozenset[str] | None = None, refusable: frozenset[str] = frozenset(),
+           shapes: Sequence[tuple[int, ...]] = ((3,), (2, 2))) -> Case:
     rng = np.random.default_rng(sum(map(ord, label)))
-    shapes = [(3,), (2, 2)]
     params0 = [rng.normal(size=s) + np.sign(rng.normal(size=s)) for s in shapes]
     grads = []
     for shape in shapes:
@@ -255,16 +255,36 @@ def restricted(case: Case, subject: SubjectInfo) -> Case:
     return dataclasses.replace(case, hyper={k: v for k, v in case.hyper.items() if k in subject.supports})
 
 
+def sharded_cases(world_size: int) -> tuple[Case, ...]:
+    """The cases where sharding over ``world_size`` ranks matters, run first for a sharded subject:
+
+    - ``uneven-shards``: first dimensions that ``world_size`` does not divide, so the last shard is short;
+    - ``smaller-than-world``: tensors with fewer rows than ranks (and a 0-d one), so some ranks hold
+      empty shards;
+    - ``sharded-resume``: uneven shards whose state is saved mid-run, as the strategy checkpoints it, and
+      restored into a fresh optimizer.
+    """
+    uneven = [(2 * world_size + 1, 3), (world_size + 1,)]
+    return (
+        _named("uneven-shards", 6, {"eps": 1e-8, "weight_decay": 0.1}, shapes=uneven),
+        _named("smaller-than-world", 6, {"eps": 1e-8, "weight_decay": 0.1},
+               shapes=[(max(world_size - 1, 1),), (1, 2), ()]),
+        _named("sharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4, shapes=uneven),
+    )
+
+
 def named_cases_for(subject: SubjectInfo) -> list[Case]:
-    """The named cases whose hyperparameters the subject can express.
+    """The named cases whose hyperparameters the subject can express (a sharded one's
+    :func:`sharded_cases` first).
 
     The ``amsgrad`` and ``maximize`` cases exist only to exercise that flag, so
     they are dropped for a subject without it, and a case meant for other
     rules (:attr:`Case.rules`) is dropped too.
     """
+    sharded = sharded_cases(subject.sharding.world_size) if subject.sharding is not None else ()
     return [
         restricted(case, subject)
-        for case in NAMED_CASES
+        for case in (*sharded, *NAMED_CASES)
         if (case.label not in ("amsgrad", "maximize") or case.label in subject.supports)
         and (case.rules is None or subject.rule in case.rules)
     ]

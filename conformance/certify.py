@@ -17,7 +17,7 @@ from optspec.conformance.batched import run_batched
 from optspec.conformance.cases import Case, named_cases_for, random_cases
 from optspec.conformance.check import (
     CheckResult,
-    check_trajectory,
+    check_run,
     refused_edge,
     refused_value,
     run_case,
@@ -171,8 +171,8 @@ def _tested_against_named_cases(subject: SubjectInfo, failure: CheckResult, resu
         if result is failure or not result.passed or result.run is None:
             continue
         params0, grads, got = result.run
-        with_change = check_trajectory(subject, result.case, params0, grads, got, convention=convention,
-                                       dtype=dtype, explain_failure=False, stop_at_failure=False, change=change)
+        with_change = check_run(subject, result.case, params0, grads, got, convention=convention,
+                                dtype=dtype, explain_failure=False, stop_at_failure=False, change=change)
         if not with_change.passed:
             return (f"no single knob explains it: on the failing case the subject behaves as with {change.name}, "
                     f"but that change fails named case {result.case.label} (error/bound "
@@ -325,6 +325,8 @@ def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: 
         words += ["--examples", str(examples)]
     if time_limit_s is not None and time_limit_s != DEFAULT_TIME_LIMIT_S:
         words += ["--time-limit", f"{time_limit_s:g}"]
+    if subject.sharding is not None:
+        words += ["--sharding", subject.sharding.strategy, "--world-size", str(subject.sharding.world_size)]
     return shlex.join(words)
 
 

@@ -116,8 +116,7 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None,
     case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
                          restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short())
-    result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
-                              stored=stored)
+    result = check_run(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored)
     if keep_run:
         result.run = (params0, grads, got)
     return result
@@ -154,7 +153,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         if bad.any():
             step = int(np.argwhere(bad)[0][0]) + 1
             _fail(result, "non-finite", step,
-                  f"tensor {index} is {float(traj[bad][0])} at step {step} where the reference is finite")
+                  f"{_tensor_name(got, index)} is {float(traj[bad][0])} at step {step} where the reference is "
+                  "finite")
             if explain_failure and change is None:
                 diagnosis = explain_non_finite(subject, convention, case, dtype, functools.partial(
                     _conforms_with, subject, case, params0, grads, got, convention, stored, dtype))
@@ -199,7 +199,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 step = int(np.argwhere(flat > 1)[0][0]) + 1
                 element = tuple(int(i) for i in np.unravel_index(int(np.argmax(flat[step - 1])), theta0.shape))
                 worst_at = (step - 1, *element)
-                detail = (f"tensor {index} element {element} at step {step}: got {float(traj[worst_at])!r}, "
+                detail = (f"{_tensor_name(got, index)} element {element} at step {step}: "
+                          f"got {float(traj[worst_at])!r}, "
                           f"expected {float(expected[worst_at])!r}, "
                           f"|error| {error[worst_at]:.3g} > bound {bound[worst_at]:.3g}")
                 per_step = [(float(e.max()), float(b.reshape(-1)[int(np.argmax(e.reshape(-1)))]))
@@ -219,6 +220,45 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     return result
 
 
+def check_run(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+              got: adapters.Trajectory, **options: Any) -> CheckResult:
+    """:func:`check_trajectory`, or :func:`check_views` for a sharded run (``options`` are theirs)."""
+    return (check_views if got.views else check_trajectory)(subject, case, params0, grads, got, **options)
+
+
+def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+                got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: str,
+                stored: tuple[np.ndarray, list[np.ndarray]] | None = None, explain_failure: bool = True,
+                **options: Any) -> CheckResult:
+    """:func:`check_trajectory` of each :class:`~optspec.adapters.driver.View` of a sharded run: what one
+    rank held of one tensor, against the spec's run of that part (the rules are elementwise), with the same
+    tolerance model.  The failure is the view that failed at the earliest step, diagnosed and named;
+    ``options`` go to :func:`check_trajectory`."""
+    checked = []
+    for k, view in enumerate(got.views):
+        rows = (slice(*view.rows),) if view.rows is not None and params0[view.tensor].ndim else ()
+        every = (slice(None), *rows)  # every step
+        part = dataclasses.replace(case, params0=[case.params0[view.tensor][rows]],
+                                   grads=[case.grads[view.tensor][every]])
+        part_stored = None if stored is None else (stored[0], [stored[1][view.tensor][every]])
+        held = dataclasses.replace(got, params=[got.params[k]], views=[view])
+        inputs = (subject, part, [params0[view.tensor][rows]], [grads[view.tensor][every]], held)
+        checked.append((inputs, part_stored, check_trajectory(*inputs, convention=convention, dtype=dtype,
+                                                              stored=part_stored, explain_failure=False,
+                                                              **options)))
+    result = CheckResult(case=case, passed=True,
+                         worst={name: max((r.worst[name] for *_, r in checked), default=0.0)
+                                for name in ("one_step", "trajectory")},
+                         worst_ulps=max((r.worst_ulps for *_, r in checked), default=0.0))
+    failed = [(inputs, part_stored, r) for inputs, part_stored, r in checked if not r.passed]
+    if not failed:
+        return result
+    inputs, part_stored, first = min(failed, key=lambda item: item[2].step or 0)
+    if explain_failure:
+        first = check_trajectory(*inputs, convention=convention, dtype=dtype, stored=part_stored, **options)
+    return dataclasses.replace(first, case=case, worst=result.worst, worst_ulps=result.worst_ulps)
+
+
 def _conforms_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
                    got: adapters.Trajectory, convention: spec.Knobs | None,
                    stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str, change: Change) -> bool:
@@ -234,6 +274,11 @@ def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray],
     result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
                               explain_failure=False, stop_at_failure=False)
     return max(result.worst.values()) if result.passed or result.check in result.worst else float("inf")
+
+
+def _tensor_name(got: adapters.Trajectory, index: int) -> str:
+    """Tensor ``index`` of the case in a failure's words, or what one rank held of it (a sharded run)."""
+    return got.views[index].name if got.views else f"tensor {index}"
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:

@@ -60,6 +60,10 @@ def parser() -> argparse.ArgumentParser:
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
+    certify_parser.add_argument("--sharding", help="run the subject across ranks with its framework's "
+                                                   "strategy (torch: fsdp2, zero1 or ddp) and check what "
+                                                   "each rank holds")
+    certify_parser.add_argument("--world-size", type=int, help="ranks of a --sharding run (default 2)")
     p = sub.add_parser("identify", help="which convention a subject follows, knob by knob (AdamW, Adam, SGD, "
                                         "Adagrad, RMSprop)",
                        description="which convention a subject follows, knob by knob, certified before "
@@ -87,7 +91,8 @@ def options_of(args: argparse.Namespace, framework: str | None = None) -> Certif
                           convention=getattr(args, "convention", None), dtype=args.dtype, device=args.device,
                           examples=args.examples, seed=args.seed, golden_dir=args.golden_dir,
                           size=getattr(args, "size", None), steps=getattr(args, "steps", None),
-                          time_limit_s=args.time_limit)
+                          time_limit_s=args.time_limit, sharding=getattr(args, "sharding", None),
+                          world_size=getattr(args, "world_size", None))
 
 
 def matrix_frameworks(args: argparse.Namespace) -> list[str]:

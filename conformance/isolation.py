@@ -51,6 +51,7 @@ class Request:
     subject: str
     size: int | None
     options: dict[str, Any]
+    sharding: adapters.Sharding | None = None
 
 
 def start_workers(framework: str | None) -> multiprocessing.context.BaseContext:
@@ -101,6 +102,9 @@ def _worker(connection: Any, requests: list[Request], environment: dict[str, str
                     from optspec.conformance.scale import certify_at_scale
 
                     cert = certify_at_scale(subject, size=request.size, **request.options)
+                elif request.sharding is not None:
+                    with adapters.sharded(subject, *key, request.sharding) as on_ranks:
+                        cert = certify(on_ranks, **request.options)
                 else:
                     cert = certify(subject, **request.options)
             cert = dataclasses.replace(cert, notes=[*cert.notes, *warning_notes(caught)])
@@ -109,7 +113,7 @@ def _worker(connection: Any, requests: list[Request], environment: dict[str, str
             connection.send(("setup-error", str(exc), 0))
             return
         except adapters.SubjectError as exc:
-            connection.send(("hang" if exc.hung else "raised", str(exc), exc.step))
+            connection.send(("hang" if exc.hung else "crash" if exc.crashed else "raised", str(exc), exc.step))
         except KeyboardInterrupt:
             return
         except Exception as exc:
@@ -140,8 +144,9 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
     """Runs a worker over ``pending``, removing each subject from it once its certificate is yielded."""
     context = start_workers(pending[0][1].framework)
     receiver, sender = context.Pipe(duplex=False)
+    # A daemonic process may not start processes: a sharded subject's worker starts its ranks.
     worker = context.Process(target=_worker, args=(sender, [r for _, r in pending], dict(os.environ)),
-                             daemon=True)
+                             daemon=all(request.sharding is None for _, request in pending))
     worker.start()
     sender.close()
     label, step, started = "the worker's start (imports)", 0, False
@@ -173,7 +178,7 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
             elif kind == "setup-error":
                 pending.clear()
                 raise adapters.SetupError(message[1])
-            else:  # "raised" or "hang" (the worker's own time limit, where Python got control back)
+            else:  # "raised", "hang" (the worker's own time limit, where Python got control back) or "crash" (a rank)
                 yield _broken(subject, request, kind, message[2] or step, label, message[1])
             label, step, started = "the next subject's start", 0, False
     finally:
@@ -199,11 +204,13 @@ def _broken(subject: SubjectInfo, request: Request, check: str, step: int, label
     dtype = options.get("dtype", "float64")
     seed = options.get("seed_value", 0)
     failure = Failure(check=check, step=step, detail=detail, case=label,
-                      reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed,
+                      reproduce_cli=reproduce_command(dataclasses.replace(subject, sharding=request.sharding),
+                                                      expectation, dtype=dtype, seed=seed,
                                                       examples=options.get("examples"), size=request.size,
                                                       steps=options.get("steps"),
                                                       time_limit_s=options.get("time_limit_s")))
-    return certificate(subject, expectation, dtype=dtype, device=options.get("device") or "cpu", seed=seed,
+    return certificate(dataclasses.replace(subject, sharding=request.sharding), expectation, dtype=dtype,
+                       device=options.get("device") or "cpu", seed=seed,
                        cases_run=0, failure=failure,
                        checks={check: CheckOutcome(passed=False, worst_error_over_bound=None),
                                "trajectory": CheckOutcome(passed=False, worst_error_over_bound=None)})

@@ -45,6 +45,9 @@ class CertifyOptions:
       golden_dir: golden files to replay (the installed ones, if present).
       size, steps: certify at scale: one tensor of ``size`` elements over ``steps`` steps (100).
       time_limit_s: seconds a subject may take for one step before it is killed.
+      sharding: run the subject across ranks with this strategy of its framework
+        (:attr:`~optspec.adapters.frameworks.Framework.shardings`: torch's fsdp2, zero1, ddp).
+      world_size: the number of ranks of a sharded run (default 2).
     """
 
     framework: str
@@ -59,6 +62,14 @@ class CertifyOptions:
     size: int | None = None
     steps: int | None = None
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    sharding: str | None = None
+    world_size: int | None = None
+
+    @property
+    def resolved_sharding(self) -> adapters.Sharding | None:
+        if self.sharding is None:
+            return None
+        return adapters.Sharding(self.sharding, self.world_size if self.world_size is not None else 2)
 
     @property
     def resolved_dtype(self) -> str:
@@ -100,8 +111,27 @@ def validate(options: CertifyOptions) -> None:
     if options.convention is not None and options.convention not in spec.preset_names():
         raise adapters.SetupError(f"unknown convention {options.convention!r}: use one of "
                                   f"{', '.join(spec.preset_names())}")
+    if options.world_size is not None and options.sharding is None:
+        raise adapters.SetupError("--world-size applies only with --sharding: add --sharding "
+                                  f"({_shardings_in_words()}), or drop --world-size")
+    if options.sharding is not None:
+        shardings = adapters.describe(options.framework).shardings
+        if options.sharding not in shardings:
+            raise adapters.SetupError(
+                f"--sharding {options.sharding!r}: use one of {', '.join(shardings)}" if shardings else
+                f"--sharding: {options.framework} subjects are certified in one process; drop --sharding "
+                f"({_shardings_in_words()})")
+        if options.world_size is not None and options.world_size < 1:
+            raise adapters.SetupError(f"--world-size must be 1 or more (got {options.world_size})")
+        if options.size is not None:
+            raise adapters.SetupError("--size certifies one process at scale: drop --size or --sharding")
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
+
+
+def _shardings_in_words() -> str:
+    return "; ".join(f"{name} takes {', '.join(record.shardings)}" for name in adapters.FRAMEWORKS
+                     if (record := adapters.describe(name)).shardings)
 
 
 def subjects_of(options: CertifyOptions) -> list[SubjectInfo]:
@@ -160,7 +190,8 @@ def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | No
     else:
         settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir,
                      "time_limit_s": options.time_limit_s}
-    return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings)
+    return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings,
+                   options.resolved_sharding)
 
 
 def check_writable_directory(path: str) -> None:

@@ -107,6 +107,7 @@ class Certificate:
     failure: Failure | None = None
     per_case_worst: list[float] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    sharding: str | None = None
 
     @property
     def conforms(self) -> bool:
@@ -134,7 +135,8 @@ class Certificate:
         Where no case finished (a crash, a hang, a raise before the first
         result), it says so instead of counting cases and ulps it did not measure.
         """
-        head = f"{self.verdict.upper()}: {self.subject} vs {self.convention or self.rule}"
+        head = f"{self.verdict.upper()}: {self.subject}{f' ({self.sharding})' if self.sharding else ''} vs " \
+               f"{self.convention or self.rule}"
         if not self.applicable:
             return f"{head} ({next(n for n in self.notes if n.startswith('not applicable in '))})"
         if self.cases_run == 0 and self.failure is not None and not self.failure.numeric:
@@ -160,4 +162,5 @@ def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, d
         seed=seed, cases_run=cases_run, checks=checks, golden=list(golden or []),
         verdict=verdict, failure=failure,
         per_case_worst=list(per_case_worst or []), notes=list(notes or []),
+        sharding=None if subject.sharding is None else subject.sharding.describe(),
     )

@@ -15,6 +15,7 @@ from optspec.adapters.batching import Member
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
+from optspec.adapters.torch import placement
 from optspec.adapters.translation import Translation
 
 #: torch's names are the spec's.
@@ -41,7 +42,11 @@ class TorchSession(Session):
                  lr0: float, dtype: str, device: str | None,
                  groups: Sequence[tuple[int, Mapping[str, Any]]] | None = None) -> None:
         self.dtype, self.device = dtype, device
+        self.placement = placement.current()
         self.tensors = [torch.nn.Parameter(asarray("torch", p, dtype, device)) for p in params0]
+        if self.placement is not None:  # a rank of a sharded run
+            self.tensors = self.placement.place(self.tensors)
+            cls = self.placement.optimizer(cls)
         if groups is None:
             self.optimizer = cls(self.tensors, lr=lr0, **kwargs)
             return
@@ -52,7 +57,10 @@ class TorchSession(Session):
         self.optimizer = cls(param_groups, lr=lr0, **kwargs)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        return [asarray("torch", g, self.dtype, self.device) for g in grads]
+        fed = [asarray("torch", g, self.dtype, self.device) for g in grads]
+        if self.placement is not None:
+            fed = [self.placement.gradient(p, g) for p, g in zip(self.tensors, fed)]
+        return fed
 
     def step(self, grads: list[Any], lr: float, index: int) -> None:
         for param, grad in zip(self.tensors, grads):
@@ -67,21 +75,35 @@ class TorchSession(Session):
         self.optimizer.step()
 
     def params(self) -> list[np.ndarray]:
+        if self.placement is not None:
+            return [to_numpy(self.placement.held(p, i)) for i, p in enumerate(self.tensors)]
         return [to_numpy(p) for p in self.tensors]
+
+    def whole_params(self) -> list[np.ndarray]:
+        if self.placement is not None:
+            return [to_numpy(self.placement.whole(p)).reshape(shape)
+                    for p, shape in zip(self.tensors, self.placement.shapes)]
+        return self.params()
 
     def state(self) -> dict[str, np.ndarray]:
         return {
             f"{i}.{name}": to_numpy(value)
             for i, p in enumerate(self.tensors)
-            for name, value in self.optimizer.state.get(p, {}).items()
+            for name, value in self._state().get(p, {}).items()
             if torch.is_tensor(value)
         }
 
     def storage(self) -> list[Any]:
-        return [*self.tensors, *(value for p in self.tensors for value in self.optimizer.state.get(p, {}).values()
+        return [*self.tensors, *(value for p in self.tensors for value in self._state().get(p, {}).values()
                                  if torch.is_tensor(value))]
 
+    def _state(self) -> Mapping[Any, Mapping[str, Any]]:
+        """The per-parameter state this process holds (under ZeRO, its local optimizer's)."""
+        return getattr(self.optimizer, "optim", self.optimizer).state
+
     def save(self) -> Any:
+        if self.placement is not None:
+            return self.placement.save(self.optimizer)
         return copy.deepcopy(self.optimizer.state_dict())
 
     def restore(self, saved: Any) -> None:

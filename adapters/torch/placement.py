@@ -1,0 +1,200 @@
+"""Where a rank's parameters live under each sharding strategy, and what that rank holds of them.
+
+A :class:`~optspec.adapters.torch.subjects.TorchSession` built inside
+:func:`placed` hands its parameters to the placement before it constructs
+the optimizer, feeds each gradient through it and reads back only what this
+rank holds.  The placement is the one users write:
+
+- ``fsdp2``: the tensors become the parameters of one module, sharded by
+  ``torch.distributed.fsdp.fully_shard`` (DTensors, ``Shard(0)``: rank ``r``
+  holds rows :func:`shard_rows` of the first dimension, possibly none); a
+  gradient is the rank's shard of the global one, as FSDP's reduce-scatter
+  leaves it.  ``fully_shard`` refuses 0-d parameters, so a 0-d tensor is
+  placed as one of shape ``(1,)`` (the rules are elementwise).
+- ``zero1``: ``torch.distributed.optim.ZeroRedundancyOptimizer`` wraps the
+  subject: each rank steps the parameters it owns and broadcasts them.
+- ``ddp``: the tensors are the parameters of a module wrapped in
+  ``DistributedDataParallel``; every rank steps all of them.
+
+The gradient fed is the same global one on every rank (what an all-reduce or
+reduce-scatter of equal per-rank gradients gives), so the expected
+trajectory is the spec's on the whole tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+_CURRENT: contextvars.ContextVar[tuple[type[Placement], list[Placement]] | None] = contextvars.ContextVar(
+    "placement", default=None)
+
+
+def shard_rows(length: int, world_size: int, rank: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of a first dimension of ``length`` that ``Shard(0)`` gives ``rank``:
+    ``torch.chunk``'s split, chunks of ``ceil(length / world_size)``, the last ones short or empty."""
+    chunk = -(-length // world_size)
+    start = min(rank * chunk, length)
+    return start, min(start + chunk, length)
+
+
+class Placement:
+    """Replicated tensors, each rank stepping all of them (the base of the others)."""
+
+    strategy = "replicated"
+
+    def __init__(self) -> None:
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.shapes: list[torch.Size] = []
+
+    def place(self, tensors: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+        """The parameters the optimizer is given, made from this rank's copies of the global ``tensors``."""
+        self.shapes = [t.shape for t in tensors]
+        return tensors
+
+    def optimizer(self, factory: Callable[..., Any]) -> Callable[..., Any]:
+        """The constructor to call in place of the subject's ``factory(params, lr=..., **kwargs)``."""
+        return factory
+
+    def gradient(self, param: torch.nn.Parameter, full: torch.Tensor) -> torch.Tensor:
+        """The gradient this rank's ``param`` receives when the global gradient is ``full``."""
+        return full
+
+    def held(self, param: torch.Tensor, index: int) -> torch.Tensor:
+        """What this rank holds of tensor ``index``, in the global tensor's shape or as its rows."""
+        return param
+
+    def whole(self, param: torch.Tensor) -> torch.Tensor:
+        """All of ``param`` on every rank (a collective where it is sharded)."""
+        return param
+
+    def rows(self, index: int) -> tuple[int, int] | None:
+        """The rows of tensor ``index`` this rank holds (None: all of it)."""
+        return None
+
+    def owner(self, index: int) -> int | None:
+        """The rank that steps tensor ``index`` (None: each rank steps its own copy or shard)."""
+        return None
+
+    def describe(self, index: int) -> str:
+        """What this rank holds of tensor ``index``, in words for a failure."""
+        return f"rank {self.rank}'s copy of tensor {index}"
+
+    def save(self, optimizer: Any) -> Any:
+        """The optimizer state as a user checkpoints it under this strategy."""
+        return copy.deepcopy(optimizer.state_dict())
+
+    def restore(self, optimizer: Any, saved: Any) -> None:
+        optimizer.load_state_dict(saved)
+
+
+class DDP(Placement):
+    strategy = "ddp"
+
+    def place(self, tensors):
+        from torch.nn.parallel import DistributedDataParallel
+
+        super().place(tensors)
+        self.module = DistributedDataParallel(_module(tensors))
+        return list(self.module.parameters())
+
+
+class ZeRO1(Placement):
+    strategy = "zero1"
+
+    def optimizer(self, factory):
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        def construct(params, lr, **kwargs):
+            self.zero = ZeroRedundancyOptimizer(params, optimizer_class=factory, lr=lr, **kwargs)
+            self.params = list(params)
+            return self.zero
+
+        return construct
+
+    def owner(self, index):
+        return self.zero._param_to_rank[self.params[index]]
+
+    def describe(self, index):
+        return f"{super().describe(index)} (stepped by rank {self.owner(index)})"
+
+    def save(self, optimizer):
+        # as ZeroRedundancyOptimizer's docs ask: consolidated on one rank, saved there, loaded by every rank
+        optimizer.consolidate_state_dict(to=0)
+        saved = [copy.deepcopy(optimizer.state_dict()) if self.rank == 0 else None]
+        dist.broadcast_object_list(saved, src=0)
+        return saved[0]
+
+
+class FSDP2(Placement):
+    strategy = "fsdp2"
+
+    def place(self, tensors):
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        super().place(tensors)
+        module = _module([t if t.ndim else torch.nn.Parameter(t.detach().reshape(1)) for t in tensors])
+        device = "cuda" if tensors and tensors[0].is_cuda else "cpu"
+        fully_shard(module, mesh=init_device_mesh(device, (self.world_size,)))
+        return list(module.parameters())
+
+    def gradient(self, param, full):
+        from torch.distributed.tensor import distribute_tensor
+
+        full = full.reshape(param.shape)
+        return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
+
+    def held(self, param, index):
+        return param.to_local()
+
+    def whole(self, param):
+        return param.full_tensor()
+
+    def rows(self, index):
+        shape = self.shapes[index]
+        return shard_rows(shape[0] if shape else 1, self.world_size, self.rank)
+
+    def describe(self, index):
+        shape = self.shapes[index]
+        if not shape:
+            return f"rank {self.rank}'s shard of tensor {index} (all of its one element)"
+        start, stop = self.rows(index)
+        return f"rank {self.rank}'s shard of tensor {index} (rows {start}:{stop} of {shape[0]})"
+
+
+PLACEMENTS: dict[str, type[Placement]] = {"fsdp2": FSDP2, "zero1": ZeRO1, "ddp": DDP}
+
+
+def _module(tensors: Sequence[torch.nn.Parameter]) -> torch.nn.Module:
+    module = torch.nn.Module()
+    module.params = torch.nn.ParameterList(tensors)
+    return module
+
+
+@contextlib.contextmanager
+def placed(strategy: str) -> Iterator[list[Placement]]:
+    """Sessions built inside place their parameters with ``strategy`` (this process is a rank); yields
+    the list of the placements they made, the last one the live session's."""
+    built: list[Placement] = []
+    token = _CURRENT.set((PLACEMENTS[strategy], built))
+    try:
+        yield built
+    finally:
+        _CURRENT.reset(token)
+
+
+def current() -> Placement | None:
+    """A fresh placement of the strategy in effect, for one session, or None outside :func:`placed`."""
+    found = _CURRENT.get()
+    if found is None:
+        return None
+    cls, built = found
+    built.append(cls())
+    return built[-1]

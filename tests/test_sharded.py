@@ -1,0 +1,90 @@
+"""Certifying torch optimizers sharded across ranks (``--sharding``, ``--world-size``): one and two ranks.
+
+Each defect of :mod:`tests.plugins.sharded_subjects` conforms on one rank and is
+rejected on two, naming the rank and the shard: only a sharded run shows it.
+A rank that crashes or hangs ends the run with a verdict naming it, and
+leaves no process behind.  Every built-in form at world sizes 2 and 4 is
+``nox -s sharded`` (:mod:`tests.test_sharded_matrix`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from optspec import adapters
+from optspec.conformance.cli import main
+from optspec.conformance.run import CertifyOptions, validate
+from tests.conftest import needs
+
+pytestmark = needs("torch")
+
+PLUGINS = "tests.plugins.sharded_subjects"
+
+
+def certify(capsys, impl: str, *, world_size: int, sharding: str = "fsdp2", examples: int = 3,
+            extra: tuple[str, ...] = ()) -> tuple[int, str]:
+    code = main(["certify", "--framework", "torch", "--impl", impl, "--sharding", sharding,
+                 "--world-size", str(world_size), "--examples", str(examples), *extra])
+    return code, capsys.readouterr().out
+
+
+def test_fsdp2_steps_torch_adamw_as_the_spec_does_on_two_ranks_and_the_certificate_says_so(capsys, tmp_path):
+    code, out = certify(capsys, "torch.optim.AdamW[foreach]", world_size=2, extra=("--out", str(tmp_path)))
+    assert code == 0, out
+    assert "CONFORMS: torch.optim.AdamW[foreach] (fsdp2 over 2 ranks) vs torch" in out, out
+    (record,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+    assert record["sharding"] == "fsdp2 over 2 ranks"
+
+
+@pytest.mark.parametrize("defect, rejection", [
+    ("LaggingStepAdamW", r"failed one_step at step 2 .*: rank 1's shard of tensor 0 \(rows 3:5 of 5\)"),
+    # neither rank's shard of the (5, 3) tensor is all of it: whichever reports first is named
+    ("GlobalShapeStateAdamW", r"failed raised at step 1: rank [01]: .* must match the size"),
+    ("ShardStateLostOnResume", r"failed one_step at step 5 .*: rank 1's shard of tensor 0 \(rows 3:5 of 5\)"),
+])
+def test_a_defect_only_sharding_shows_conforms_on_one_rank_and_is_rejected_on_two_naming_the_rank(
+        capsys, defect, rejection):
+    alone, out_alone = certify(capsys, f"{PLUGINS}:{defect}", world_size=1)
+    assert alone == 0 and "(fsdp2 over 1 rank)" in out_alone, out_alone
+    sharded, out = certify(capsys, f"{PLUGINS}:{defect}", world_size=2)
+    assert sharded == 1, out
+    assert re.search(rejection, out), out
+    assert "--sharding fsdp2 --world-size 2" in out  # the reproduce line runs it sharded again
+
+
+def test_the_lagging_rank_is_named_under_ddp_and_zero1_too(capsys):
+    for sharding, copy in (("ddp", "rank 1's copy of tensor"), ("zero1", "(stepped by rank 1)")):
+        code, out = certify(capsys, f"{PLUGINS}:LaggingStepAdamW", world_size=2, sharding=sharding)
+        assert code == 1 and copy in out, out
+
+
+@pytest.mark.parametrize("fault, verdict", [
+    ("CrashingRankAdamW", "failed crash at step 2: rank 1 crashed with SIGKILL at step 2"),
+    ("HangingRankAdamW", "failed hang at step 2: rank 1: .* hung: no result within 5 s at step 2"),
+])
+def test_a_rank_that_crashes_or_hangs_gets_a_verdict_naming_it_and_leaves_no_process(
+        capsys, tmp_path, monkeypatch, fault, verdict):
+    monkeypatch.setenv("OPTSPEC_TEST_RANK_PIDS", str(tmp_path))
+    code, out = certify(capsys, f"{PLUGINS}:{fault}", world_size=2, extra=("--time-limit", "5"))
+    assert code == 1 and re.search(verdict, out), out
+    pids = [int(p.name) for p in tmp_path.iterdir()]
+    assert len(pids) >= 3, pids  # the two ranks, and the processes that probed the plugin
+    alive = [pid for pid in pids if pid != os.getpid() and os.path.exists(f"/proc/{pid}")
+             and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]]
+    assert not alive, f"processes left behind: {alive}"
+
+
+@pytest.mark.parametrize("options, message", [
+    (CertifyOptions("torch", world_size=2), "--world-size applies only with --sharding"),
+    (CertifyOptions("torch", sharding="fsdp1"), "--sharding 'fsdp1': use one of fsdp2, zero1, ddp"),
+    (CertifyOptions("jax", sharding="fsdp2"), "--sharding: jax subjects are certified in one process"),
+    (CertifyOptions("torch", sharding="fsdp2", world_size=0), "--world-size must be 1 or more"),
+    (CertifyOptions("torch", sharding="ddp", size=1000), "drop --size or --sharding"),
+])
+def test_sharding_options_are_refused_in_one_line_before_any_work(options, message):
+    with pytest.raises(adapters.SetupError, match=re.escape(message)):
+        validate(options)
