@@ -1,5 +1,5 @@
-"""nox sessions for optspec: tests, end_to_end, conventions, separate, lint, conformance (and conformance_separate),
-golden, golden_check, bench.
+"""nox sessions for optspec: tests, end_to_end, conventions, sharded, separate, lint, conformance (and
+conformance_separate), golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
 find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # nox does not p
 from tools import torch_source
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["tests", "end_to_end", "conventions", "separate", "golden_check", "lint"]
+nox.options.sessions = ["tests", "end_to_end", "conventions", "sharded", "separate", "golden_check", "lint"]
 
 
 
@@ -107,9 +107,10 @@ def _pytest(session: nox.Session, marker: str, *paths: str) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The suite's own tests on every framework, but those of ``end_to_end`` and ``conventions`` (about 18 minutes on 2 cores)."""
+    """The suite's own tests on every framework, but those of ``end_to_end``, ``conventions`` and ``sharded`` (about
+    15 minutes on 2 cores)."""
     _install_for_tests(session)
-    _pytest(session, "not end_to_end and not conventions")
+    _pytest(session, "not end_to_end and not conventions and not sharded")
 
 
 @nox.session(python="3.11")
@@ -128,6 +129,14 @@ def conventions(session: nox.Session) -> None:
     ``tests/conftest.py``."""
     _install_for_tests(session)
     _pytest(session, "conventions")
+
+
+@nox.session(python="3.11")
+def sharded(session: nox.Session) -> None:
+    """torch's AdamW in every form, and Adam, certified under FSDP2, ZeRO-1 and DDP across 2 and 4 ranks
+    (``SHARDED`` in ``tests/conftest.py``; budget 12 minutes on 2 cores, where 4 ranks share 2 cores)."""
+    _install_for_tests(session)
+    _pytest(session, "sharded")
 
 
 @nox.session(python="3.11")

@@ -92,8 +92,9 @@ def sharded(subject: SubjectInfo, framework: str, impl: str | None, rule: str | 
             sharding: Sharding) -> contextlib.AbstractContextManager[SubjectInfo]:
     """``subject`` run across ranks by its framework's ``sharding`` module; ``framework``, ``impl`` and
     ``rule`` are what re-creates it in each rank (``--framework``, ``--impl``, ``--rule``)."""
-    module = part(subject.framework, "sharding")
-    return module.sharded(subject, module.Origin(framework, impl, rule, subject.name), sharding)
+    from optspec.adapters import ranks
+
+    return ranks.sharded(subject, ranks.Origin(framework, impl, rule, subject.name), sharding)
 
 
 def is_plugin(impl: str | None) -> bool:

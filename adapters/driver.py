@@ -118,7 +118,7 @@ class Sharding:
     world_size: int
 
     def describe(self) -> str:
-        return f"{self.strategy} over {self.world_size} rank{'s' if self.world_size > 1 else ''}"
+        return f"{self.strategy}, world size {self.world_size}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,9 +61,10 @@ def parser() -> argparse.ArgumentParser:
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
     certify_parser.add_argument("--sharding", help="run the subject across ranks with its framework's "
-                                                   "strategy (torch: fsdp2, zero1 or ddp) and check what "
-                                                   "each rank holds")
-    certify_parser.add_argument("--world-size", type=int, help="ranks of a --sharding run (default 2)")
+                                                   "strategy (torch: fsdp2, zero1 or ddp; jax: mesh) and check "
+                                                   "what each rank holds")
+    certify_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of a sharded run "
+                                                               "(default 2; alone, the framework's first --sharding)")
     p = sub.add_parser("identify", help="which convention a subject follows, knob by knob (AdamW, Adam, SGD, "
                                         "Adagrad, RMSprop)",
                        description="which convention a subject follows, knob by knob, certified before "

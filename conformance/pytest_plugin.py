@@ -36,8 +36,8 @@ OPTIONS = {
     "--optspec-size": ("size", int, "certify at scale: one tensor of SIZE elements"),
     "--optspec-steps": ("steps", int, "steps of the --optspec-size run (default 100)"),
     "--optspec-time-limit": ("time_limit_s", float, "seconds a subject may take for one step (default 300)"),
-    "--optspec-sharding": ("sharding", str, "run the subject across ranks (torch: fsdp2, zero1 or ddp)"),
-    "--optspec-world-size": ("world_size", int, "ranks of an --optspec-sharding run (default 2)"),
+    "--optspec-sharding": ("sharding", str, "run the subject across ranks (torch: fsdp2, zero1 or ddp; jax: mesh)"),
+    "--optspec-world-size": ("world_size", int, "ranks (a mesh's devices) of a sharded run (default 2)"),
 }
 
 

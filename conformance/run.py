@@ -46,8 +46,9 @@ class CertifyOptions:
       size, steps: certify at scale: one tensor of ``size`` elements over ``steps`` steps (100).
       time_limit_s: seconds a subject may take for one step before it is killed.
       sharding: run the subject across ranks with this strategy of its framework
-        (:attr:`~optspec.adapters.frameworks.Framework.shardings`: torch's fsdp2, zero1, ddp).
-      world_size: the number of ranks of a sharded run (default 2).
+        (:attr:`~optspec.adapters.frameworks.Framework.shardings`: torch's fsdp2, zero1,
+        ddp; jax's mesh); with ``world_size`` alone, the framework's first.
+      world_size: the number of ranks (devices of a mesh) of a sharded run (default 2).
     """
 
     framework: str
@@ -67,9 +68,10 @@ class CertifyOptions:
 
     @property
     def resolved_sharding(self) -> adapters.Sharding | None:
-        if self.sharding is None:
+        if self.sharding is None and self.world_size is None:
             return None
-        return adapters.Sharding(self.sharding, self.world_size if self.world_size is not None else 2)
+        strategy = self.sharding or adapters.describe(self.framework).shardings[0]
+        return adapters.Sharding(strategy, self.world_size if self.world_size is not None else 2)
 
     @property
     def resolved_dtype(self) -> str:
@@ -111,20 +113,18 @@ def validate(options: CertifyOptions) -> None:
     if options.convention is not None and options.convention not in spec.preset_names():
         raise adapters.SetupError(f"unknown convention {options.convention!r}: use one of "
                                   f"{', '.join(spec.preset_names())}")
-    if options.world_size is not None and options.sharding is None:
-        raise adapters.SetupError("--world-size applies only with --sharding: add --sharding "
-                                  f"({_shardings_in_words()}), or drop --world-size")
-    if options.sharding is not None:
+    if options.sharding is not None or options.world_size is not None:
         shardings = adapters.describe(options.framework).shardings
-        if options.sharding not in shardings:
-            raise adapters.SetupError(
-                f"--sharding {options.sharding!r}: use one of {', '.join(shardings)}" if shardings else
-                f"--sharding: {options.framework} subjects are certified in one process; drop --sharding "
-                f"({_shardings_in_words()})")
+        flag = "--sharding" if options.sharding is not None else "--world-size"
+        if not shardings:
+            raise adapters.SetupError(f"{flag}: {options.framework} subjects are certified in one process; drop "
+                                      f"{flag} ({_shardings_in_words()})")
+        if options.sharding is not None and options.sharding not in shardings:
+            raise adapters.SetupError(f"--sharding {options.sharding!r}: use one of {', '.join(shardings)}")
         if options.world_size is not None and options.world_size < 1:
             raise adapters.SetupError(f"--world-size must be 1 or more (got {options.world_size})")
         if options.size is not None:
-            raise adapters.SetupError("--size certifies one process at scale: drop --size or --sharding")
+            raise adapters.SetupError(f"--size certifies one process at scale: drop --size or {flag}")
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
 

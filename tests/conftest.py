@@ -29,6 +29,10 @@ END_TO_END = frozenset({
 #: dtypes: ``nox -s conventions`` runs them (about 5 minutes on 2 cores).
 CONVENTIONS = frozenset({"test_rule_conventions"})
 
+#: torch's AdamW and Adam certified across 2 and 4 ranks under every sharding strategy: ``nox -s sharded`` runs
+#: them (about 10 minutes on 2 cores); ``test_sharded`` (one and two ranks) stays in ``nox -s tests``.
+SHARDED = frozenset({"test_sharded_matrix"})
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -37,6 +41,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.end_to_end)
         if module in CONVENTIONS:
             item.add_marker(pytest.mark.conventions)
+        if module in SHARDED:
+            item.add_marker(pytest.mark.sharded)
 
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:

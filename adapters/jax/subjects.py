@@ -17,6 +17,7 @@ import numpy as np
 import optax
 
 from optspec import spec
+from optspec.adapters import ranks
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, framework_dtype, to_numpy
@@ -95,16 +96,22 @@ class OptaxSession(Session):
                  hyper: Mapping[str, Any], params0: Sequence[np.ndarray], lrs: Sequence[float],
                  dtype: str, device: str | None) -> None:
         self.dtype, self.device = dtype, device
+        self.placement = ranks.new_placement()
         kwargs = tuple(sorted(translation.kwargs(hyper).items()))
         init_fn, update_fn = _compiled(factory, translation.lr, kwargs)
         table = jnp.asarray(_padded_rows(np.asarray(lrs or [0.0], np.float64)),
                             dtype=framework_dtype("jax", dtype))
-        self.tensors = self.feed(params0)
+        self.tensors = [asarray("jax", p, self.dtype, self.device) for p in params0]
+        if self.placement is not None:  # on a mesh (adapters/jax/sharding.py)
+            self.tensors = self.placement.place(self.tensors)
         self.opt_state = init_fn(self.tensors, table)
         self.update_fn = functools.partial(update_fn, table=table)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        return [asarray("jax", g, self.dtype, self.device) for g in grads]
+        fed = [asarray("jax", g, self.dtype, self.device) for g in grads]
+        if self.placement is not None:
+            fed = [self.placement.gradient(p, g) for p, g in zip(self.tensors, fed)]
+        return fed
 
     def step(self, grads: list[Any], lr: float, index: int) -> None:
         self.tensors, self.opt_state = self.update_fn(self.tensors, self.opt_state, grads)

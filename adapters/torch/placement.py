@@ -1,7 +1,7 @@
 """Where a rank's parameters live under each sharding strategy, and what that rank holds of them.
 
 A :class:`~optspec.adapters.torch.subjects.TorchSession` built inside
-:func:`placed` hands its parameters to the placement before it constructs
+:func:`optspec.adapters.ranks.placing` hands its parameters to the placement before it constructs
 the optimizer, feeds each gradient through it and reads back only what this
 rank holds.  The placement is the one users write:
 
@@ -23,17 +23,12 @@ trajectory is the spec's on the whole tensor.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
-
-_CURRENT: contextvars.ContextVar[tuple[type[Placement], list[Placement]] | None] = contextvars.ContextVar(
-    "placement", default=None)
 
 
 def shard_rows(length: int, world_size: int, rank: int) -> tuple[int, int]:
@@ -176,25 +171,3 @@ def _module(tensors: Sequence[torch.nn.Parameter]) -> torch.nn.Module:
     module = torch.nn.Module()
     module.params = torch.nn.ParameterList(tensors)
     return module
-
-
-@contextlib.contextmanager
-def placed(strategy: str) -> Iterator[list[Placement]]:
-    """Sessions built inside place their parameters with ``strategy`` (this process is a rank); yields
-    the list of the placements they made, the last one the live session's."""
-    built: list[Placement] = []
-    token = _CURRENT.set((PLACEMENTS[strategy], built))
-    try:
-        yield built
-    finally:
-        _CURRENT.reset(token)
-
-
-def current() -> Placement | None:
-    """A fresh placement of the strategy in effect, for one session, or None outside :func:`placed`."""
-    found = _CURRENT.get()
-    if found is None:
-        return None
-    cls, built = found
-    built.append(cls())
-    return built[-1]

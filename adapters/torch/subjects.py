@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from optspec import spec
+from optspec.adapters import ranks
 from optspec.adapters.batching import Member
 from optspec.adapters.driver import Session, SubjectInfo
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
-from optspec.adapters.torch import placement
 from optspec.adapters.translation import Translation
 
 #: torch's names are the spec's.
@@ -42,7 +42,7 @@ class TorchSession(Session):
                  lr0: float, dtype: str, device: str | None,
                  groups: Sequence[tuple[int, Mapping[str, Any]]] | None = None) -> None:
         self.dtype, self.device = dtype, device
-        self.placement = placement.current()
+        self.placement = ranks.new_placement()
         self.tensors = [torch.nn.Parameter(asarray("torch", p, dtype, device)) for p in params0]
         if self.placement is not None:  # a rank of a sharded run
             self.tensors = self.placement.place(self.tensors)

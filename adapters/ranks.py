@@ -1,0 +1,285 @@
+"""A subject run by a framework's own distributed engine in processes of their own, as a subject like any other.
+
+:func:`sharded` starts the processes a :class:`~optspec.adapters.driver.Sharding`
+needs (the framework's ``sharding`` module says how many, and what each sets
+before its imports: torch one per rank, JAX one that holds every device of a
+mesh), which join the framework's group and wait for cases.  The sharded
+subject's :attr:`~optspec.adapters.driver.SubjectInfo.drive_elsewhere` sends
+each case, naming its subject, to every process; each re-creates the subject
+(once) from its ``--impl`` text, drives the case with the ordinary driver
+inside the framework's placement (the parameters placed as the strategy
+places them, the same global gradient fed everywhere) and sends back what
+each rank or device held at every step.  The trajectory that comes back has
+one :class:`~optspec.adapters.driver.View` per rank (or device) and tensor,
+which the checks compare with the spec one by one, so that a failure names
+the rank and the shard.
+
+A framework's ``sharding`` module gives: ``processes(sharding)``,
+``environment(sharding)`` (variables set in each process before its imports),
+``join(process, sharding, device, store)`` (called first in each, ``store`` a
+file its group may rendezvous on), ``placed(sharding)`` (a :func:`placing`
+context, in which sessions place their parameters) and
+``held(placement, got)`` (what this process's ranks held of each tensor:
+``(tensor, rank, rows, name, trajectory)``).
+
+Supervision is :mod:`optspec.conformance.isolation`'s, one level down: every
+process beats at every step, and this process holds each to the time limit
+while it beats to its own supervisor (which still ends it, should it hang
+itself).  A process that dies is a crash naming its rank; one silent for the
+time limit is a hang naming it; either way every process is killed (each
+dies with its parent, too) and the next case starts afresh.  The processes
+outlive one subject, to serve the next one of the same sharding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ctypes
+import dataclasses
+import functools
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from optspec.adapters.driver import Sharding, SubjectInfo, Trajectory, View, heartbeat
+from optspec.adapters.errors import SubjectError, one_line
+
+#: Seconds the processes may take to import the framework and the subject and join the group.
+STARTUP_S = 180.0
+#: Seconds between the heartbeats this process sends while it waits for the ranks.
+KEEPALIVE_S = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """How a rank re-creates the subject: what ``--framework``, ``--impl`` and ``--rule`` said, and its name."""
+
+    framework: str
+    impl: str | None
+    rule: str | None
+    name: str
+
+
+#: The processes of each (framework, sharding) this process has run, kept for the next subject.
+_RANKS: dict[tuple[str, Sharding], Ranks] = {}
+
+
+@contextlib.contextmanager
+def sharded(subject: SubjectInfo, origin: Origin, sharding: Sharding) -> Iterator[SubjectInfo]:
+    """``subject`` run by its framework across ``sharding.world_size`` ranks with ``sharding.strategy``.
+
+    The processes outlive the block, to serve the next subject of the same
+    sharding; they end with this process (or :func:`stop_ranks`).
+    """
+    ranks = _RANKS.setdefault((subject.framework, sharding), Ranks(subject.framework, sharding))
+    yield dataclasses.replace(subject, sharding=sharding, drive_elsewhere=functools.partial(ranks.drive, origin),
+                              build_batch=None)
+
+
+_PLACEMENT: contextvars.ContextVar[tuple[Callable[[], Any], list[Any]] | None] = contextvars.ContextVar(
+    "placement", default=None)
+
+
+@contextlib.contextmanager
+def placing(make: Callable[[], Any]) -> Iterator[list[Any]]:
+    """Sessions built inside place their parameters with a fresh ``make()`` each (this process is a rank of a
+    sharded run); yields the list of the placements they made, the last one the live session's."""
+    built: list[Any] = []
+    token = _PLACEMENT.set((make, built))
+    try:
+        yield built
+    finally:
+        _PLACEMENT.reset(token)
+
+
+def new_placement() -> Any | None:
+    """A fresh placement for a session being built inside :func:`placing`, or None outside it."""
+    found = _PLACEMENT.get()
+    if found is None:
+        return None
+    make, built = found
+    built.append(make())
+    return built[-1]
+
+
+def stop_ranks() -> None:
+    """Ends the processes of every sharding."""
+    for ranks in _RANKS.values():
+        ranks.stop()
+
+
+class Ranks:
+    """The processes of one sharding, started on the first case, and again after a failure."""
+
+    def __init__(self, framework: str, sharding: Sharding) -> None:
+        from optspec.adapters.frameworks import part
+
+        self.framework, self.sharding = framework, sharding
+        self.hooks = part(framework, "sharding")
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self.connections: list[Connection] = []
+        self.store: str | None = None
+
+    def start(self, device: str | None) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.store = tempfile.mkdtemp(prefix="optspec-ranks-")
+        environment = self.hooks.environment(self.sharding)
+        for index in range(self.hooks.processes(self.sharding)):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_process_main, daemon=True, name=f"optspec rank {index}",
+                                      args=(theirs, index, self.framework, self.sharding, device, environment,
+                                            os.path.join(self.store, "group")))
+            process.start()
+            theirs.close()
+            self.processes.append(process)
+            self.connections.append(mine)
+        self._collect("the ranks' start (imports, joining the group)", STARTUP_S, {"ready"})
+
+    def stop(self) -> None:
+        """Ends every process (killed: one may be stuck in a collective) and removes the group's store."""
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+        for process in self.processes:
+            process.join()
+        for connection in self.connections:
+            connection.close()
+        self.processes, self.connections = [], []
+        if self.store is not None:
+            shutil.rmtree(self.store, ignore_errors=True)
+            self.store = None
+
+    def drive(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray], lrs: list[Any],
+              hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int | None,
+              time_limit_s: float | None, label: str) -> Trajectory:
+        """Runs one case on every rank; the views of what each held, or :class:`SubjectError` naming the rank."""
+        if not self.processes:
+            self.start(device)
+        case = ("case", origin, [np.asarray(p) for p in params0], [np.asarray(g) for g in grads], lrs, hyper,
+                dtype, device, restore_at, time_limit_s, label)
+        for connection in self.connections:
+            connection.send(case)
+        done = self._collect(label, time_limit_s, {"done"})
+        views: list[View] = []
+        params: list[np.ndarray] = []
+        for index in range(len(self.connections)):
+            for tensor, rank, rows, name, held in done[index][1]:
+                if rows is not None and rows[0] == rows[1]:
+                    continue  # this rank's shard of the tensor is empty
+                if params0[tensor].ndim == 0:
+                    held = held.reshape((len(lrs),))
+                views.append(View(tensor=tensor, rank=rank, rows=rows, name=name))
+                params.append(held)
+        mutated = [m for _, _, m, _ in done.values() if m is not None]
+        return Trajectory(params=params, views=views, mutated_at=min(mutated, default=None),
+                          storage_dtypes=frozenset().union(*(d for _, _, _, d in done.values())))
+
+    def _collect(self, label: str, limit_s: float | None, kinds: set[str]) -> dict[int, tuple]:
+        """Waits until every process has sent one message of ``kinds``, hearing their beats; on one that
+        raised, crashed or went silent for ``limit_s``, stops every process and raises :class:`SubjectError`."""
+        waiting = dict(enumerate(self.connections))
+        steps = dict.fromkeys(waiting, 0)
+        heard = dict.fromkeys(waiting, time.monotonic())
+        received: dict[int, tuple] = {}
+        limit = limit_s if limit_s is not None else STARTUP_S
+        while waiting:
+            silent = min(waiting, key=lambda r: (heard[r], steps[r]))  # the one heard from longest ago
+            remaining = heard[silent] + limit - time.monotonic()
+            if remaining <= 0:
+                self._fail(f"rank {silent} hung: no result within {limit:g} s at step {steps[silent]} of case "
+                           f"{label} (--time-limit sets the limit)", steps[silent], hung=True)
+            ready = wait(list(waiting.values()), timeout=min(remaining, KEEPALIVE_S))
+            # This process supervises the ranks; the supervisor above it hears that it is alive.
+            heartbeat(label, min(steps[r] for r in waiting))
+            for connection in ready:
+                index = self.connections.index(connection)
+                try:
+                    message = connection.recv()
+                except EOFError:
+                    self.processes[index].join(timeout=5)
+                    self._fail(f"rank {index} crashed with {_exit_name(self.processes[index].exitcode)} at step "
+                               f"{steps[index]} of case {label}", steps[index], crashed=True)
+                heard[index] = time.monotonic()
+                if message[0] == "beat":
+                    steps[index] = message[1]
+                elif message[0] == "raised":
+                    _, text, step, hung = message
+                    self._fail(f"rank {index}: {text}", step, hung=hung)
+                elif message[0] in kinds:
+                    received[index] = message
+                    del waiting[index]
+        return received
+
+    def _fail(self, text: str, step: int, *, hung: bool = False, crashed: bool = False) -> None:
+        self.stop()
+        raise SubjectError(text, step=step, hung=hung, crashed=crashed)
+
+
+def _exit_name(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the one that started it dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
+
+
+def _process_main(connection: Connection, index: int, framework: str, sharding: Sharding, device: str | None,
+                  environment: dict[str, str], store: str) -> None:
+    """One process of a sharded run: joins the group, then drives each case it is sent."""
+    _die_with_parent()
+    os.environ.update(environment)  # before the framework's import
+    import warnings
+
+    from optspec import adapters
+    from optspec.adapters.driver import set_heartbeat
+
+    warnings.simplefilter("ignore")  # the subject's warnings are reported once, by the process that certifies
+    hooks = adapters.part(framework, "sharding")
+    try:
+        hooks.join(index, sharding, device, store)
+    except Exception as exc:
+        connection.send(("raised", f"could not join the group: {one_line(exc)}", 0, False))
+        return
+    subjects: dict[Origin, SubjectInfo] = {}
+    set_heartbeat(lambda label, step: connection.send(("beat", step)))
+    connection.send(("ready",))
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            return
+        _, origin, params0, grads, lrs, hyper, dtype, case_device, restore_at, time_limit_s, label = message
+        try:
+            if origin not in subjects:
+                subjects[origin] = next(s for s in adapters.resolve_subject(origin.framework, origin.impl, origin.rule)
+                                        if s.name == origin.name)
+            with hooks.placed(sharding) as built:
+                got = adapters.drive(subjects[origin], params0, grads, lrs, hyper, dtype=dtype, device=case_device,
+                                     restore_at=restore_at, time_limit_s=time_limit_s, label=label)
+        except SubjectError as exc:
+            connection.send(("raised", str(exc), exc.step, exc.hung))
+            continue
+        except Exception as exc:  # the subject could not be re-created here
+            connection.send(("raised", f"{origin.name} could not be created: {one_line(exc)}", 0, False))
+            continue
+        connection.send(("done", hooks.held(built[-1], got), got.mutated_at, got.storage_dtypes))
