@@ -112,10 +112,12 @@ class SubjectInfo:
 @dataclasses.dataclass(frozen=True)
 class Sharding:
     """A subject run across ``world_size`` ranks with the framework's ``strategy`` (torch: ``fsdp2``,
-    ``zero1``, ``ddp``)."""
+    ``zero1``, ``ddp``; jax: ``mesh``).  ``resume_world_size``: the world size its checkpoint is resumed on
+    in the resharded-resume case, or None where the strategy has no resharding checkpoint."""
 
     strategy: str
     world_size: int
+    resume_world_size: int | None = dataclasses.field(default=None, compare=False)
 
     def describe(self) -> str:
         return f"{self.strategy}, world size {self.world_size}"
@@ -215,19 +217,25 @@ def drive(
     time_limit_s: float | None = None,
     record_state: bool = False,
     label: str = "",
+    resume_world_size: int | None = None,
 ) -> Trajectory:
     """Runs ``subject`` over ``grads`` (one ``(T, *shape)`` array per tensor).
 
     If ``restore_at`` is a step k in ``1..T-1``, the state is saved after step k
     and the rest of the run continues in a fresh subject that restored it, as a
-    resumed training job would.  A subject that raises or runs past
+    resumed training job would; with ``resume_world_size`` too (a sharded
+    subject), it is resumed on that many ranks, from the strategy's resharding
+    checkpoint.  A subject that raises or runs past
     ``time_limit_s`` becomes a :class:`SubjectError` naming the step; the steps
     completed so far travel with it.
     """
     hyper = _without_fixed(subject, hyper)
     if subject.drive_elsewhere is not None:
         return subject.drive_elsewhere(params0, grads, list(lrs), hyper, dtype=dtype, device=device,
-                                       restore_at=restore_at, time_limit_s=time_limit_s, label=label)
+                                       restore_at=restore_at, time_limit_s=time_limit_s, label=label,
+                                       resume_world_size=resume_world_size)
+    if resume_world_size is not None:
+        raise ValueError(f"{subject.name} runs in one process: it cannot resume on {resume_world_size} ranks")
 
     def build(current: list[np.ndarray]) -> Session:
         return subject.build(current, hyper, list(lrs), dtype, device)

@@ -17,8 +17,12 @@ the rank and the shard.
 A framework's ``sharding`` module gives: ``processes(sharding)``,
 ``environment(sharding)`` (variables set in each process before its imports),
 ``join(process, sharding, device, store)`` (called first in each, ``store`` a
-file its group may rendezvous on), ``placed(sharding)`` (a :func:`placing`
-context, in which sessions place their parameters) and
+file its group may rendezvous on), ``placed(sharding, load_from)`` (a
+:func:`placing` context, in which sessions place their parameters, and load
+the state from the distributed checkpoint in ``load_from`` if given),
+``checkpoint(placement, directory)`` (the live session's state saved there
+with that checkpoint), ``resume_world_size(sharding)`` (the world size the
+resharded-resume case resumes on, or None without such a checkpoint) and
 ``held(placement, got)`` (what this process's ranks held of each tensor:
 ``(tensor, rank, rows, name, trajectory)``).
 
@@ -81,9 +85,14 @@ def sharded(subject: SubjectInfo, origin: Origin, sharding: Sharding) -> Iterato
     The processes outlive the block, to serve the next subject of the same
     sharding; they end with this process (or :func:`stop_ranks`).
     """
-    ranks = _RANKS.setdefault((subject.framework, sharding), Ranks(subject.framework, sharding))
+    ranks = _ranks(subject.framework, sharding)
+    sharding = dataclasses.replace(sharding, resume_world_size=ranks.hooks.resume_world_size(sharding))
     yield dataclasses.replace(subject, sharding=sharding, drive_elsewhere=functools.partial(ranks.drive, origin),
                               build_batch=None)
+
+
+def _ranks(framework: str, sharding: Sharding) -> Ranks:
+    return _RANKS.setdefault((framework, sharding), Ranks(framework, sharding))
 
 
 _PLACEMENT: contextvars.ContextVar[tuple[Callable[[], Any], list[Any]] | None] = contextvars.ContextVar(
@@ -129,6 +138,9 @@ class Ranks:
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self.connections: list[Connection] = []
         self.store: str | None = None
+        #: The processes that took a step: until then, each may take STARTUP_S between beats (its first
+        #: subject's import and construction, the framework's first distributed operations).
+        self.warm: set[int] = set()
 
     def start(self, device: str | None) -> None:
         context = multiprocessing.get_context("spawn")
@@ -154,19 +166,30 @@ class Ranks:
             process.join()
         for connection in self.connections:
             connection.close()
-        self.processes, self.connections = [], []
+        self.processes, self.connections, self.warm = [], [], set()
         if self.store is not None:
             shutil.rmtree(self.store, ignore_errors=True)
             self.store = None
 
     def drive(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray], lrs: list[Any],
               hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int | None,
-              time_limit_s: float | None, label: str) -> Trajectory:
-        """Runs one case on every rank; the views of what each held, or :class:`SubjectError` naming the rank."""
+              time_limit_s: float | None, label: str, resume_world_size: int | None = None,
+              save_to: str | None = None, load_from: str | None = None) -> Trajectory:
+        """Runs one case on every rank; the views of what each held, or :class:`SubjectError` naming the rank.
+
+        With ``resume_world_size``, the ranks run the steps up to ``restore_at``
+        and save the state with the strategy's distributed checkpoint; that
+        many ranks load it and run the rest (:meth:`_resharded`).
+        ``save_to`` and ``load_from`` are that checkpoint's directory.
+        """
+        if resume_world_size is not None:
+            return self._resharded(origin, params0, grads, lrs, hyper, dtype=dtype, device=device,
+                                   restore_at=restore_at, time_limit_s=time_limit_s, label=label,
+                                   resume_world_size=resume_world_size)
         if not self.processes:
             self.start(device)
         case = ("case", origin, [np.asarray(p) for p in params0], [np.asarray(g) for g in grads], lrs, hyper,
-                dtype, device, restore_at, time_limit_s, label)
+                dtype, device, restore_at, time_limit_s, label, save_to, load_from)
         for connection in self.connections:
             connection.send(case)
         done = self._collect(label, time_limit_s, {"done"})
@@ -184,6 +207,35 @@ class Ranks:
         return Trajectory(params=params, views=views, mutated_at=min(mutated, default=None),
                           storage_dtypes=frozenset().union(*(d for _, _, _, d in done.values())))
 
+    def _resharded(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray],
+                   lrs: list[Any], hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int,
+                   time_limit_s: float | None, label: str, resume_world_size: int) -> Trajectory:
+        """Steps ``1..restore_at`` here, saved; the rest on ``resume_world_size`` ranks that loaded it.
+
+        Each part's tensors are put together from what the ranks held (a
+        shard's rows, or rank 0's copy), and the trajectory is one view per
+        tensor, named by the two world sizes: the checks then see the run
+        continue, or not, across the resume.
+        """
+        other = _ranks(self.framework, dataclasses.replace(self.sharding, world_size=resume_world_size))
+        with tempfile.TemporaryDirectory(prefix="optspec-checkpoint-") as checkpoint:
+            options = {"hyper": hyper, "dtype": dtype, "device": device, "restore_at": None,
+                       "time_limit_s": time_limit_s, "label": label}
+            first = self.drive(origin, params0, [g[:restore_at] for g in grads], lrs[:restore_at],
+                               save_to=checkpoint, **options)
+            before = _whole(first, params0, restore_at)
+            second = other.drive(origin, [p[-1] for p in before], [g[restore_at:] for g in grads],
+                                 lrs[restore_at:], load_from=checkpoint, **options)
+        after = _whole(second, params0, len(lrs) - restore_at)
+        mutated = [m for m in (first.mutated_at, None if second.mutated_at is None
+                               else second.mutated_at + restore_at) if m is not None]
+        return Trajectory(
+            params=[np.concatenate([b, a]) for b, a in zip(before, after)],
+            views=[View(tensor=i, rank=0, rows=None,
+                        name=f"tensor {i} (saved by {self.sharding.world_size} ranks after step {restore_at}, "
+                             f"resumed by {resume_world_size})") for i in range(len(params0))],
+            mutated_at=min(mutated, default=None), storage_dtypes=first.storage_dtypes | second.storage_dtypes)
+
     def _collect(self, label: str, limit_s: float | None, kinds: set[str]) -> dict[int, tuple]:
         """Waits until every process has sent one message of ``kinds``, hearing their beats; on one that
         raised, crashed or went silent for ``limit_s``, stops every process and raises :class:`SubjectError`."""
@@ -191,13 +243,17 @@ class Ranks:
         steps = dict.fromkeys(waiting, 0)
         heard = dict.fromkeys(waiting, time.monotonic())
         received: dict[int, tuple] = {}
-        limit = limit_s if limit_s is not None else STARTUP_S
+        def limit(index: int) -> float:
+            if limit_s is None or index not in self.warm:
+                return max(limit_s or 0.0, STARTUP_S)
+            return limit_s
+
         while waiting:
-            silent = min(waiting, key=lambda r: (heard[r], steps[r]))  # the one heard from longest ago
-            remaining = heard[silent] + limit - time.monotonic()
+            silent = min(waiting, key=lambda r: heard[r] + limit(r))  # the first whose time runs out
+            remaining = heard[silent] + limit(silent) - time.monotonic()
             if remaining <= 0:
-                self._fail(f"rank {silent} hung: no result within {limit:g} s at step {steps[silent]} of case "
-                           f"{label} (--time-limit sets the limit)", steps[silent], hung=True)
+                self._fail(f"rank {silent} hung: no result within {limit(silent):g} s at step {steps[silent]} of "
+                           f"case {label} (--time-limit sets the limit)", steps[silent], hung=True)
             ready = wait(list(waiting.values()), timeout=min(remaining, KEEPALIVE_S))
             # This process supervises the ranks; the supervisor above it hears that it is alive.
             heartbeat(label, min(steps[r] for r in waiting))
@@ -212,6 +268,8 @@ class Ranks:
                 heard[index] = time.monotonic()
                 if message[0] == "beat":
                     steps[index] = message[1]
+                    if message[1] > 0:
+                        self.warm.add(index)
                 elif message[0] == "raised":
                     _, text, step, hung = message
                     self._fail(f"rank {index}: {text}", step, hung=hung)
@@ -223,6 +281,20 @@ class Ranks:
     def _fail(self, text: str, step: int, *, hung: bool = False, crashed: bool = False) -> None:
         self.stop()
         raise SubjectError(text, step=step, hung=hung, crashed=crashed)
+
+
+def _whole(got: Trajectory, params0: Sequence[np.ndarray], steps: int) -> list[np.ndarray]:
+    """Each tensor's trajectory put together from the views: the shards' rows in order, or the first copy."""
+    out = []
+    for index, theta0 in enumerate(params0):
+        views = [(view, held) for view, held in zip(got.views, got.params) if view.tensor == index]
+        whole = next((held for view, held in views if view.rows is None), None)
+        if whole is None and theta0.ndim == 0:
+            whole = views[0][1]
+        elif whole is None:
+            whole = np.concatenate([held for _, held in sorted(views, key=lambda vh: vh[0].rows)], axis=1)
+        out.append(whole.reshape((steps, *theta0.shape)))
+    return out
 
 
 def _exit_name(exitcode: int | None) -> str:
@@ -248,6 +320,7 @@ def _process_main(connection: Connection, index: int, framework: str, sharding: 
     """One process of a sharded run: joins the group, then drives each case it is sent."""
     _die_with_parent()
     os.environ.update(environment)  # before the framework's import
+    import importlib
     import warnings
 
     from optspec import adapters
@@ -256,6 +329,8 @@ def _process_main(connection: Connection, index: int, framework: str, sharding: 
     warnings.simplefilter("ignore")  # the subject's warnings are reported once, by the process that certifies
     hooks = adapters.part(framework, "sharding")
     try:
+        for module in adapters.describe(framework).lazy_modules:  # torch._dynamo, which constructors import
+            importlib.import_module(module)
         hooks.join(index, sharding, device, store)
     except Exception as exc:
         connection.send(("raised", f"could not join the group: {one_line(exc)}", 0, False))
@@ -268,18 +343,21 @@ def _process_main(connection: Connection, index: int, framework: str, sharding: 
             message = connection.recv()
         except EOFError:
             return
-        _, origin, params0, grads, lrs, hyper, dtype, case_device, restore_at, time_limit_s, label = message
+        (_, origin, params0, grads, lrs, hyper, dtype, case_device, restore_at, time_limit_s, label, save_to,
+         load_from) = message
         try:
             if origin not in subjects:
                 subjects[origin] = next(s for s in adapters.resolve_subject(origin.framework, origin.impl, origin.rule)
                                         if s.name == origin.name)
-            with hooks.placed(sharding) as built:
+            with hooks.placed(sharding, load_from) as built:
                 got = adapters.drive(subjects[origin], params0, grads, lrs, hyper, dtype=dtype, device=case_device,
                                      restore_at=restore_at, time_limit_s=time_limit_s, label=label)
+                if save_to is not None:
+                    hooks.checkpoint(built[-1], save_to)
         except SubjectError as exc:
             connection.send(("raised", str(exc), exc.step, exc.hung))
             continue
-        except Exception as exc:  # the subject could not be re-created here
-            connection.send(("raised", f"{origin.name} could not be created: {one_line(exc)}", 0, False))
+        except Exception as exc:  # re-creating the subject, or its checkpoint
+            connection.send(("raised", f"{origin.name}: {one_line(exc)}", 0, False))
             continue
         connection.send(("done", hooks.held(built[-1], got), got.mutated_at, got.storage_dtypes))

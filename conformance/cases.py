@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.driver import Sharding, SubjectInfo
 from optspec.conformance import strategies as cs
 from optspec.conformance.representable import beta_near_one, normal_range
 
@@ -26,6 +26,8 @@ class Case:
     ``refusable``, the hyperparameters it sets at the closed edge of their domain (ε = 0), which a
     constructor may refuse by design: where it refuses only those, the case does not apply
     (:func:`~optspec.conformance.check.refused_edge`).
+    ``resume_world_size``, for a sharded subject: the state saved after step ``restore_at`` is resumed
+    on this many ranks.
     """
 
     params0: list[np.ndarray]
@@ -36,6 +38,7 @@ class Case:
     label: str = "random"
     rules: frozenset[str] | None = None
     refusable: frozenset[str] = frozenset()
+    resume_world_size: int | None = None
 
     @property
     def steps(self) -> int:
@@ -49,6 +52,8 @@ class Case:
         shapes = ", ".join(str(p.shape) for p in self.params0)
         hyper = ", ".join(f"{k}={v!r}" for k, v in sorted(self.hyper.items()))
         restore = f", state restored after step {self.restore_at}" if self.restore_at else ""
+        if self.resume_world_size is not None:
+            restore += f" on {self.resume_world_size} ranks"
         return f"{self.label}: {self.steps} steps on shapes [{shapes}], lr={self.lrs}, {hyper}{restore}"
 
 
@@ -255,22 +260,32 @@ def restricted(case: Case, subject: SubjectInfo) -> Case:
     return dataclasses.replace(case, hyper={k: v for k, v in case.hyper.items() if k in subject.supports})
 
 
-def sharded_cases(world_size: int) -> tuple[Case, ...]:
-    """The cases where sharding over ``world_size`` ranks matters, run first for a sharded subject:
+def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
+    """The cases where sharding matters, run first for a sharded subject:
 
-    - ``uneven-shards``: first dimensions that ``world_size`` does not divide, so the last shard is short;
+    - ``uneven-shards``: first dimensions that the world size does not divide, so the last shard is short;
     - ``smaller-than-world``: tensors with fewer rows than ranks (and a 0-d one), so some ranks hold
       empty shards;
     - ``sharded-resume``: uneven shards whose state is saved mid-run, as the strategy checkpoints it, and
-      restored into a fresh optimizer.
+      restored into a fresh optimizer;
+    - ``resharded-resume``: the same, saved with the strategy's distributed checkpoint and resumed on
+      :attr:`~optspec.adapters.driver.Sharding.resume_world_size` ranks, where it has one.
     """
+    world_size = sharding.world_size
     uneven = [(2 * world_size + 1, 3), (world_size + 1,)]
-    return (
+    cases = [
         _named("uneven-shards", 6, {"eps": 1e-8, "weight_decay": 0.1}, shapes=uneven),
         _named("smaller-than-world", 6, {"eps": 1e-8, "weight_decay": 0.1},
                shapes=[(max(world_size - 1, 1),), (1, 2), ()]),
         _named("sharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4, shapes=uneven),
-    )
+    ]
+    if sharding.resume_world_size is not None:
+        resume = dataclasses.replace(
+            _named("resharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4,
+                   shapes=[(2 * world_size * sharding.resume_world_size + 1, 2), (3,), ()]),
+            resume_world_size=sharding.resume_world_size)
+        cases.append(resume)
+    return tuple(cases)
 
 
 def named_cases_for(subject: SubjectInfo) -> list[Case]:
@@ -281,7 +296,7 @@ def named_cases_for(subject: SubjectInfo) -> list[Case]:
     they are dropped for a subject without it, and a case meant for other
     rules (:attr:`Case.rules`) is dropped too.
     """
-    sharded = sharded_cases(subject.sharding.world_size) if subject.sharding is not None else ()
+    sharded = sharded_cases(subject.sharding) if subject.sharding is not None else ()
     return [
         restricted(case, subject)
         for case in (*sharded, *NAMED_CASES)

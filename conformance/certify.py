@@ -185,8 +185,8 @@ def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_li
 
     One step on one element at the spec's defaults: a subject that raises in
     ``dtype`` and steps in float32 or float64 has no kernel for ``dtype`` (not
-    a defect of its rule).  One that raises in every dtype is left to the
-    cases, where it fails.
+    a defect of its rule).  One that raises in every dtype, hangs or crashes
+    is left to the cases, where it fails.
     """
     probe = ([np.array([0.5])], [np.full((1, 1), 0.1)], [1e-3], explicit_hyperparameters(subject, {}))
     try:
@@ -194,6 +194,8 @@ def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_li
                        label=f"a one-step probe in {dtype}")
         return None
     except adapters.SubjectError as exc:
+        if exc.hung or exc.crashed:  # not a refusal of the dtype: the cases will meet it
+            return None
         refused = str(exc)
     for other in ("float32", "float64"):
         if other == dtype:

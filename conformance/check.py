@@ -115,7 +115,8 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None,
     """
     case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
-                         restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short())
+                         restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short(),
+                         resume_world_size=case.resume_world_size)
     result = check_run(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored)
     if keep_run:
         result.run = (params0, grads, got)

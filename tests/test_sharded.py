@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from optspec import adapters
+from optspec import adapters, spec
 from optspec.conformance.cli import main
 from optspec.conformance.run import CertifyOptions, validate
 from tests.conftest import needs
@@ -118,3 +118,36 @@ def test_a_rank_that_crashes_or_hangs_gets_a_verdict_naming_it_and_leaves_no_pro
 def test_sharding_options_are_refused_in_one_line_before_any_work(options, message):
     with pytest.raises(adapters.SetupError, match=re.escape(message)):
         validate(options)
+
+
+@pytest.mark.parametrize("saved_on, resumed_on", [(2, 4), (4, 2)])
+def test_a_state_saved_with_the_distributed_checkpoint_resumes_on_another_world_size_as_if_it_never_stopped(
+        saved_on, resumed_on):
+    from optspec.adapters import ranks
+    from optspec.conformance.cases import sharded_cases
+    from optspec.conformance.check import run_case
+
+    def resharded_run(impl: str, strategy: str):
+        (subject,) = adapters.resolve_subject("torch", impl)
+        with adapters.sharded(subject, "torch", impl, None, adapters.Sharding(strategy, saved_on)) as on_ranks:
+            (case,) = [c for c in sharded_cases(on_ranks.sharding) if c.resume_world_size is not None]
+            assert (case.restore_at, case.resume_world_size) == (4, resumed_on)
+            return run_case(on_ranks, case, convention=spec.resolve("torch"), dtype="float64", time_limit_s=60)
+
+    try:
+        for strategy in ("fsdp2", "ddp"):
+            assert resharded_run("torch.optim.AdamW[foreach]", strategy).passed
+        lost = resharded_run(f"{PLUGINS}:ShardStateLostOnResume", "fsdp2")
+    finally:
+        ranks.stop_ranks()
+    assert not lost.passed and lost.step == 5, lost.failure
+    assert f"(saved by {saved_on} ranks after step 4, resumed by {resumed_on})" in lost.failure
+
+
+def test_zero1_has_no_resharding_checkpoint_so_no_resharded_case():
+    from optspec.conformance.cases import sharded_cases
+
+    (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[foreach]")
+    with adapters.sharded(subject, "torch", None, None, adapters.Sharding("zero1", 2)) as on_ranks:
+        assert [c.label for c in sharded_cases(on_ranks.sharding)] == [
+            "uneven-shards", "smaller-than-world", "sharded-resume"]

@@ -70,8 +70,13 @@ class MeshPlacement:
         return jax.device_put(full, param.sharding)
 
 
-def placed(sharding: Sharding):
+def placed(sharding: Sharding, load_from: str | None = None):
     return ranks.placing(lambda: MeshPlacement(sharding))
+
+
+def resume_world_size(sharding: Sharding) -> None:
+    """None: resuming a mesh's state on another mesh (Orbax) is not built yet."""
+    return None
 
 
 def held(placement: MeshPlacement, got: Trajectory) -> list[tuple[int, int, tuple[int, int] | None, str, np.ndarray]]:

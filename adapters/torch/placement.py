@@ -23,8 +23,9 @@ trajectory is the spec's on the whole tensor.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -40,22 +41,63 @@ def shard_rows(length: int, world_size: int, rank: int) -> tuple[int, int]:
 
 
 class Placement:
-    """Replicated tensors, each rank stepping all of them (the base of the others)."""
+    """Replicated tensors, each rank stepping all of them (the base of the others).
+
+    ``load_from``: a directory of ``torch.distributed.checkpoint`` whose
+    optimizer state the optimizer loads once constructed (a resume on
+    another world size).
+    """
 
     strategy = "replicated"
+    #: Whether ``torch.distributed.checkpoint`` saves its state to be loaded on another world size.
+    reshardable = True
 
-    def __init__(self) -> None:
+    def __init__(self, load_from: str | None = None) -> None:
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.load_from = load_from
         self.shapes: list[torch.Size] = []
+        self.module: torch.nn.Module | None = None
+        self.constructed: Any = None
 
     def place(self, tensors: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
         """The parameters the optimizer is given, made from this rank's copies of the global ``tensors``."""
         self.shapes = [t.shape for t in tensors]
+        self.module = _module(tensors)
         return tensors
 
     def optimizer(self, factory: Callable[..., Any]) -> Callable[..., Any]:
         """The constructor to call in place of the subject's ``factory(params, lr=..., **kwargs)``."""
+
+        def construct(params, lr, **kwargs):
+            self.constructed = self.wrap(factory)(params, lr=lr, **kwargs)
+            if self.load_from is not None:
+                self.load(self.load_from)
+            return self.constructed
+
+        return construct
+
+    def wrap(self, factory: Callable[..., Any]) -> Callable[..., Any]:
         return factory
+
+    def checkpoint(self, directory: str) -> None:
+        """Saves the optimizer's state with ``torch.distributed.checkpoint``, as a training job does."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        with _checkpoint_errors("save"):
+            dcp.save(get_optimizer_state_dict(self.module, self.constructed), checkpoint_id=directory)
+
+    def load(self, directory: str) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (
+            get_optimizer_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        with _checkpoint_errors("load"):
+            state = get_optimizer_state_dict(self.module, self.constructed)
+            dcp.load(state, checkpoint_id=directory)
+            set_optimizer_state_dict(self.module, self.constructed, optim_state_dict=state)
 
     def gradient(self, param: torch.nn.Parameter, full: torch.Tensor) -> torch.Tensor:
         """The gradient this rank's ``param`` receives when the global gradient is ``full``."""
@@ -96,25 +138,25 @@ class DDP(Placement):
         from torch.nn.parallel import DistributedDataParallel
 
         super().place(tensors)
-        self.module = DistributedDataParallel(_module(tensors))
+        self.module = DistributedDataParallel(self.module)
         return list(self.module.parameters())
 
 
 class ZeRO1(Placement):
     strategy = "zero1"
+    reshardable = False
 
-    def optimizer(self, factory):
+    def wrap(self, factory):
         from torch.distributed.optim import ZeroRedundancyOptimizer
 
         def construct(params, lr, **kwargs):
-            self.zero = ZeroRedundancyOptimizer(params, optimizer_class=factory, lr=lr, **kwargs)
             self.params = list(params)
-            return self.zero
+            return ZeroRedundancyOptimizer(self.params, optimizer_class=factory, lr=lr, **kwargs)
 
         return construct
 
     def owner(self, index):
-        return self.zero._param_to_rank[self.params[index]]
+        return self.constructed._param_to_rank[self.params[index]]
 
     def describe(self, index):
         return f"{super().describe(index)} (stepped by rank {self.owner(index)})"
@@ -135,10 +177,10 @@ class FSDP2(Placement):
         from torch.distributed.fsdp import fully_shard
 
         super().place(tensors)
-        module = _module([t if t.ndim else torch.nn.Parameter(t.detach().reshape(1)) for t in tensors])
+        self.module = _module([t if t.ndim else torch.nn.Parameter(t.detach().reshape(1)) for t in tensors])
         device = "cuda" if tensors and tensors[0].is_cuda else "cpu"
-        fully_shard(module, mesh=init_device_mesh(device, (self.world_size,)))
-        return list(module.parameters())
+        fully_shard(self.module, mesh=init_device_mesh(device, (self.world_size,)))
+        return list(self.module.parameters())
 
     def gradient(self, param, full):
         from torch.distributed.tensor import distribute_tensor
@@ -165,6 +207,20 @@ class FSDP2(Placement):
 
 
 PLACEMENTS: dict[str, type[Placement]] = {"fsdp2": FSDP2, "zero1": ZeRO1, "ddp": DDP}
+
+
+@contextlib.contextmanager
+def _checkpoint_errors(action: str) -> Iterator[None]:
+    """``torch.distributed.checkpoint``'s failure as an ordinary exception with its first cause: it raises a
+    ``CheckpointException``, a ``BaseException`` that carries every rank's traceback."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    try:
+        yield
+    except CheckpointException as exc:
+        causes = [failure for failure in exc.failures.values()]
+        cause = str(causes[0]).strip().splitlines()[-1] if causes else str(exc).splitlines()[0]
+        raise RuntimeError(f"torch.distributed.checkpoint could not {action} the optimizer's state: {cause}") from None
 
 
 def _module(tensors: Sequence[torch.nn.Parameter]) -> torch.nn.Module:

@@ -31,8 +31,21 @@ def join(process: int, sharding: Sharding, device: str | None, store: str) -> No
                             timeout=datetime.timedelta(seconds=ranks.STARTUP_S))
 
 
-def placed(sharding: Sharding):
-    return ranks.placing(PLACEMENTS[sharding.strategy])
+def placed(sharding: Sharding, load_from: str | None = None):
+    return ranks.placing(lambda: PLACEMENTS[sharding.strategy](load_from))
+
+
+def checkpoint(placement: Placement, directory: str) -> None:
+    placement.checkpoint(directory)
+
+
+def resume_world_size(sharding: Sharding) -> int | None:
+    """4 ranks resume what 2 saved, 2 what any larger number saved; one rank is the unsharded baseline,
+    resumed on one rank only; ZeRO-1 has no resharding checkpoint (``torch.distributed.checkpoint`` does not
+    read ``ZeroRedundancyOptimizer``'s state)."""
+    if not PLACEMENTS[sharding.strategy].reshardable or sharding.world_size == 1:
+        return None
+    return 4 if sharding.world_size == 2 else 2
 
 
 def held(placement: Placement, got: Trajectory) -> list[tuple[int, int, tuple[int, int] | None, str, np.ndarray]]:

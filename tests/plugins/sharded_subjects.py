@@ -34,8 +34,8 @@ class PlainAdamW(torch.optim.Optimizer):
         return step
 
     def new_state(self, param: torch.Tensor) -> dict:
-        local = _local(param)
-        return {"step": 0, "exp_avg": torch.zeros_like(local), "exp_avg_sq": torch.zeros_like(local)}
+        # shaped as the parameter (a DTensor for a DTensor), so that a distributed checkpoint can reshard it
+        return {"step": 0, "exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -50,11 +50,12 @@ class PlainAdamW(torch.optim.Optimizer):
                 state["step"] += 1
                 t = self.bias_correction_step(state["step"])
                 local, grad = _local(param), _local(param.grad)
+                exp_avg, exp_avg_sq = _local(state["exp_avg"]), _local(state["exp_avg_sq"])
                 local.mul_(1 - group["lr"] * group["weight_decay"])
-                state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denominator = (state["exp_avg_sq"].sqrt() / (1 - beta2 ** t) ** 0.5).add_(group["eps"])
-                local.addcdiv_(state["exp_avg"], denominator, value=-group["lr"] / (1 - beta1 ** t))
+                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denominator = (exp_avg_sq.sqrt() / (1 - beta2 ** t) ** 0.5).add_(group["eps"])
+                local.addcdiv_(exp_avg, denominator, value=-group["lr"] / (1 - beta1 ** t))
 
 
 class LaggingStepAdamW(PlainAdamW):
@@ -70,9 +71,8 @@ class GlobalShapeStateAdamW(PlainAdamW):
     (NVIDIA/TransformerEngine#2424's defect): a rank whose shard is not the whole tensor fails."""
 
     def new_state(self, param):
-        local = _local(param)
-        return {"step": 0, "exp_avg": torch.zeros(param.shape, dtype=local.dtype),
-                "exp_avg_sq": torch.zeros(param.shape, dtype=local.dtype)}
+        return {"step": 0, "exp_avg": torch.zeros(param.shape, dtype=param.dtype),
+                "exp_avg_sq": torch.zeros(param.shape, dtype=param.dtype)}
 
 
 class ShardStateLostOnResume(PlainAdamW):
