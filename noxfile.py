@@ -91,6 +91,11 @@ def _install_for_tests(session: nox.Session) -> None:
     with open(pin, "w") as handle:
         handle.write(TORCH_PIN + "\n")
     session.install("-c", pin, "-e", ".[real]")
+    _check_cpu_torch(session)
+
+
+def _check_cpu_torch(session: nox.Session) -> None:
+    """Fails the session where the CUDA build of torch was installed (several GB, and not what was asked)."""
     session.run(
         "python", "-c",
         "import torch, sys; v = torch.__version__; "
@@ -134,9 +139,11 @@ def conventions(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def sharded(session: nox.Session) -> None:
     """torch's AdamW in every form, and Adam, certified under FSDP2, ZeRO-1 and DDP across 2 and 4 ranks
-    (``SHARDED`` in ``tests/conftest.py``; budget 12 minutes on 2 cores, where 4 ranks share 2 cores)."""
-    _install_for_tests(session)
-    _pytest(session, "sharded")
+    (``SHARDED`` in ``tests/conftest.py``; budget 12 minutes on 2 cores, where 4 ranks share 2 cores).  Only torch
+    and JAX are installed."""
+    session.install("-e", ".[torch,jax,conformance,test]")
+    _check_cpu_torch(session)
+    _pytest(session, "sharded", "tests/test_sharded_matrix.py")
 
 
 @nox.session(python="3.11")
