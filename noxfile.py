@@ -139,7 +139,7 @@ def conventions(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def sharded(session: nox.Session) -> None:
     """torch's AdamW in every form, and Adam, certified under FSDP2, ZeRO-1 and DDP across 2 and 4 ranks
-    (``SHARDED`` in ``tests/conftest.py``; budget 12 minutes on 2 cores, where 4 ranks share 2 cores).  Only torch
+    (``SHARDED`` in ``tests/conftest.py``; budget 8 minutes on 2 cores, where 4 ranks share 2 cores; it took 4).  Only torch
     and JAX are installed."""
     session.install("-e", ".[torch,jax,conformance,test]")
     _check_cpu_torch(session)
