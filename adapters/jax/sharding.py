@@ -50,8 +50,6 @@ def _devices(device: str | None) -> list[Any]:
 class MeshPlacement:
     """Tensors on a one-axis mesh of ``world_size`` devices."""
 
-    strategy = "mesh"
-
     def __init__(self, sharding: Sharding, device: str | None = None) -> None:
         self.world_size = sharding.world_size
         self.mesh = Mesh(np.array(_devices(device)[:self.world_size]), (_AXIS,))

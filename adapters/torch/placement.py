@@ -48,7 +48,6 @@ class Placement:
     another world size).
     """
 
-    strategy = "replicated"
     #: Whether ``torch.distributed.checkpoint`` saves its state to be loaded on another world size.
     reshardable = True
 
@@ -115,10 +114,6 @@ class Placement:
         """The rows of tensor ``index`` this rank holds (None: all of it)."""
         return None
 
-    def owner(self, index: int) -> int | None:
-        """The rank that steps tensor ``index`` (None: each rank steps its own copy or shard)."""
-        return None
-
     def describe(self, index: int) -> str:
         """What this rank holds of tensor ``index``, in words for a failure."""
         return f"rank {self.rank}'s copy of tensor {index}"
@@ -127,12 +122,9 @@ class Placement:
         """The optimizer state as a user checkpoints it under this strategy."""
         return copy.deepcopy(optimizer.state_dict())
 
-    def restore(self, optimizer: Any, saved: Any) -> None:
-        optimizer.load_state_dict(saved)
-
 
 class DDP(Placement):
-    strategy = "ddp"
+    """``ddp``: the parameters of a ``DistributedDataParallel`` module, every rank stepping all of them."""
 
     def place(self, tensors):
         from torch.nn.parallel import DistributedDataParallel
@@ -143,7 +135,8 @@ class DDP(Placement):
 
 
 class ZeRO1(Placement):
-    strategy = "zero1"
+    """``zero1``: ``ZeroRedundancyOptimizer`` over the subject; each rank steps the tensors it owns."""
+
     reshardable = False
 
     def wrap(self, factory):
@@ -163,6 +156,7 @@ class ZeRO1(Placement):
 
     def save(self, optimizer):
         # as ZeroRedundancyOptimizer's docs ask: consolidated on one rank, saved there, loaded by every rank
+        # (broadcast_object_list pickles: the state is this run's own, between its own ranks)
         optimizer.consolidate_state_dict(to=0)
         saved = [copy.deepcopy(optimizer.state_dict()) if self.rank == 0 else None]
         dist.broadcast_object_list(saved, src=0)
@@ -170,7 +164,7 @@ class ZeRO1(Placement):
 
 
 class FSDP2(Placement):
-    strategy = "fsdp2"
+    """``fsdp2``: DTensor shards of ``fully_shard``, rows :func:`shard_rows` on each rank."""
 
     def place(self, tensors):
         from torch.distributed.device_mesh import init_device_mesh
