@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class SetupError(Exception):
     """A usage or setup problem: unknown framework, missing install, bad --impl, bad device.
@@ -36,3 +38,13 @@ def one_line(exc: BaseException) -> str:
     """``Type: message`` with newlines folded, for embedding in a one-line error."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def exit_name(exitcode: int | None) -> str:
+    """How a process ended, from its ``exitcode``: the signal's name (``SIGSEGV``), or ``exit code N``."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return signal.Signals(-exitcode).name
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from optspec.adapters.driver import Sharding, SubjectInfo, Trajectory, View, heartbeat
-from optspec.adapters.errors import SubjectError, one_line
+from optspec.adapters.errors import SubjectError, exit_name, one_line
 
 #: Seconds the processes may take to import the framework and the subject and join the group.
 STARTUP_S = 180.0
@@ -263,7 +263,7 @@ class Ranks:
                     message = connection.recv()
                 except EOFError:
                     self.processes[index].join(timeout=5)
-                    self._fail(f"rank {index} crashed with {_exit_name(self.processes[index].exitcode)} at step "
+                    self._fail(f"rank {index} crashed with {exit_name(self.processes[index].exitcode)} at step "
                                f"{steps[index]} of case {label}", steps[index], crashed=True)
                 heard[index] = time.monotonic()
                 if message[0] == "beat":
@@ -295,15 +295,6 @@ def _whole(got: Trajectory, params0: Sequence[np.ndarray], steps: int) -> list[n
             whole = np.concatenate([held for _, held in sorted(views, key=lambda vh: vh[0].rows)], axis=1)
         out.append(whole.reshape((steps, *theta0.shape)))
     return out
-
-
-def _exit_name(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return signal.Signals(-exitcode).name
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
 
 
 def _die_with_parent() -> None:

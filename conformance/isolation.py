@@ -26,13 +26,13 @@ import collections
 import dataclasses
 import multiprocessing
 import os
-import signal
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from optspec import adapters
 from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.errors import exit_name
 from optspec.conformance.certify import reproduce_command
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, certificate
@@ -166,7 +166,7 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
                 worker.join()
                 pending.pop(0)
                 yield _broken(subject, request, "crash", step, label,
-                              f"crashed with {_signal_name(worker.exitcode)} at step {step} of case {label}")
+                              f"crashed with {exit_name(worker.exitcode)} at step {step} of case {label}")
                 return
             kind = message[0]
             if kind == "beat":
@@ -186,15 +186,6 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
             worker.kill()
         worker.join()
         receiver.close()
-
-
-def _signal_name(exitcode: int | None) -> str:
-    if exitcode is not None and exitcode < 0:
-        try:
-            return signal.Signals(-exitcode).name
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
 
 
 def _broken(subject: SubjectInfo, request: Request, check: str, step: int, label: str, detail: str) -> Certificate:
