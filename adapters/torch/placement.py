@@ -102,10 +102,6 @@ class Placement:
         """The gradient this rank's ``param`` receives when the global gradient is ``full``."""
         return full
 
-    def held(self, param: torch.Tensor, index: int) -> torch.Tensor:
-        """What this rank holds of tensor ``index``, in the global tensor's shape or as its rows."""
-        return param
-
     def whole(self, param: torch.Tensor) -> torch.Tensor:
         """All of ``param`` on every rank (a collective where it is sharded)."""
         return param
@@ -181,9 +177,6 @@ class FSDP2(Placement):
 
         full = full.reshape(param.shape)
         return distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None)
-
-    def held(self, param, index):
-        return param.to_local()
 
     def whole(self, param):
         return param.full_tensor()

@@ -75,9 +75,7 @@ class TorchSession(Session):
         self.optimizer.step()
 
     def params(self) -> list[np.ndarray]:
-        if self.placement is not None:
-            return [to_numpy(self.placement.held(p, i)) for i, p in enumerate(self.tensors)]
-        return [to_numpy(p) for p in self.tensors]
+        return [to_numpy(p) for p in self.tensors]  # a DTensor gives this rank's shard
 
     def whole_params(self) -> list[np.ndarray]:
         if self.placement is not None:

@@ -94,32 +94,36 @@ def _record_pid() -> None:
             pass
 
 
-class CrashingRankAdamW(PlainAdamW):
+class _FaultyRankAdamW(PlainAdamW):
+    """Rank 1 meets :meth:`fault` at its second step; every process that constructs it records its pid."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _record_pid()
+
+    def bias_correction_step(self, step):
+        if step == 2 and dist.is_initialized() and dist.get_rank() == 1:
+            self.fault()
+        return step
+
+    def fault(self) -> None:
+        raise NotImplementedError
+
+
+class CrashingRankAdamW(_FaultyRankAdamW):
     """Rank 1 kills itself (SIGKILL) at its second step, as a segmentation fault in a kernel would end it."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _record_pid()
+    def fault(self):
+        import os
+        import signal
 
-    def bias_correction_step(self, step):
-        if step == 2 and dist.is_initialized() and dist.get_rank() == 1:
-            import os
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        return step
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-class HangingRankAdamW(PlainAdamW):
+class HangingRankAdamW(_FaultyRankAdamW):
     """Rank 1 never finishes its second step (it sleeps), as a rank stuck in a lock would."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _record_pid()
+    def fault(self):
+        import time
 
-    def bias_correction_step(self, step):
-        if step == 2 and dist.is_initialized() and dist.get_rank() == 1:
-            import time
-
-            time.sleep(3600)
-        return step
+        time.sleep(3600)
