@@ -143,7 +143,7 @@ def sharded(session: nox.Session) -> None:
     and JAX are installed."""
     session.install("-e", ".[torch,jax,conformance,test]")
     _check_cpu_torch(session)
-    _pytest(session, "sharded", "tests/test_sharded_matrix.py")
+    _pytest(session, "sharded", "tests/test_sharded_matrix.py", "tests/test_torchrun.py")
 
 
 @nox.session(python="3.11")
@@ -184,7 +184,7 @@ def conformance(session: nox.Session) -> None:
     command = named is None and bool(options) and not options[0].startswith("-")  # `-- certify ...`: run as it is
     if named is None and not command:
         for framework in OWN_MATRIX_ENVIRONMENT:
-            session.notify(f"conformance_separate(framework={framework!r})", options)
+            session.notify(f"conformance_separate(framework={framework!r})", _in_one_process(options))
     session.install("-e", ALL_EXTRAS)
     if named in (None, "tf_keras"):
         _install_tf_keras(session)
@@ -203,6 +203,20 @@ def conformance_separate(session: nox.Session, framework: str) -> None:
     ``nox -s conformance -- mindspore`` (or no framework at all) runs it."""
     session.install("-e", f".[{framework},conformance]")
     _matrix(session, framework, list(session.posargs))
+
+
+def _in_one_process(options: list[str]) -> list[str]:
+    """The CLI ``options`` less ``--sharding`` and ``--world-size``: no framework of :data:`OWN_MATRIX_ENVIRONMENT`
+    can shard, and the matrix of one framework refuses them where it cannot, as ``certify`` does."""
+    kept, value_follows = [], False
+    for option in options:
+        if value_follows:
+            value_follows = False
+        elif option.split("=", 1)[0] in ("--sharding", "--world-size"):
+            value_follows = "=" not in option
+        else:
+            kept.append(option)
+    return kept
 
 
 def _matrix(session: nox.Session, framework: str | None, options: list[str]) -> None:
@@ -232,9 +246,11 @@ def golden_check(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Benchmarks: certification throughput per framework, the compiled spec against native AdamW, a default
-    ``optspec certify`` end to end per framework split by stage, and the certifier's detection power (the smallest defect it rejects, per dtype and knob)."""
+    ``optspec certify`` end to end per framework split by stage, a case certified across 1, 2 and 4 ranks against
+    one process, and the certifier's detection power (the smallest defect it rejects, per dtype and knob)."""
     session.install("-e", ALL_EXTRAS)
     _install_tf_keras(session)
     session.run("python", "-m", "tools.bench", *session.posargs)
     session.run("python", "-m", "tools.bench_cli")
+    session.run("python", "-m", "tools.bench_sharded")
     session.run("python", "-m", "tools.detection")

@@ -16,10 +16,12 @@ from optspec.adapters.driver import Session, Sharding, SubjectInfo, Trajectory, 
 from optspec.adapters.errors import SetupError, SubjectError, one_line
 from optspec.adapters.frameworks import (
     FRAMEWORKS,
+    Launched,
     check_framework,
     describe,
     import_framework,
     is_available,
+    launched,
     part,
     quiet_imports,
 )
@@ -29,6 +31,7 @@ from optspec.spec import get_rule
 __all__ = [
     "DTYPES",
     "FRAMEWORKS",
+    "Launched",
     "Session",
     "SetupError",
     "Sharding",
@@ -43,6 +46,7 @@ __all__ = [
     "infer_framework",
     "is_available",
     "is_plugin",
+    "launched",
     "load_plugin",
     "namespace",
     "resolve_subject",

@@ -87,6 +87,9 @@ class SubjectInfo:
         whose constructor lacks it, :mod:`optspec.adapters.plugins`).
       holds_hyperparameters_in_dtype: whether it casts its hyperparameters
         (β above all) to the parameter's dtype, as Keras does.
+      not_shardable: sharding strategy -> why its framework cannot run it
+        so (torch has no DTensor kernel for fused SGD under ``fsdp2``): a
+        certification under that strategy is "not applicable", with the reason.
       sharding: how it runs across ranks (:class:`Sharding`), or None for one process.
       drive_elsewhere: where not None, :func:`drive` hands it the whole
         trajectory, with :func:`drive`'s arguments, and it returns the
@@ -105,6 +108,7 @@ class SubjectInfo:
     build_batch: Callable[..., Session] | None = None
     not_tested: Mapping[str, str] = dataclasses.field(default_factory=dict)
     holds_hyperparameters_in_dtype: bool = False
+    not_shardable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     sharding: Sharding | None = None
     drive_elsewhere: Callable[..., Trajectory] | None = None
 
@@ -112,15 +116,25 @@ class SubjectInfo:
 @dataclasses.dataclass(frozen=True)
 class Sharding:
     """A subject run across ``world_size`` ranks with the framework's ``strategy`` (torch: ``fsdp2``,
-    ``zero1``, ``ddp``; jax: ``mesh``).  ``resume_world_size``: the world size its checkpoint is resumed on
-    in the resharded-resume case, or None where the strategy has no resharding checkpoint."""
+    ``zero1``, ``ddp``; jax: ``mesh``).
+
+    Attributes:
+      launcher: the framework's launcher that started the ranks, on one
+        machine or several (``torchrun``); None where optspec spawned them.
+      resume_world_size: the world size its checkpoint is resumed on in the
+        resharded-resume case, or None where it has none;
+      not_resharded: then why not.
+    """
 
     strategy: str
     world_size: int
+    launcher: str | None = None
     resume_world_size: int | None = dataclasses.field(default=None, compare=False)
+    not_resharded: str | None = dataclasses.field(default=None, compare=False)
 
     def describe(self) -> str:
-        return f"{self.strategy}, world size {self.world_size}"
+        launched = f", launched by {self.launcher}" if self.launcher else ""
+        return f"{self.strategy}, world size {self.world_size}{launched}"
 
 
 @dataclasses.dataclass(frozen=True)

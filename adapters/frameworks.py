@@ -68,6 +68,11 @@ class Framework:
         too, so that no worker pays for them again.
       shardings: the strategies ``--sharding`` takes (its package's
         ``sharding`` module runs them across ranks); none where it cannot shard.
+      launcher: the module of its package for the framework's own launcher
+        of ranks across machines (torch's ``torchrun``), if it has one: its
+        ``launched_world_size()`` is the number of ranks that launcher
+        started this process among (None where it did not start it), and
+        ``run(main)`` runs the command as one of them.
     """
 
     name: str
@@ -85,6 +90,36 @@ class Framework:
     crashes_after: tuple[str, ...] = ()
     lazy_modules: tuple[str, ...] = ()
     shardings: tuple[str, ...] = ()
+    launcher: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Launched:
+    """A framework's own launcher started this process as one of ``world_size`` ranks.
+
+    Attributes:
+      framework: the framework whose launcher it is.
+      launcher: its name (the ``launcher`` module of the framework's package).
+      world_size: how many ranks it started.
+      module: that module, whose ``run(main)`` runs the command as one of the ranks.
+    """
+
+    framework: str
+    launcher: str
+    world_size: int
+    module: ModuleType
+
+
+def launched() -> Launched | None:
+    """Which framework's launcher started this process, if any (it imports no framework)."""
+    for name in FRAMEWORKS:
+        record = describe(name)
+        if record.launcher is None:
+            continue
+        module = importlib.import_module(f"optspec.adapters.{name}.{record.launcher}")
+        if (world_size := module.launched_world_size()) is not None:
+            return Launched(name, record.launcher, world_size, module)
+    return None
 
 
 def check_framework(framework: str) -> str:

@@ -16,15 +16,19 @@ the rank and the shard.
 
 A framework's ``sharding`` module gives: ``processes(sharding)``,
 ``environment(sharding)`` (variables set in each process before its imports),
-``join(process, sharding, device, store)`` (called first in each, ``store`` a
-file its group may rendezvous on), ``placed(sharding, load_from)`` (a
+``join(process, sharding, device, store)`` (called first in each; ``store``
+says where its group may rendezvous: ``file://PATH`` or
+``tcp://HOST:PORT/PREFIX``, a key prefix in the store there), ``placed(sharding, load_from)`` (a
 :func:`placing` context, in which sessions place their parameters, and load
 the state from the distributed checkpoint in ``load_from`` if given),
 ``checkpoint(placement, directory)`` (the live session's state saved there
 with that checkpoint), ``resume_world_size(sharding)`` (the world size the
-resharded-resume case resumes on, or None without such a checkpoint) and
+resharded-resume case resumes on, or the reason it has none),
 ``held(placement, got)`` (what this process's ranks held of each tensor:
-``(tensor, rank, rows, name, trajectory)``).
+``(tensor, rank, rows, name, trajectory)``) and ``launched(sharding)``: None,
+or, where the framework's own launcher started this process as a rank of a
+run across machines (``torchrun``), the processes that launcher started, to
+use instead of spawning them (:class:`Spawned` says what that object does).
 
 Supervision is :mod:`optspec.conformance.isolation`'s, one level down: every
 process beats at every step, and this process holds each to the time limit
@@ -86,7 +90,9 @@ def sharded(subject: SubjectInfo, origin: Origin, sharding: Sharding) -> Iterato
     sharding; they end with this process (or :func:`stop_ranks`).
     """
     ranks = _ranks(subject.framework, sharding)
-    sharding = dataclasses.replace(sharding, resume_world_size=ranks.hooks.resume_world_size(sharding))
+    resume = ranks.hooks.resume_world_size(sharding)
+    sharding = dataclasses.replace(sharding, resume_world_size=resume if isinstance(resume, int) else None,
+                                   not_resharded=resume if isinstance(resume, str) else None)
     yield dataclasses.replace(subject, sharding=sharding, drive_elsewhere=functools.partial(ranks.drive, origin),
                               build_batch=None)
 
@@ -127,35 +133,50 @@ def stop_ranks() -> None:
         ranks.stop()
 
 
-class Ranks:
-    """The processes of one sharding, started on the first case, and again after a failure."""
+class Spawned:
+    """The processes of a sharding, spawned on this machine and spoken to through pipes.
 
-    def __init__(self, framework: str, sharding: Sharding) -> None:
-        from optspec.adapters.frameworks import part
+    Each process's messages come back through :meth:`receive` as they are
+    sent; its death as ``("exited", exit code)``.  Under the framework's own
+    launcher (``torchrun``) its ``sharding`` module's ``launched`` gives an
+    object with the same methods instead, whose processes live where the
+    launcher started them.
+    """
 
-        self.framework, self.sharding = framework, sharding
-        self.hooks = part(framework, "sharding")
+    def __init__(self, framework: str, sharding: Sharding, count: int) -> None:
+        self.framework, self.sharding, self.count = framework, sharding, count
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self.connections: list[Connection] = []
         self.store: str | None = None
-        #: The processes that took a step: until then, each may take STARTUP_S between beats (its first
-        #: subject's import and construction, the framework's first distributed operations).
-        self.warm: set[int] = set()
 
-    def start(self, device: str | None) -> None:
+    def start(self, device: str | None, environment: dict[str, str]) -> None:
         context = multiprocessing.get_context("spawn")
         self.store = tempfile.mkdtemp(prefix="optspec-ranks-")
-        environment = self.hooks.environment(self.sharding)
-        for index in range(self.hooks.processes(self.sharding)):
+        for index in range(self.count):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_process_main, daemon=True, name=f"optspec rank {index}",
+            process = context.Process(target=process_main, daemon=True, name=f"optspec rank {index}",
                                       args=(theirs, index, self.framework, self.sharding, device, environment,
-                                            os.path.join(self.store, "group")))
+                                            f"file://{os.path.join(self.store, 'group')}"))
             process.start()
             theirs.close()
             self.processes.append(process)
             self.connections.append(mine)
-        self._collect("the ranks' start (imports, joining the group)", STARTUP_S, {"ready"})
+
+    def send(self, message: tuple) -> None:
+        for connection in self.connections:
+            connection.send(message)
+
+    def receive(self, timeout: float) -> list[tuple[int, tuple]]:
+        """The messages that arrive within ``timeout`` seconds, each with its process's index."""
+        received = []
+        for connection in wait(self.connections, timeout=timeout):
+            index = self.connections.index(connection)
+            try:
+                received.append((index, connection.recv()))
+            except EOFError:
+                self.processes[index].join(timeout=5)
+                received.append((index, ("exited", self.processes[index].exitcode)))
+        return received
 
     def stop(self) -> None:
         """Ends every process (killed: one may be stuck in a collective) and removes the group's store."""
@@ -166,10 +187,36 @@ class Ranks:
             process.join()
         for connection in self.connections:
             connection.close()
-        self.processes, self.connections, self.warm = [], [], set()
+        self.processes, self.connections = [], []
         if self.store is not None:
             shutil.rmtree(self.store, ignore_errors=True)
             self.store = None
+
+
+class Ranks:
+    """The processes of one sharding, started on the first case, and again after a failure."""
+
+    def __init__(self, framework: str, sharding: Sharding) -> None:
+        from optspec.adapters.frameworks import part
+
+        self.framework, self.sharding = framework, sharding
+        self.hooks = part(framework, "sharding")
+        self.processes = (self.hooks.launched(sharding)
+                          or Spawned(framework, sharding, self.hooks.processes(sharding)))
+        self.started = False
+        #: The processes that took a step: until then, each may take STARTUP_S between beats (its first
+        #: subject's import and construction, the framework's first distributed operations).
+        self.warm: set[int] = set()
+
+    def start(self, device: str | None) -> None:
+        self.processes.start(device, self.hooks.environment(self.sharding))
+        self.started = True
+        self._collect("the ranks' start (imports, joining the group)", STARTUP_S, {"ready"})
+
+    def stop(self) -> None:
+        """Ends every process; the next case starts them afresh."""
+        self.processes.stop()
+        self.started, self.warm = False, set()
 
     def drive(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray], lrs: list[Any],
               hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int | None,
@@ -186,16 +233,14 @@ class Ranks:
             return self._resharded(origin, params0, grads, lrs, hyper, dtype=dtype, device=device,
                                    restore_at=restore_at, time_limit_s=time_limit_s, label=label,
                                    resume_world_size=resume_world_size)
-        if not self.processes:
+        if not self.started:
             self.start(device)
-        case = ("case", origin, [np.asarray(p) for p in params0], [np.asarray(g) for g in grads], lrs, hyper,
-                dtype, device, restore_at, time_limit_s, label, save_to, load_from)
-        for connection in self.connections:
-            connection.send(case)
+        self.processes.send(("case", origin, [np.asarray(p) for p in params0], [np.asarray(g) for g in grads],
+                             lrs, hyper, dtype, device, restore_at, time_limit_s, label, save_to, load_from))
         done = self._collect(label, time_limit_s, {"done"})
         views: list[View] = []
         params: list[np.ndarray] = []
-        for index in range(len(self.connections)):
+        for index in range(self.processes.count):
             for tensor, rank, rows, name, held in done[index][1]:
                 if rows is not None and rows[0] == rows[1]:
                     continue  # this rank's shard of the tensor is empty
@@ -239,7 +284,7 @@ class Ranks:
     def _collect(self, label: str, limit_s: float | None, kinds: set[str]) -> dict[int, tuple]:
         """Waits until every process has sent one message of ``kinds``, hearing their beats; on one that
         raised, crashed or went silent for ``limit_s``, stops every process and raises :class:`SubjectError`."""
-        waiting = dict(enumerate(self.connections))
+        waiting = set(range(self.processes.count))
         steps = dict.fromkeys(waiting, 0)
         heard = dict.fromkeys(waiting, time.monotonic())
         received: dict[int, tuple] = {}
@@ -254,19 +299,15 @@ class Ranks:
             if remaining <= 0:
                 self._fail(f"rank {silent} hung: no result within {limit(silent):g} s at step {steps[silent]} of "
                            f"case {label} (--time-limit sets the limit)", steps[silent], hung=True)
-            ready = wait(list(waiting.values()), timeout=min(remaining, KEEPALIVE_S))
+            arrived = self.processes.receive(min(remaining, KEEPALIVE_S))
             # This process supervises the ranks; the supervisor above it hears that it is alive.
-            heartbeat(label, min(steps[r] for r in waiting))
-            for connection in ready:
-                index = self.connections.index(connection)
-                try:
-                    message = connection.recv()
-                except EOFError:
-                    self.processes[index].join(timeout=5)
-                    self._fail(f"rank {index} crashed with {exit_name(self.processes[index].exitcode)} at step "
-                               f"{steps[index]} of case {label}", steps[index], crashed=True)
+            heartbeat(label, min((steps[r] for r in waiting), default=0))
+            for index, message in arrived:
                 heard[index] = time.monotonic()
-                if message[0] == "beat":
+                if message[0] == "exited":
+                    self._fail(f"rank {index} crashed with {exit_name(message[1])} at step {steps[index]} of "
+                               f"case {label}", steps[index], crashed=True)
+                elif message[0] == "beat":
                     steps[index] = message[1]
                     if message[1] > 0:
                         self.warm.add(index)
@@ -275,7 +316,7 @@ class Ranks:
                     self._fail(f"rank {index}: {text}", step, hung=hung)
                 elif message[0] in kinds:
                     received[index] = message
-                    del waiting[index]
+                    waiting.discard(index)
         return received
 
     def _fail(self, text: str, step: int, *, hung: bool = False, crashed: bool = False) -> None:
@@ -306,8 +347,8 @@ def _die_with_parent() -> None:
             os._exit(1)
 
 
-def _process_main(connection: Connection, index: int, framework: str, sharding: Sharding, device: str | None,
-                  environment: dict[str, str], store: str) -> None:
+def process_main(connection: Connection, index: int, framework: str, sharding: Sharding, device: str | None,
+                 environment: dict[str, str], store: str) -> None:
     """One process of a sharded run: joins the group, then drives each case it is sent."""
     _die_with_parent()
     os.environ.update(environment)  # before the framework's import

@@ -263,16 +263,18 @@ def restricted(case: Case, subject: SubjectInfo) -> Case:
 def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
     """The cases where sharding matters, run first for a sharded subject:
 
-    - ``uneven-shards``: first dimensions that the world size does not divide, so the last shard is short;
+    - ``uneven-shards``: first dimensions that the world size does not divide, so the last shard is short,
+      beside one it divides (a mesh, which cannot split the others, splits that one);
     - ``smaller-than-world``: tensors with fewer rows than ranks (and a 0-d one), so some ranks hold
       empty shards;
-    - ``sharded-resume``: uneven shards whose state is saved mid-run, as the strategy checkpoints it, and
+    - ``sharded-resume``: the same shards, their state saved mid-run, as the strategy checkpoints it, and
       restored into a fresh optimizer;
     - ``resharded-resume``: the same, saved with the strategy's distributed checkpoint and resumed on
-      :attr:`~optspec.adapters.driver.Sharding.resume_world_size` ranks, where it has one.
+      :attr:`~optspec.adapters.driver.Sharding.resume_world_size` ranks, where it has one; one of its
+      tensors has rows both world sizes divide, so that a mesh, which cannot split the others, splits it.
     """
     world_size = sharding.world_size
-    uneven = [(2 * world_size + 1, 3), (world_size + 1,)]
+    uneven = [(2 * world_size + 1, 3), (world_size + 1,), (2 * world_size, 2)]
     cases = [
         _named("uneven-shards", 6, {"eps": 1e-8, "weight_decay": 0.1}, shapes=uneven),
         _named("smaller-than-world", 6, {"eps": 1e-8, "weight_decay": 0.1},
@@ -282,7 +284,8 @@ def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
     if sharding.resume_world_size is not None:
         resume = dataclasses.replace(
             _named("resharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4,
-                   shapes=[(2 * world_size * sharding.resume_world_size + 1, 2), (3,), ()]),
+                   shapes=[(2 * world_size * sharding.resume_world_size + 1, 2), (3,), (),
+                           (2 * world_size * sharding.resume_world_size, 2)]),
             resume_world_size=sharding.resume_world_size)
         cases.append(resume)
     return tuple(cases)

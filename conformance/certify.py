@@ -56,7 +56,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
             amsgrad_note = [f"amsgrad: not tested: the {expectation.describe()} convention has no AMSGrad variant"]
         subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
     device = adapters.namespaces.check_device(subject.framework, device)
-    if (no_kernel := missing_kernel(subject, dtype, device, time_limit_s)) is not None:
+    if (no_kernel := unshardable(subject) or missing_kernel(subject, dtype, device, time_limit_s)) is not None:
         return certificate(subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=0,
                            checks={}, failure=None, not_applicable=no_kernel)
     results: list[CheckResult] = []
@@ -69,6 +69,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
     failure: CheckResult | None = None
     notes: list[str] = [f"{knob}: not tested: {why}" for knob, why in sorted(subject.not_tested.items())]
     notes += amsgrad_note
+    if subject.sharding is not None and subject.sharding.not_resharded:
+        notes.append(f"resharded resume: not tested: {subject.sharding.not_resharded}")
     notes += [f"{note}: the spec keeps it as given" for note in held_hyperparameters(
         explicit_hyperparameters(subject, {}), dtype)]
     for case in named_cases_for(subject):
@@ -180,8 +182,16 @@ def _tested_against_named_cases(subject: SubjectInfo, failure: CheckResult, resu
     return failure.hint
 
 
+def unshardable(subject: SubjectInfo) -> str | None:
+    """``under STRATEGY: why``, where ``subject`` runs across ranks with a strategy its framework cannot run it
+    with (:attr:`~optspec.adapters.driver.SubjectInfo.not_shardable`), or None."""
+    if subject.sharding is None or subject.sharding.strategy not in subject.not_shardable:
+        return None
+    return f"under {subject.sharding.strategy}: {subject.not_shardable[subject.sharding.strategy]}"
+
+
 def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_limit_s: float) -> str | None:
-    """Why ``subject`` cannot run in ``dtype`` at all, or None.
+    """``in DTYPE: why``, where ``subject`` cannot run in ``dtype`` at all, or None.
 
     One step on one element at the spec's defaults: a subject that raises in
     ``dtype`` and steps in float32 or float64 has no kernel for ``dtype`` (not
@@ -205,7 +215,7 @@ def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_li
                            label=f"a one-step probe in {other}")
         except adapters.SubjectError:
             continue
-        return f"the subject has no {dtype} kernel: it steps in {other}, but in {dtype} {refused}"
+        return f"in {dtype}: the subject has no {dtype} kernel: it steps in {other}, but in {dtype} {refused}"
     return None
 
 

@@ -7,6 +7,7 @@ fails), 2 a usage or setup error, printed as one line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from optspec.conformance import run
 from optspec.conformance.interrupt import interrupted
 from optspec.conformance.progress import Progress
 from optspec.conformance.run import CertifyOptions
+from optspec.conformance.verdict import Certificate, subject_label
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +67,12 @@ def parser() -> argparse.ArgumentParser:
                                                    "what each rank holds")
     certify_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of a sharded run "
                                                                "(default 2; alone, the framework's first --sharding)")
+    matrix_parser = sub.choices["matrix"]
+    matrix_parser.add_argument("--sharding", help="add rows of each subject run across ranks with this strategy "
+                                                  "of its framework (torch: fsdp2, zero1 or ddp; jax: mesh)")
+    matrix_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of the sharded rows "
+                                                              "(default 2; alone, a row for every strategy of each "
+                                                              "framework that has them)")
     p = sub.add_parser("identify", help="which convention a subject follows, knob by knob (AdamW, Adam, SGD, "
                                         "Adagrad, RMSprop)",
                        description="which convention a subject follows, knob by knob, certified before "
@@ -100,6 +108,17 @@ def matrix_frameworks(args: argparse.Namespace) -> list[str]:
     return [args.framework] if args.framework else list(adapters.FRAMEWORKS)
 
 
+def matrix_options(args: argparse.Namespace, framework: str) -> list[CertifyOptions]:
+    """The certifications of ``framework``'s matrix rows: in one process, then, with ``--sharding`` or
+    ``--world-size``, under each strategy of the framework's that ``--sharding`` names (every one where it names
+    none) across ``--world-size`` ranks."""
+    single = dataclasses.replace(options_of(args, framework), sharding=None, world_size=None)
+    if args.sharding is None and args.world_size is None:
+        return [single]
+    return [single, *(dataclasses.replace(single, sharding=strategy, world_size=args.world_size)
+                      for strategy in describe(framework).shardings if args.sharding in (None, strategy))]
+
+
 def infer_framework(args: argparse.Namespace) -> None:
     """Sets ``args.framework`` from a plugin ``--impl`` where it is not given (:func:`adapters.infer_framework`)."""
     if args.command not in ("certify", "identify", "matrix") or args.framework:
@@ -118,8 +137,15 @@ def validate(args: argparse.Namespace) -> None:
     elif args.command == "identify" and args.examples < 0:
         raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
     elif args.command == "matrix":
+        if args.framework is not None:  # --sharding and --world-size as certify takes them
+            run.validate(options_of(args))
+        elif args.sharding is not None and not any(args.sharding in describe(f).shardings
+                                                   for f in adapters.FRAMEWORKS):
+            raise adapters.SetupError(f"--sharding {args.sharding!r}: no framework has it "
+                                      f"({run.shardings_in_words()})")
         for framework in matrix_frameworks(args):
-            run.validate(options_of(args, framework))
+            for options in matrix_options(args, framework):
+                run.validate(options)
     if getattr(args, "out", None):
         run.check_writable_directory(args.out)
 
@@ -185,7 +211,9 @@ MATRIX_LEGEND = (
     " (the knobs in which its own preset and this one differ are listed under the table)",
     "-: the subject's rule has no such preset",
     "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant, or it has no"
-    " kernel in the row's dtype",
+    " kernel in the row's dtype or under the row's sharding (listed under the table, with the reason)",
+    "a row named with a sharding (fsdp2, world size 2): the subject run across that many ranks, each rank's part"
+    " checked (`optspec certify --sharding`)",
     "exit code: 0 when every * cell and every rule cell passes",
 )
 
@@ -209,24 +237,25 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     for framework in matrix_frameworks(args):
         if args.framework is None and not adapters.is_available(framework):
             continue
-        options = options_of(args, framework)
-        for subject, preset, cert in run.certify_matrix(options, progress=certify.stderr_progress):
-            key = (framework, subject.name)
-            if key not in rows:
-                rows[key] = (subject, options.resolved_dtype, {
-                    column or "rule": "n/a" + ("*" if column == subject.convention else "")
-                    for column in run.matrix_conventions(subject) if run.not_applicable(subject, column)})
-            cells = rows[key][2]
-            own = preset is None or preset == subject.convention
-            cells[preset or "rule"] = (matrix_cell(cert.conforms, cert.worst_ulps, own) if cert.applicable
-                                       else "n/a" + ("*" if own else ""))
-            if own:
-                verdicts.append(cert.passes)
-            elif not cert.conforms:
-                informational.add(len(certs))
-            certs.append(cert)
-            print(f"{subject.name} vs {preset or subject.rule}: {cells[preset or 'rule']}", file=sys.stderr)
-    table = matrix_table(list(rows.values()), differing_knobs(list(rows.values())))
+        for options in matrix_options(args, framework):
+            for subject, preset, cert in run.certify_matrix(options, progress=certify.stderr_progress):
+                key = (framework, cert.label)
+                if key not in rows:
+                    uncertified = {column or "rule": "n/a" + ("*" if column == subject.convention else "")
+                                   for column in run.matrix_conventions(subject) if run.not_applicable(subject, column)}
+                    rows[key] = (dataclasses.replace(subject, sharding=options.resolved_sharding),
+                                 options.resolved_dtype, uncertified)
+                cells = rows[key][2]
+                own = preset is None or preset == subject.convention
+                cells[preset or "rule"] = (matrix_cell(cert.conforms, cert.worst_ulps, own) if cert.applicable
+                                           else "n/a" + ("*" if own else ""))
+                if own:
+                    verdicts.append(cert.passes)
+                elif not cert.conforms:
+                    informational.add(len(certs))
+                certs.append(cert)
+                print(f"{cert.label} vs {preset or subject.rule}: {cells[preset or 'rule']}", file=sys.stderr)
+    table = matrix_table(list(rows.values()), differing_knobs(list(rows.values())), not_applicable_rows(certs))
     print("\n" + table)
     if args.out:
         PROGRESS.stage(f"writing {args.out}")
@@ -235,15 +264,25 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0 if all(verdicts) else 1
 
 
-def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]], explained: Sequence[str] = ()) -> str:
-    """The matrix as text: a row per subject, a column per preset and the rule, the differing knobs, the legend."""
+def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]], explained: Sequence[str] = (),
+                 not_applicable: Sequence[str] = ()) -> str:
+    """The matrix as text: a row per subject (and sharding), a column per preset and the rule, the differing
+    knobs, why rows were not applicable, the legend."""
     columns = [c for c in (*spec.preset_names(), "rule") if any(c in cells for _, _, cells in rows)]
-    width = max((len(s.name) for s, _, _ in rows), default=7)
+    names = [subject_label(s.name, s.sharding and s.sharding.describe()) for s, _, _ in rows]
+    width = max((len(name) for name in names), default=7)
     lines = [f"{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns)]
-    lines += [f"{subject.name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, '-'):>11}" for c in columns)
-              for subject, dtype, cells in rows]
-    return "\n".join([*lines, *(["", "where the presets differ:", *explained] if explained else []), "",
+    lines += [f"{name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, '-'):>11}" for c in columns)
+              for name, (_, dtype, cells) in zip(names, rows)]
+    return "\n".join([*lines, *(["", "where the presets differ:", *explained] if explained else []),
+                      *(["", "not certified (n/a):", *not_applicable] if not_applicable else []), "",
                       *MATRIX_LEGEND])
+
+
+def not_applicable_rows(certs: list[Certificate]) -> list[str]:
+    """For each row with a cell that could not run at all (no kernel in its dtype or under its sharding),
+    the subject and why, once."""
+    return list(dict.fromkeys(f"  {cert.label}: {cert.why_not_applicable}" for cert in certs if not cert.applicable))
 
 
 def differing_knobs(rows: list[tuple[SubjectInfo, str, dict[str, str]]]) -> list[str]:

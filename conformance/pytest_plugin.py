@@ -92,9 +92,9 @@ class OptspecItem(pytest.Item):
 
         (cert,) = certify_all(self.options, subjects=[self.subject])
         if not cert.applicable:
-            pytest.skip(in_plugin_terms(cert.notes[-1]))
+            pytest.skip(in_plugin_terms(cert.why_not_applicable))
         if not cert.conforms:
-            headline = f"DOES NOT CONFORM: {cert.subject} vs {cert.convention or cert.rule} ({cert.dtype})"
+            headline = f"DOES NOT CONFORM: {cert.label} vs {cert.convention or cert.rule} ({cert.dtype})"
             # the reproduce line is a command of the CLI; the rest names the plugin's flags
             lines = [line if line.lstrip().startswith("reproduce:") else in_plugin_terms(line)
                      for line in cert.failure.lines()]

@@ -55,8 +55,9 @@ class Written:
 
 
 def against(cert: Certificate) -> str:
-    """``subject vs convention`` (or ``vs rule`` for a rule without conventions)."""
-    return f"{cert.subject} vs {cert.convention or cert.rule}"
+    """``subject vs convention`` (or ``vs rule`` for a rule without conventions), the subject with its sharding
+    where it ran across ranks (:attr:`Certificate.label`)."""
+    return f"{cert.label} vs {cert.convention or cert.rule}"
 
 
 def verdict_label(cert: Certificate, informational: bool) -> str:
@@ -108,7 +109,8 @@ def _junit_golden(replay: GoldenOutcome) -> str:
 
 
 def junit(certs: list[Certificate], informational: frozenset[int] = frozenset()) -> str:
-    """One test case per check and golden scenario of each certificate.
+    """One test case per check and golden scenario of each certificate, and a skipped one for a certificate
+    that is not applicable, with the reason.
 
     A check that did not run (passed, without a worst error/bound) is
     skipped. A certificate whose index is in ``informational`` (a matrix cell
@@ -118,6 +120,9 @@ def junit(certs: list[Certificate], informational: frozenset[int] = frozenset())
     cases = []
     for index, cert in enumerate(certs):
         suite = quoteattr(against(cert))
+        if not cert.applicable:
+            cases.append(f'  <testcase classname={suite} name="applicable">'
+                         f'<skipped message={quoteattr(str(cert.why_not_applicable))}/></testcase>')
         for name, check in cert.checks.items():
             body = _junit_check(cert, check, index in informational)
             cases.append(f'  <testcase classname={suite} name={quoteattr(name)}>{body}</testcase>')
@@ -201,7 +206,7 @@ def detailed_section(cert: Certificate, label: str, plot_name: str | None) -> st
     case and reproducing command and code, and the plot ``plot_name`` if there is one."""
     verdict = f"**Verdict: {label}**" + (f" ({DIFFERS_MEANS})" if label == DIFFERS else "")
     lines = [
-        f"# optspec certificate: {cert.subject}",
+        f"# optspec certificate: {cert.label}",
         "",
         f"{verdict} against the spec rule `{cert.rule}`"
         + (f", convention `{cert.convention}`" if cert.convention else ""),
@@ -253,7 +258,7 @@ def summary_table(certs: list[Certificate], labels: list[str]) -> str:
     """One row per certificate: its index, subject, convention or rule, dtype, verdict, worst ulps, cases."""
     lines = ["| # | subject | convention or rule | dtype | verdict | worst ulps | cases |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {i} | {c.subject} | {c.convention or c.rule} | {c.dtype} | {label} | {_worst_ulps(c)} | "
+    lines += [f"| {i} | {c.label} | {c.convention or c.rule} | {c.dtype} | {label} | {_worst_ulps(c)} | "
               f"{c.cases_run} |" for i, (c, label) in enumerate(zip(certs, labels))]
     return "\n".join(lines) + "\n"
 

@@ -71,6 +71,8 @@ class CertifyOptions:
         if self.sharding is None and self.world_size is None:
             return None
         strategy = self.sharding or adapters.describe(self.framework).shardings[0]
+        if (launched := adapters.launched()) is not None and launched.framework == self.framework:
+            return adapters.Sharding(strategy, launched.world_size, launcher=launched.launcher)
         return adapters.Sharding(strategy, self.world_size if self.world_size is not None else 2)
 
     @property
@@ -118,18 +120,35 @@ def validate(options: CertifyOptions) -> None:
         flag = "--sharding" if options.sharding is not None else "--world-size"
         if not shardings:
             raise adapters.SetupError(f"{flag}: {options.framework} subjects are certified in one process; drop "
-                                      f"{flag} ({_shardings_in_words()})")
+                                      f"{flag} ({shardings_in_words()})")
         if options.sharding is not None and options.sharding not in shardings:
             raise adapters.SetupError(f"--sharding {options.sharding!r}: use one of {', '.join(shardings)}")
         if options.world_size is not None and options.world_size < 1:
             raise adapters.SetupError(f"--world-size must be 1 or more (got {options.world_size})")
         if options.size is not None:
             raise adapters.SetupError(f"--size certifies one process at scale: drop --size or {flag}")
+    if (launched := adapters.launched()) is not None:
+        _validate_launched(options, launched)
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
 
 
-def _shardings_in_words() -> str:
+def _validate_launched(options: CertifyOptions, launched: adapters.Launched) -> None:
+    """Under a framework's own launcher (``torchrun``) a run is sharded across the ranks it started."""
+    ranks = f"{launched.launcher} started this process as one of {launched.world_size} ranks"
+    if options.framework != launched.framework:
+        raise adapters.SetupError(f"{ranks}, which run {launched.framework} subjects only: certify "
+                                  f"{options.framework} subjects without {launched.launcher}")
+    if options.sharding is None:
+        shardings = adapters.describe(options.framework).shardings
+        raise adapters.SetupError(f"{ranks}: add --sharding ({', '.join(shardings)}) to certify across them, or "
+                                  f"run optspec without {launched.launcher}")
+    if options.world_size is not None and options.world_size != launched.world_size:
+        raise adapters.SetupError(f"--world-size {options.world_size}: {ranks}; drop --world-size or set "
+                                  f"{launched.launcher}'s world size to {options.world_size}")
+
+
+def shardings_in_words() -> str:
     return "; ".join(f"{name} takes {', '.join(record.shardings)}" for name in adapters.FRAMEWORKS
                      if (record := adapters.describe(name)).shardings)
 

@@ -14,7 +14,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.expectation import Expectation
 
-#: The verdict of a subject that cannot run in the dtype asked for (not a failure).
+#: The verdict of a subject that cannot run in the dtype, or under the sharding, asked for (not a failure).
 NOT_APPLICABLE = "not applicable"
 
 #: Checks that are not numeric: no error and bound to plot.
@@ -115,8 +115,18 @@ class Certificate:
 
     @property
     def applicable(self) -> bool:
-        """False where the subject cannot run in the dtype at all (it has no kernel there)."""
+        """False where the subject cannot run in the dtype, or under the sharding, at all (it has no kernel there)."""
         return self.verdict != NOT_APPLICABLE
+
+    @property
+    def why_not_applicable(self) -> str | None:
+        """The note that says why the subject could not run (``not applicable in bfloat16: ...``), or None."""
+        return None if self.applicable else next(n for n in self.notes if n.startswith(f"{NOT_APPLICABLE} "))
+
+    @property
+    def label(self) -> str:
+        """The subject as certified: its name, and its sharding where it ran across ranks."""
+        return subject_label(self.subject, self.sharding)
 
     @property
     def passes(self) -> bool:
@@ -135,10 +145,9 @@ class Certificate:
         Where no case finished (a crash, a hang, a raise before the first
         result), it says so instead of counting cases and ulps it did not measure.
         """
-        head = f"{self.verdict.upper()}: {self.subject}{f' ({self.sharding})' if self.sharding else ''} vs " \
-               f"{self.convention or self.rule}"
+        head = f"{self.verdict.upper()}: {self.label} vs {self.convention or self.rule}"
         if not self.applicable:
-            return f"{head} ({next(n for n in self.notes if n.startswith('not applicable in '))})"
+            return f"{head} ({self.why_not_applicable})"
         if self.cases_run == 0 and self.failure is not None and not self.failure.numeric:
             return f"{head} ({self.dtype}: {self.failure.check} before any case finished)"
         replayed = sum(g.applicable for g in self.golden)
@@ -151,9 +160,10 @@ def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, d
                 golden: list[GoldenOutcome] | None = None, per_case_worst: list[float] | None = None,
                 notes: list[str] | None = None, not_applicable: str | None = None) -> Certificate:
     """The one constructor of a :class:`Certificate`: the verdict is "conforms" exactly when ``failure`` is
-    None, unless ``not_applicable`` gives the reason the subject cannot run in ``dtype`` at all."""
+    None, unless ``not_applicable`` says where the subject cannot run at all, and why (``in bfloat16: ...``,
+    ``under fsdp2: ...``)."""
     if not_applicable is not None:
-        notes = [*(notes or []), f"not applicable in {dtype}: {not_applicable}"]
+        notes = [*(notes or []), f"{NOT_APPLICABLE} {not_applicable}"]
     verdict = NOT_APPLICABLE if not_applicable is not None else "conforms" if failure is None else "does not conform"
     return Certificate(
         subject=subject.name, framework=subject.framework,
@@ -164,3 +174,9 @@ def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, d
         per_case_worst=list(per_case_worst or []), notes=list(notes or []),
         sharding=None if subject.sharding is None else subject.sharding.describe(),
     )
+
+
+def subject_label(subject: str, sharding: str | None) -> str:
+    """``subject``, followed by its sharding where it ran across ranks: ``torch.optim.AdamW[foreach] (fsdp2, world
+    size 2)``."""
+    return f"{subject} ({sharding})" if sharding else subject

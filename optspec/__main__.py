@@ -15,10 +15,12 @@ def run() -> int:
               file=sys.stderr)
         return 2
     try:
+        from optspec.adapters import launched
         from optspec.conformance.cli import main
     except KeyboardInterrupt:
         return interrupted()
-    return main()
+    found = launched()  # by torchrun: this process is one of the ranks it started
+    return found.module.run(main) if found is not None else main()
 
 
 if __name__ == "__main__":  # a spawned worker imports this module as __mp_main__

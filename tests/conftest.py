@@ -31,7 +31,7 @@ CONVENTIONS = frozenset({"test_rule_conventions"})
 
 #: torch's AdamW and Adam certified across 2 and 4 ranks under every sharding strategy: ``nox -s sharded`` runs
 #: them (about 4 minutes on 2 cores); ``test_sharded`` (one and two ranks) stays in ``nox -s tests``.
-SHARDED = frozenset({"test_sharded_matrix"})
+SHARDED = frozenset({"test_sharded_matrix", "test_torchrun"})
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,8 +4,9 @@ a two-device JAX mesh.
 Each defect of :mod:`tests.plugins.sharded_subjects` conforms on one rank and is
 rejected on two, naming the rank and the shard: only a sharded run shows it.
 A rank that crashes or hangs ends the run with a verdict naming it, and
-leaves no process behind.  Every built-in form at world sizes 2 and 4 is
-``nox -s sharded`` (:mod:`tests.test_sharded_matrix`).
+leaves no process behind.  The matrix adds a row per strategy (one subject
+here).  Every built-in form at world sizes 2 and 4 is ``nox -s sharded``
+(:mod:`tests.test_sharded_matrix`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def test_optax_adamw_steps_under_jit_on_a_two_device_mesh_as_the_spec_does(capsy
                  "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "CONFORMS: optax.adamw (mesh, world size 2) vs optax" in out, out
+
+
+@needs("jax")
+def test_a_per_device_defect_conforms_on_one_device_and_is_rejected_on_a_mesh_of_two_naming_the_device(capsys):
+    def on_mesh(world_size: int) -> tuple[int, str]:
+        code = main(["certify", "--impl", "tests.plugins.mesh_subjects:lagging_device_adamw", "--sharding", "mesh",
+                     "--world-size", str(world_size), "--examples", "3"])
+        return code, capsys.readouterr().out
+
+    alone, out_alone = on_mesh(1)
+    assert alone == 0 and "(mesh, world size 1)" in out_alone, out_alone
+    sharded, out = on_mesh(2)
+    assert sharded == 1, out
+    assert re.search(r"failed one_step at step 2 .*: device 1's shard of tensor 2 \(rows 2:4 of 4\)", out), out
+    assert "case: uneven-shards" in out
 
 
 @needs("jax")
@@ -151,3 +167,53 @@ def test_zero1_has_no_resharding_checkpoint_so_no_resharded_case():
     with adapters.sharded(subject, "torch", None, None, adapters.Sharding("zero1", 2)) as on_ranks:
         assert [c.label for c in sharded_cases(on_ranks.sharding)] == [
             "uneven-shards", "smaller-than-world", "sharded-resume"]
+
+
+def test_the_matrix_adds_a_row_per_strategy_and_one_torch_cannot_run_is_not_applicable_with_the_reason(
+        capsys, tmp_path):
+    code = main(["matrix", "--framework", "torch", "--impl", "torch.optim.SGD[fused]", "--world-size", "2",
+                 "--examples", "3", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {line.split("  ")[0]: " ".join(line.split("  ", 1)[1].split()) for line in out.splitlines()
+            if line.startswith("torch.optim.SGD")}
+    assert list(rows) == ["torch.optim.SGD[fused]", *(f"torch.optim.SGD[fused] ({s}, world size 2)"
+                                                       for s in ("fsdp2", "zero1", "ddp"))], out
+    assert rows["torch.optim.SGD[fused] (zero1, world size 2)"].startswith("float64 PASS 2.1* PASS 2.1 differs"), out
+    assert rows["torch.optim.SGD[fused] (ddp, world size 2)"].startswith("float64 PASS 2.1* PASS 2.1 differs"), out
+    assert rows["torch.optim.SGD[fused] (fsdp2, world size 2)"] == "float64 n/a* n/a n/a n/a", out
+    assert ("  torch.optim.SGD[fused] (fsdp2, world size 2): not applicable under fsdp2: torch cannot step it on "
+            "fully_shard's DTensor shards: DTensor has no sharding strategy for its kernel, aten._fused_sgd_") in out
+    records = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+    assert [r["sharding"] for r in records] == [None] * 4 + [f"{s}, world size 2" for s in ("fsdp2", "zero1", "ddp")
+                                                             for _ in range(4)]
+    junit = (tmp_path / "junit.xml").read_text()
+    assert 'classname="torch.optim.SGD[fused] (zero1, world size 2) vs torch" name="one_step">' in junit
+    assert ('classname="torch.optim.SGD[fused] (fsdp2, world size 2) vs torch" name="applicable"><skipped '
+            'message="not applicable under fsdp2: torch cannot step it') in junit
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--framework", "numpy", "--world-size", "2"], "--world-size: numpy subjects are certified in one process"),
+    (["--framework", "jax", "--sharding", "fsdp2"], "--sharding 'fsdp2': use one of mesh"),
+    (["--sharding", "fsdp1"], "--sharding 'fsdp1': no framework has it (torch takes fsdp2, zero1, ddp; jax takes mesh)"),
+    (["--world-size", "0"], "--world-size must be 1 or more"),
+])
+def test_matrix_sharding_options_are_refused_in_one_line_before_any_work(capsys, argv, message):
+    code = main(["matrix", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_a_whole_matrix_shards_the_frameworks_that_have_the_strategy_and_runs_the_others_in_one_process():
+    from optspec.conformance.cli import matrix_options, parser
+
+    def strategies(argv: list[str], framework: str) -> list[tuple[str | None, int | None]]:
+        return [(o.sharding, o.world_size) for o in matrix_options(parser().parse_args(["matrix", *argv]), framework)]
+
+    assert strategies(["--world-size", "4"], "torch") == [(None, None), ("fsdp2", 4), ("zero1", 4), ("ddp", 4)]
+    assert strategies(["--world-size", "4"], "jax") == [(None, None), ("mesh", 4)]
+    assert strategies(["--world-size", "4"], "numpy") == [(None, None)]
+    assert strategies(["--sharding", "zero1"], "torch") == [(None, None), ("zero1", None)]
+    assert strategies(["--sharding", "zero1"], "jax") == [(None, None)]
+    assert strategies([], "torch") == [(None, None)]

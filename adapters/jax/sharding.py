@@ -10,10 +10,17 @@ as JAX cannot split it unevenly.  The optimizer's state follows the
 parameters' sharding through ``jit``.  What each device holds of a split
 tensor is a :class:`~optspec.adapters.driver.View` of its rows; a replicated
 tensor is one view.
+
+The resharded-resume case saves the optimizer's state with Orbax
+(``orbax.checkpoint.StandardCheckpointer``), as a JAX training job does, and
+restores it onto a mesh of another size, each array with the sharding a
+fresh state has there.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from typing import Any
 
@@ -50,10 +57,11 @@ def _devices(device: str | None) -> list[Any]:
 class MeshPlacement:
     """Tensors on a one-axis mesh of ``world_size`` devices."""
 
-    def __init__(self, sharding: Sharding, device: str | None = None) -> None:
-        self.world_size = sharding.world_size
+    def __init__(self, sharding: Sharding, load_from: str | None = None, device: str | None = None) -> None:
+        self.world_size, self.load_from = sharding.world_size, load_from
         self.mesh = Mesh(np.array(_devices(device)[:self.world_size]), (_AXIS,))
         self.shapes: list[tuple[int, ...]] = []
+        self.session: Any = None
 
     def split(self, shape: tuple[int, ...]) -> bool:
         """Whether a tensor of ``shape`` is split over the mesh (else replicated)."""
@@ -67,14 +75,61 @@ class MeshPlacement:
     def gradient(self, param: Any, full: Any) -> Any:
         return jax.device_put(full, param.sharding)
 
+    def resumed_after(self) -> int:
+        """How many steps the state of the checkpoint in ``load_from`` has taken (0 without one): the
+        learning-rate schedule, a function of optax's step count, goes on from there."""
+        if self.load_from is None:
+            return 0
+        with open(_steps_path(self.load_from)) as handle:
+            return int(json.load(handle))
+
+    def initial_state(self, session: Any, fresh: Any) -> Any:
+        """The optimizer state ``session`` starts from: ``fresh`` (its ``init`` on the placed parameters), or
+        the state of the Orbax checkpoint in ``load_from`` restored with ``fresh``'s shapes and shardings."""
+        self.session = session
+        if self.load_from is None:
+            return fresh
+        import orbax.checkpoint as ocp
+
+        with ocp.StandardCheckpointer() as checkpointer:
+            return checkpointer.restore(_state_path(self.load_from), jax.tree.map(self._target, fresh))
+
+    def _target(self, fresh: Any) -> jax.ShapeDtypeStruct:
+        """What a leaf of the fresh state is restored as: its shape, dtype and sharding, replicated over the
+        mesh where ``init`` left it on one device (a step count), as a training job restores it."""
+        sharding = fresh.sharding if isinstance(fresh.sharding, NamedSharding) else NamedSharding(
+            self.mesh, PartitionSpec())
+        return jax.ShapeDtypeStruct(fresh.shape, fresh.dtype, sharding=sharding)
+
 
 def placed(sharding: Sharding, load_from: str | None = None):
-    return ranks.placing(lambda: MeshPlacement(sharding))
+    return ranks.placing(lambda: MeshPlacement(sharding, load_from))
 
 
-def resume_world_size(sharding: Sharding) -> None:
-    """None: resuming a mesh's state on another mesh (Orbax) is not built yet."""
-    return None
+def checkpoint(placement: MeshPlacement, directory: str) -> None:
+    import orbax.checkpoint as ocp
+
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(_state_path(directory), placement.session.opt_state)
+    with open(_steps_path(directory), "w") as handle:
+        json.dump(placement.session.steps_taken, handle)
+
+
+def _state_path(directory: str) -> str:
+    return os.path.join(os.path.abspath(directory), "optimizer_state")
+
+
+def _steps_path(directory: str) -> str:
+    return os.path.join(directory, "steps_taken.json")
+
+
+def resume_world_size(sharding: Sharding) -> int | str:
+    """4 devices resume what 2 saved, 2 what any larger mesh saved (as torch's strategies do)."""
+    if sharding.world_size == 1:
+        return "the run on one device is the unsharded baseline"
+    if importlib.util.find_spec("orbax.checkpoint") is None:
+        return "orbax-checkpoint, which saves and restores a mesh's state, is not installed"
+    return 4 if sharding.world_size == 2 else 2
 
 
 def held(placement: MeshPlacement, got: Trajectory) -> list[tuple[int, int, tuple[int, int] | None, str, np.ndarray]]:
@@ -91,3 +146,8 @@ def held(placement: MeshPlacement, got: Trajectory) -> list[tuple[int, int, tupl
                         f"device {device}'s shard of tensor {index} (rows {start}:{stop} of {shape[0]})",
                         trajectory[:, start:stop]))
     return out
+
+
+def launched(sharding: Sharding) -> None:
+    """JAX's mesh is this machine's devices, in one process that optspec starts."""
+    return None

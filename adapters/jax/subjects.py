@@ -97,14 +97,18 @@ class OptaxSession(Session):
                  dtype: str, device: str | None) -> None:
         self.dtype, self.device = dtype, device
         self.placement = ranks.new_placement()
+        #: Steps the optimizer has taken, counting those of the Orbax checkpoint it resumed (a resharded resume).
+        self.steps_taken = self.placement.resumed_after() if self.placement is not None else 0
         kwargs = tuple(sorted(translation.kwargs(hyper).items()))
         init_fn, update_fn = _compiled(factory, translation.lr, kwargs)
-        table = jnp.asarray(_padded_rows(np.asarray(lrs or [0.0], np.float64)),
-                            dtype=framework_dtype("jax", dtype))
+        schedule = [*[lrs[0] if lrs else 0.0] * self.steps_taken, *(lrs or [0.0])]  # indexed by optax's count
+        table = jnp.asarray(_padded_rows(np.asarray(schedule, np.float64)), dtype=framework_dtype("jax", dtype))
         self.tensors = [asarray("jax", p, self.dtype, self.device) for p in params0]
         if self.placement is not None:  # on a mesh (adapters/jax/sharding.py)
             self.tensors = self.placement.place(self.tensors)
         self.opt_state = init_fn(self.tensors, table)
+        if self.placement is not None:
+            self.opt_state = self.placement.initial_state(self, self.opt_state)
         self.update_fn = functools.partial(update_fn, table=table)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
@@ -115,6 +119,7 @@ class OptaxSession(Session):
 
     def step(self, grads: list[Any], lr: float, index: int) -> None:
         self.tensors, self.opt_state = self.update_fn(self.tensors, self.opt_state, grads)
+        self.steps_taken += 1
 
     def params(self) -> list[np.ndarray]:
         return [to_numpy(p) for p in self.tensors]

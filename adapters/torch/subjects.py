@@ -131,6 +131,11 @@ def batch_builder(cls: type, translation: Translation, extra: Mapping[str, Any] 
 
 _FORMS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
+#: The fused kernels that DTensor has no sharding strategy for (``torch/distributed/tensor/_ops/_pointwise_ops.py``
+#: registers those of Adam and AdamW only): the step of such a fused optimizer on ``fully_shard``'s parameters
+#: raises NotImplementedError ("Operator aten._fused_sgd_.default does not have a sharding strategy registered").
+_FUSED_WITHOUT_DTENSOR = {"sgd": "_fused_sgd_", "adagrad": "_fused_adagrad_"}
+
 
 def _subjects() -> tuple[SubjectInfo, ...]:
     classes = {
@@ -152,6 +157,9 @@ def _subjects() -> tuple[SubjectInfo, ...]:
                 supports=TRANSLATIONS[rule].supports,
                 build=builder(cls, TRANSLATIONS[rule], _FORMS[form]),
                 build_batch=batch_builder(cls, TRANSLATIONS[rule], _FORMS[form]),
+                not_shardable=({"fsdp2": f"torch cannot step it on fully_shard's DTensor shards: DTensor has no "
+                                         f"sharding strategy for its kernel, aten.{_FUSED_WITHOUT_DTENSOR[rule]}"}
+                               if form == "fused" and rule in _FUSED_WITHOUT_DTENSOR else {}),
             ))
     found.append(SubjectInfo(
         name="torch.optim.Adam[decoupled_weight_decay=True]",
