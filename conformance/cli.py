@@ -50,7 +50,8 @@ def parser() -> argparse.ArgumentParser:
                        help=f"drawn cases per subject (default {CertifyOptions.examples})")
         p.add_argument("--seed", type=int, default=CertifyOptions.seed,
                        help=f"the seed of the drawn cases (default {CertifyOptions.seed})")
-        p.add_argument("--out", help="a directory for certificate.json, junit.xml and report.md")
+        p.add_argument("--out", help="a directory for certificate.json, junit.xml, report.md, report.html "
+                                      "and the plots")
         p.add_argument("--golden-dir", help="golden files to replay (default: the installed ones)")
         p.add_argument("--time-limit", type=float, default=CertifyOptions.time_limit_s,
                        help="seconds a subject may take for one step (or its construction) before it is "

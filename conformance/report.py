@@ -1,4 +1,4 @@
-"""Writing certificates as ``certificate.json``, ``junit.xml`` and ``report.md`` with plots.
+"""Writing certificates as ``certificate.json``, ``junit.xml``, ``report.md`` with plots, and ``report.html``.
 
 Two shapes of ``report.md``:
 
@@ -8,6 +8,10 @@ Two shapes of ``report.md``:
 - a matrix (``preamble``, the matrix table): the table, a summary row per
   cell, and one short section per cell that fails or differs; the rest is in
   ``certificate.json``.
+
+``report.html`` is ``report.md`` as one self-contained page, the plots
+inlined (:mod:`optspec.conformance.html`): the artifact a CI system shows,
+where ``report.md`` fits a job summary (``$GITHUB_STEP_SUMMARY``).
 
 Plots need matplotlib; without it every other file is written and
 :func:`write` says, in one line, that the plots were skipped and why.
@@ -23,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 from xml.sax.saxutils import escape, quoteattr
 
+from optspec.conformance import html
 from optspec.conformance.atomic import write_bytes, write_text
 from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, GoldenOutcome
 
@@ -46,7 +51,8 @@ class Written:
     """What :func:`write` left in its directory.
 
     Attributes:
-      files: the names written, in order: ``certificate.json``, ``junit.xml``, ``report.md``, then plots.
+      files: the names written, in order: ``certificate.json``, ``junit.xml``, ``report.md``,
+        ``report.html``, then plots.
       notes: one line each, for the caller to print: what was left out and why (plots without matplotlib).
     """
 
@@ -307,8 +313,8 @@ def _write_plots(certs: list[Certificate], labels: list[str], out: Path,
 
 def write(certs: list[Certificate], out: str | Path, *, informational: frozenset[int] = frozenset(),
           preamble: str | None = None) -> Written:
-    """Writes ``certificate.json``, ``junit.xml``, ``report.md`` and ``errors-INDEX.png`` plots into ``out``,
-    each atomically, and returns what was written.
+    """Writes ``certificate.json``, ``junit.xml``, ``report.md``, ``report.html`` and ``errors-INDEX.png``
+    plots into ``out``, each atomically, and returns what was written.
 
     With ``preamble`` (a matrix table) ``report.md`` is the compact matrix
     report and only cells that do not conform are plotted; without it, each
@@ -325,5 +331,10 @@ def write(certs: list[Certificate], out: str | Path, *, informational: frozenset
     plots, notes = _write_plots(certs, labels, out, matrix=preamble is not None)
     text = (matrix_markdown(preamble, certs, labels, plots) if preamble is not None
             else certify_markdown(certs, labels, plots))
-    write_text(out / "report.md", text + "".join(f"\n{note}\n" for note in notes))
-    return Written(files=("certificate.json", "junit.xml", "report.md", *plots.values()), notes=notes)
+    text += "".join(f"\n{note}\n" for note in notes)
+    write_text(out / "report.md", text)
+    title = "optspec matrix" if preamble is not None else f"optspec: {', '.join(against(c) for c in certs)}"
+    images = {name: (out / name).read_bytes() for name in plots.values() if (out / name).is_file()}
+    write_text(out / "report.html", html.page(title, text, images))
+    return Written(files=("certificate.json", "junit.xml", "report.md", "report.html", *plots.values()),
+                   notes=notes)

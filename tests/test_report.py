@@ -112,7 +112,7 @@ def test_a_full_matrix_report_is_small_with_a_short_section_per_failing_or_diffe
         else:
             assert index in own_failing and "does not conform" in cell and "| does not conform |" in rows[index]
     # a plot per cell that does not conform, none for the others
-    assert set(written.files[3:]) == {f"errors-{i}.png" for i in informational | own_failing}
+    assert set(written.files[4:]) == {f"errors-{i}.png" for i in informational | own_failing}
 
 
 def test_a_certification_keeps_the_detailed_section_and_a_summary_when_several(tmp_path, sketch):
@@ -182,7 +182,7 @@ def test_plot_titles_name_the_convention_and_the_verdict_as_written(tmp_path, mo
         "torch.optim.AdamW[fused] vs torch (float32, differs)",
         "spec.adamw vs adamw (float32, does not conform)",
     ]
-    assert written.files[3:] == ("errors-0.png", "errors-1.png", "errors-2.png")
+    assert written.files[4:] == ("errors-0.png", "errors-1.png", "errors-2.png")
     assert (tmp_path / "errors-0.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -190,7 +190,8 @@ def test_without_matplotlib_every_file_but_the_plots_is_written(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ModuleNotFoundError
     (tmp_path / "errors-0.png").write_bytes(b"an earlier run's plot")
     written = report.write([certificate(0, failing=True), certificate(1, failing=False)], tmp_path)
-    assert written == report.Written(files=("certificate.json", "junit.xml", "report.md"), notes=(MISSING,))
+    assert written == report.Written(files=("certificate.json", "junit.xml", "report.md", "report.html"),
+                                     notes=(MISSING,))
     assert all((tmp_path / name).stat().st_size for name in written.files)
     assert not list(tmp_path.glob("*.png"))
     assert "errors-" not in (tmp_path / "report.md").read_text()

@@ -34,7 +34,7 @@ pytestmark = needs("torch")
 
 TEMPLATES = Path(__file__).resolve().parent / "vendor"
 GOOD, LAGGING = "vendoropt:GoodAdamW", "vendoropt:LaggingAdamW"
-ARTEFACTS = ("certificate.json", "junit.xml", "report.md")
+ARTEFACTS = ("certificate.json", "junit.xml", "report.md", "report.html")
 HINT = "bias_correction one step late"
 EXAMPLES = "10"
 

@@ -92,12 +92,14 @@ def _padded_rows(rows: np.ndarray) -> np.ndarray:
 
 
 class OptaxSession(Session):
+    #: Steps the optimizer has taken, counting those of the Orbax checkpoint it resumed (a resharded resume).
+    steps_taken: int = 0
+
     def __init__(self, factory: Callable[..., Any], translation: Translation,
                  hyper: Mapping[str, Any], params0: Sequence[np.ndarray], lrs: Sequence[float],
                  dtype: str, device: str | None) -> None:
         self.dtype, self.device = dtype, device
         self.placement = ranks.new_placement()
-        #: Steps the optimizer has taken, counting those of the Orbax checkpoint it resumed (a resharded resume).
         self.steps_taken = self.placement.resumed_after() if self.placement is not None else 0
         kwargs = tuple(sorted(translation.kwargs(hyper).items()))
         init_fn, update_fn = _compiled(factory, translation.lr, kwargs)
