@@ -99,7 +99,7 @@ def _without(monkeypatch, framework: str) -> str:
 
 @pytest.mark.parametrize(("checkout", "command"), [
     (ROOT, "pip install -e '.[jax]'"),
-    (None, "pip install 'jax>=0.4.30' 'optax>=0.2.4'"),
+    (None, "pip install 'jax>=0.4.30' 'optax>=0.2.4' 'orbax-checkpoint>=0.11'"),
 ], ids=["checkout", "installed"])
 def test_a_missing_framework_names_the_install_for_where_optspec_runs(monkeypatch, checkout, command):
     monkeypatch.chdir(ROOT)
