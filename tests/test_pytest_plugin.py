@@ -46,6 +46,16 @@ def test_a_bad_impl_is_a_usage_error_not_an_internal_error(tmp_path):
     assert "does not import" in done.stderr
 
 
+@needs("torch")
+def test_the_plugin_certifies_across_ranks_and_names_the_rank_of_a_defect_only_sharding_shows(tmp_path):
+    done = _pytest(tmp_path, "--optspec-framework", "torch",
+                   "--optspec-impl", "tests.plugins.sharded_subjects:LaggingStepAdamW",
+                   "--optspec-sharding", "fsdp2", "--optspec-world-size", "2", "--optspec-examples", "3")
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "(fsdp2, world size 2)" in done.stdout and "rank 1's shard of tensor 0" in done.stdout
+    assert "--sharding fsdp2 --world-size 2" in done.stdout  # the reproduce line runs it sharded again
+
+
 #: A defective plugin of each framework that no other test process can import beside the rest: its preset, the
 #: knob its hint names.
 DEFECTS = [
