@@ -64,6 +64,11 @@ def run(main: Callable[[], int]) -> int:
     rank = int(os.environ["RANK"])
     if rank != 0:
         return serve(rank)
+    # torch.distributed and the modules the agent uses, imported here before its thread starts: a module that two
+    # threads import at once may reach one of them half-initialised (seen: "'torch._C' is not a package").
+    from optspec.adapters import ranks, wire  # noqa: F401
+
+    store = _store()
     agent = threading.Thread(target=serve, args=(0,), name="optspec agent of rank 0", daemon=True)
     agent.start()
     code = 1
@@ -71,7 +76,6 @@ def run(main: Callable[[], int]) -> int:
         code = main()
         return code
     finally:
-        store = _store()
         for other in range(launched_world_size() or 1):
             _put(store, f"optspec/to/{other}", ("end", code))
         agent.join(timeout=30)
