@@ -150,17 +150,12 @@ class Spawned:
         self.store: str | None = None
 
     def start(self, device: str | None, environment: dict[str, str]) -> None:
-        context = multiprocessing.get_context("spawn")
         self.store = tempfile.mkdtemp(prefix="optspec-ranks-")
         for index in range(self.count):
-            mine, theirs = context.Pipe()
-            process = context.Process(target=process_main, daemon=True, name=f"optspec rank {index}",
-                                      args=(theirs, index, self.framework, self.sharding, device, environment,
-                                            f"file://{os.path.join(self.store, 'group')}"))
-            process.start()
-            theirs.close()
+            process, connection = spawn_rank(index, self.framework, self.sharding, device, environment,
+                                             f"file://{os.path.join(self.store, 'group')}")
             self.processes.append(process)
-            self.connections.append(mine)
+            self.connections.append(connection)
 
     def send(self, message: tuple) -> None:
         for connection in self.connections:
@@ -345,6 +340,18 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl
             os._exit(1)
+
+
+def spawn_rank(index: int, framework: str, sharding: Sharding, device: str | None, environment: dict[str, str],
+               store: str) -> tuple[multiprocessing.process.BaseProcess, Connection]:
+    """Rank ``index``'s process (:func:`process_main`), spawned, and this end of the pipe to it."""
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    process = context.Process(target=process_main, daemon=True, name=f"optspec rank {index}",
+                              args=(theirs, index, framework, sharding, device, environment, store))
+    process.start()
+    theirs.close()
+    return process, mine
 
 
 def process_main(connection: Connection, index: int, framework: str, sharding: Sharding, device: str | None,

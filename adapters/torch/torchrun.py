@@ -33,7 +33,6 @@ This module imports torch only when it is used: ``optspec`` asks
 from __future__ import annotations
 
 import datetime
-import multiprocessing
 import os
 import threading
 import time
@@ -153,17 +152,12 @@ class _RankProcess:
 
     def __init__(self, rank: int, generation: int, sharding: Any, device: str | None,
                  environment: dict[str, str]) -> None:
-        from optspec.adapters.ranks import process_main
+        from optspec.adapters.ranks import spawn_rank
 
         self.store = _store()  # the relay's own client: the agent reads its commands through another
         self.queue, self.killed = f"optspec/from/{generation}/{rank}", False
-        context = multiprocessing.get_context("spawn")
-        self.connection, theirs = context.Pipe()
         address = f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}/optspec/group/{generation}/"
-        self.process = context.Process(target=process_main, daemon=True, name=f"optspec rank {rank}",
-                                       args=(theirs, rank, "torch", sharding, device, environment, address))
-        self.process.start()
-        theirs.close()
+        self.process, self.connection = spawn_rank(rank, "torch", sharding, device, environment, address)
         self.relay = threading.Thread(target=self._relay, name=f"optspec relay of rank {rank}", daemon=True)
         self.relay.start()
 
