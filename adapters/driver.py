@@ -25,6 +25,25 @@ from optspec.adapters.errors import SubjectError, one_line
 from optspec.adapters.namespaces import DTYPES, dtype_name, to_numpy
 from optspec.adapters.plugins import same_value
 
+#: The dtype of a run: one name for every tensor, or one per tensor (a model of several dtypes).
+Dtypes = str | tuple[str, ...]
+
+
+def tensor_dtypes(dtype: Dtypes, count: int) -> tuple[str, ...]:
+    """The dtype of each of ``count`` tensors in a run of ``dtype``."""
+    if isinstance(dtype, str):
+        return (dtype,) * count
+    if len(dtype) != count:
+        raise ValueError(f"{len(dtype)} dtypes for {count} tensors")
+    return tuple(dtype)
+
+
+def widest_dtype(dtype: Dtypes) -> str:
+    """The dtype of most precision among ``dtype``'s: the one a session keeps its scalars (the learning
+    rate) in, as a user of a model of several dtypes keeps them in the widest."""
+    names = (dtype,) if isinstance(dtype, str) else dtype
+    return max(names, key=lambda name: (DTYPES.index(name) if name in DTYPES else -1))
+
 
 class Session(abc.ABC):
     """One live optimizer over a list of parameter tensors."""
@@ -78,7 +97,9 @@ class SubjectInfo:
       convention: the preset it follows (adam family), or None.
       supports: spec hyperparameters (besides lr) it can express.
       fixed: hyperparameters it fixes, e.g. ``{"amsgrad": True}``.
-      build: ``build(params0, hyper, lrs, dtype, device) -> Session``.
+      build: ``build(params0, hyper, lrs, dtype, device) -> Session``; ``dtype``
+        is a :data:`Dtypes`, one name per tensor only for a sharded subject
+        (the ``mixed-dtypes`` case), whose session reads it with :func:`tensor_dtypes`.
       devices: the devices it runs on (None: all the framework sees).
       build_batch: ``build_batch(members, steps, dtype, device) -> Session``
         over every member's tensors (member-major), each step taking one
@@ -124,6 +145,8 @@ class Sharding:
       resume_world_size: the world size its checkpoint is resumed on in the
         resharded-resume case, or None where it has none;
       not_resharded: then why not.
+      one_dtype: why the strategy takes parameters of one dtype only (the
+        ``mixed-dtypes`` case is then not run), or None.
     """
 
     strategy: str
@@ -131,6 +154,7 @@ class Sharding:
     launcher: str | None = None
     resume_world_size: int | None = dataclasses.field(default=None, compare=False)
     not_resharded: str | None = dataclasses.field(default=None, compare=False)
+    one_dtype: str | None = dataclasses.field(default=None, compare=False)
 
     def describe(self) -> str:
         launched = f", launched by {self.launcher}" if self.launcher else ""
@@ -225,7 +249,7 @@ def drive(
     lrs: Sequence[float],
     hyper: Mapping[str, Any],
     *,
-    dtype: str = "float64",
+    dtype: Dtypes = "float64",
     device: str | None = None,
     restore_at: int | None = None,
     time_limit_s: float | None = None,

@@ -23,7 +23,9 @@ says where its group may rendezvous: ``file://PATH`` or
 the state from the distributed checkpoint in ``load_from`` if given),
 ``checkpoint(placement, directory)`` (the live session's state saved there
 with that checkpoint), ``resume_world_size(sharding)`` (the world size the
-resharded-resume case resumes on, or the reason it has none),
+resharded-resume case resumes on, or the reason it has none), optionally
+``one_dtype(sharding)`` (why the strategy takes parameters of one dtype only,
+or None),
 ``held(placement, got)`` (what this process's ranks held of each tensor:
 ``(tensor, rank, rows, name, trajectory)``) and ``launched(sharding)``: None,
 or, where the framework's own launcher started this process as a rank of a
@@ -59,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from optspec.adapters.driver import Sharding, SubjectInfo, Trajectory, View, heartbeat
+from optspec.adapters.driver import Dtypes, Sharding, SubjectInfo, Trajectory, View, heartbeat
 from optspec.adapters.errors import SubjectError, exit_name, one_line
 
 #: Seconds the processes may take to import the framework and the subject and join the group.
@@ -91,8 +93,9 @@ def sharded(subject: SubjectInfo, origin: Origin, sharding: Sharding) -> Iterato
     """
     ranks = _ranks(subject.framework, sharding)
     resume = ranks.hooks.resume_world_size(sharding)
+    one_dtype = getattr(ranks.hooks, "one_dtype", lambda sharding: None)(sharding)
     sharding = dataclasses.replace(sharding, resume_world_size=resume if isinstance(resume, int) else None,
-                                   not_resharded=resume if isinstance(resume, str) else None)
+                                   not_resharded=resume if isinstance(resume, str) else None, one_dtype=one_dtype)
     yield dataclasses.replace(subject, sharding=sharding, drive_elsewhere=functools.partial(ranks.drive, origin),
                               build_batch=None)
 
@@ -214,7 +217,7 @@ class Ranks:
         self.started, self.warm = False, set()
 
     def drive(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray], lrs: list[Any],
-              hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int | None,
+              hyper: dict[str, Any], *, dtype: Dtypes, device: str | None, restore_at: int | None,
               time_limit_s: float | None, label: str, resume_world_size: int | None = None,
               save_to: str | None = None, load_from: str | None = None) -> Trajectory:
         """Runs one case on every rank; the views of what each held, or :class:`SubjectError` naming the rank.
@@ -248,7 +251,7 @@ class Ranks:
                           storage_dtypes=frozenset().union(*(d for _, _, _, d in done.values())))
 
     def _resharded(self, origin: Origin, params0: Sequence[np.ndarray], grads: Sequence[np.ndarray],
-                   lrs: list[Any], hyper: dict[str, Any], *, dtype: str, device: str | None, restore_at: int,
+                   lrs: list[Any], hyper: dict[str, Any], *, dtype: Dtypes, device: str | None, restore_at: int,
                    time_limit_s: float | None, label: str, resume_world_size: int) -> Trajectory:
         """Steps ``1..restore_at`` here, saved; the rest on ``resume_world_size`` ranks that loaded it.
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
-from optspec.adapters.driver import Sharding, SubjectInfo
+from optspec.adapters.driver import Dtypes, Sharding, SubjectInfo
 from optspec.conformance import strategies as cs
 from optspec.conformance.representable import beta_near_one, normal_range
 
@@ -28,6 +29,8 @@ class Case:
     (:func:`~optspec.conformance.check.refused_edge`).
     ``resume_world_size``, for a sharded subject: the state saved after step ``restore_at`` is resumed
     on this many ranks.
+    ``companion_tensors``, the tensors held in the certification dtype's :data:`COMPANION_DTYPES` entry
+    rather than in that dtype (one model of several dtypes, :meth:`dtypes`).
     """
 
     params0: list[np.ndarray]
@@ -39,10 +42,19 @@ class Case:
     rules: frozenset[str] | None = None
     refusable: frozenset[str] = frozenset()
     resume_world_size: int | None = None
+    companion_tensors: frozenset[int] = frozenset()
 
     @property
     def steps(self) -> int:
         return len(self.lrs)
+
+    def dtypes(self, dtype: str) -> Dtypes:
+        """The dtype of the run certified in ``dtype``: ``dtype`` itself, or where the case mixes dtypes,
+        one name per tensor (:func:`~optspec.adapters.driver.tensor_dtypes` reads either)."""
+        if not self.companion_tensors:
+            return dtype
+        return tuple(COMPANION_DTYPES[dtype] if i in self.companion_tensors else dtype
+                     for i in range(len(self.params0)))
 
     def short(self) -> str:
         """The case in a few words: its label, steps and shapes."""
@@ -50,11 +62,19 @@ class Case:
 
     def describe(self) -> str:
         shapes = ", ".join(str(p.shape) for p in self.params0)
+        if self.companion_tensors:
+            shapes += f" (tensors {sorted(self.companion_tensors)} in the companion dtype)"
         hyper = ", ".join(f"{k}={v!r}" for k, v in sorted(self.hyper.items()))
         restore = f", state restored after step {self.restore_at}" if self.restore_at else ""
         if self.resume_world_size is not None:
             restore += f" on {self.resume_world_size} ranks"
         return f"{self.label}: {self.steps} steps on shapes [{shapes}], lr={self.lrs}, {hyper}{restore}"
+
+
+#: The second dtype of a model of several dtypes certified in a given one: the mix users train
+#: with (bfloat16 weights beside float32 norms and biases; float32 beside a float64 run).
+COMPANION_DTYPES: Mapping[str, str] = MappingProxyType(
+    {"float64": "float32", "float32": "bfloat16", "bfloat16": "float32", "float16": "float32"})
 
 
 #: Gradient magnitudes whose squares stay normal in each dtype (beyond them
@@ -271,7 +291,11 @@ def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
       restored into a fresh optimizer;
     - ``resharded-resume``: the same, saved with the strategy's distributed checkpoint and resumed on
       :attr:`~optspec.adapters.driver.Sharding.resume_world_size` ranks, where it has one; one of its
-      tensors has rows both world sizes divide, so that a mesh, which cannot split the others, splits it.
+      tensors has rows both world sizes divide, so that a mesh, which cannot split the others, splits it;
+    - ``mixed-dtypes``: the uneven shapes in one model, two of its tensors in the certification dtype's
+      :data:`COMPANION_DTYPES` entry (torch's foreach and fused kernels group tensors by dtype; FSDP2
+      shards each dtype's parameters in a group of their own), unless the strategy takes one dtype only
+      (:attr:`~optspec.adapters.driver.Sharding.one_dtype`).
     """
     world_size = sharding.world_size
     uneven = [(2 * world_size + 1, 3), (world_size + 1,), (2 * world_size, 2)]
@@ -281,6 +305,13 @@ def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
                shapes=[(max(world_size - 1, 1),), (1, 2), ()]),
         _named("sharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4, shapes=uneven),
     ]
+    if sharding.one_dtype is None:
+        # β of low condition and parameters a tenth of the step: bfloat16's bounds stay well below one step
+        # (at β2 = 0.999, or beside parameters of 1, they do not)
+        mixed = _named("mixed-dtypes", 6, {"betas": LOW_CONDITION_BETAS, "eps": 1e-8, "weight_decay": 0.1},
+                       shapes=uneven)
+        cases.append(dataclasses.replace(mixed, params0=[p / 10 for p in mixed.params0],
+                                         companion_tensors=frozenset({1, 2})))
     if sharding.resume_world_size is not None:
         resume = dataclasses.replace(
             _named("resharded-resume", 8, {"eps": 1e-6, "weight_decay": 0.1}, zeros=True, restore_at=4,

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance.batched import run_batched
-from optspec.conformance.cases import Case, named_cases_for, random_cases
+from optspec.conformance.cases import COMPANION_DTYPES, Case, named_cases_for, random_cases
 from optspec.conformance.check import (
     CheckResult,
     check_run,
@@ -71,6 +71,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
     notes += amsgrad_note
     if subject.sharding is not None and subject.sharding.not_resharded:
         notes.append(f"resharded resume: not tested: {subject.sharding.not_resharded}")
+    if subject.sharding is not None and subject.sharding.one_dtype:
+        notes.append(f"parameters of several dtypes: not tested: {subject.sharding.one_dtype}")
     notes += [f"{note}: the spec keeps it as given" for note in held_hyperparameters(
         explicit_hyperparameters(subject, {}), dtype)]
     for case in named_cases_for(subject):
@@ -83,6 +85,10 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
             continue
         if note:
             notes.append(f"named case {case.label}: {note}")
+        if case.companion_tensors and (why := _no_companion(subject, convention, case, dtype, device,
+                                                              time_limit_s)):
+            notes.append(f"named case not applicable: {case.label}: {why}")
+            continue
         if (refusal := refused_edge(subject, case, dtype=dtype, device=device, time_limit_s=time_limit_s)):
             notes.append(f"named case not applicable: {refusal}")
             continue
@@ -188,6 +194,17 @@ def unshardable(subject: SubjectInfo) -> str | None:
     if subject.sharding is None or subject.sharding.strategy not in subject.not_shardable:
         return None
     return f"under {subject.sharding.strategy}: {subject.not_shardable[subject.sharding.strategy]}"
+
+
+def _no_companion(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, dtype: str,
+                  device: str | None, time_limit_s: float) -> str | None:
+    """Why a case of several dtypes cannot run for ``subject`` certified in ``dtype``, or None: its
+    companion dtype has no kernel, or the case leaves that dtype's range."""
+    companion = COMPANION_DTYPES[dtype]
+    if (missing := missing_kernel(subject, companion, device, time_limit_s)) is not None:
+        return missing
+    return unrepresentable(subject.rule, convention, case, companion,
+                           holds_betas=subject.holds_hyperparameters_in_dtype)
 
 
 def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_limit_s: float) -> str | None:

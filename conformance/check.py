@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from optspec import adapters, spec
-from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
@@ -113,6 +113,7 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None,
     the spec's run.  Raises :class:`adapters.SubjectError` if the subject
     raises or hangs.
     """
+    dtype = case.dtypes(dtype)
     case, params0, grads = prepared(subject, case, dtype)
     got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype, device=device,
                          restore_at=case.restore_at, time_limit_s=time_limit_s, label=case.short(),
@@ -124,10 +125,10 @@ def run_case(subject: SubjectInfo, case: Case, *, convention: spec.Knobs | None,
 
 
 def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
-                     got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: str,
+                     got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: Dtypes,
                      stored: tuple[np.ndarray, list[np.ndarray]] | None = None,
                      explain_failure: bool = True, stop_at_failure: bool = True,
-                     change: Change | None = None) -> CheckResult:
+                     change: Change | None = None, of_several_dtypes: bool = False) -> CheckResult:
     """The one-step and trajectory checks of what ``subject`` produced on the :func:`prepared` case.
 
     With ``stop_at_failure=False`` every tensor and check is scored (``worst``
@@ -135,13 +136,18 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     ``explain_failure=False`` leaves out the hint, which re-runs the reference
     once per candidate knob.  With ``change``, the expected behaviour is that
     single change's (:class:`~optspec.conformance.explain.Change`), with the
-    same bounds.
+    same bounds.  Each tensor is held to its own dtype's bounds (``dtype``
+    may name one per tensor); in a model of several dtypes
+    (``of_several_dtypes``, or ``dtype`` naming more than one), a failure
+    names the tensor's.
     """
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
+    each_dtype = tensor_dtypes(dtype, len(params0))
+    mixed = of_several_dtypes or len(set(each_dtype)) > 1
     if got.mutated_at is not None:
         return _fail(result, "gradient-mutation", got.mutated_at,
                      f"the subject changed the gradient it was given at step {got.mutated_at}")
-    for index, (theta0, g, traj) in enumerate(zip(params0, grads, got.params)):
+    for index, (theta0, g, traj, tensor_dtype) in enumerate(zip(params0, grads, got.params, each_dtype)):
         traj = traj.astype(np.float64)
         states: list[Any] = []
         if change is None:
@@ -154,10 +160,10 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         if bad.any():
             step = int(np.argwhere(bad)[0][0]) + 1
             _fail(result, "non-finite", step,
-                  f"{_tensor_name(got, index)} is {float(traj[bad][0])} at step {step} where the reference is "
+                  f"{_tensor_name(got, index, tensor_dtype if mixed else None)} is {float(traj[bad][0])} at step {step} where the reference is "
                   "finite")
             if explain_failure and change is None:
-                diagnosis = explain_non_finite(subject, convention, case, dtype, functools.partial(
+                diagnosis = explain_non_finite(subject, convention, case, tensor_dtype, functools.partial(
                     _conforms_with, subject, case, params0, grads, got, convention, stored, dtype))
                 if diagnosis is not None:
                     result.hint, result.change = diagnosis.text, diagnosis.change
@@ -169,7 +175,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         parts = update_magnitude(subject.rule, convention, case, g, free_previous)
         feedback = l2_feedback(subject.rule, convention, case, states)
         one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
-                                            steps, dtype, betas)
+                                            steps, tensor_dtype, betas)
         if feedback is not None:
             # The subject's state was built from its own earlier parameters.
             inherited = np.maximum.accumulate(np.abs(traj - free), axis=0)[:-2]
@@ -183,13 +189,13 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         checks = {
             "one_step": (resync, np.ones(free.shape, bool), one_step),
             "trajectory": (expected_trajectory, compared,
-                           tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts,
+                           tolerance.trajectory_bounds(theta0, free, tensor_dtype, betas, update=parts,
                                                        feedback=feedback)),
         }
         error = np.abs(traj - free)
         if error.size:
             scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]), axis=0)
-            in_ulps = np.where(finite, tolerance.ulps(error, scale, dtype), 0.0)
+            in_ulps = np.where(finite, tolerance.ulps(error, scale, tensor_dtype), 0.0)
             result.worst_ulps = max(result.worst_ulps, float(in_ulps.max()))
         for name, (expected, compared, bound) in checks.items():
             error = np.where(compared, np.abs(traj - expected), 0.0)
@@ -200,7 +206,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 step = int(np.argwhere(flat > 1)[0][0]) + 1
                 element = tuple(int(i) for i in np.unravel_index(int(np.argmax(flat[step - 1])), theta0.shape))
                 worst_at = (step - 1, *element)
-                detail = (f"{_tensor_name(got, index)} element {element} at step {step}: "
+                detail = (f"{_tensor_name(got, index, tensor_dtype if mixed else None)} element {element} at step {step}: "
                           f"got {float(traj[worst_at])!r}, "
                           f"expected {float(expected[worst_at])!r}, "
                           f"|error| {error[worst_at]:.3g} > bound {bound[worst_at]:.3g}")
@@ -209,7 +215,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 if result.passed:
                     _fail(result, name, step, detail, per_step)
                     if explain_failure:
-                        diagnosis = explain(subject, convention, case, theta0, g, traj, dtype,
+                        diagnosis = explain(subject, convention, case, theta0, g, traj, tensor_dtype,
                                               failed=FailurePoint(name, worst_at, float(error[worst_at])),
                                               storage_dtypes=got.storage_dtypes,
                                               worst_ratio_in=functools.partial(
@@ -228,7 +234,7 @@ def check_run(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads
 
 
 def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
-                got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: str,
+                got: adapters.Trajectory, *, convention: spec.Knobs | None, dtype: Dtypes,
                 stored: tuple[np.ndarray, list[np.ndarray]] | None = None, explain_failure: bool = True,
                 **options: Any) -> CheckResult:
     """:func:`check_trajectory` of each :class:`~optspec.adapters.driver.View` of a sharded run: what one
@@ -236,33 +242,35 @@ def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], gra
     tolerance model.  The failure is the view that failed at the earliest step, diagnosed and named;
     ``options`` go to :func:`check_trajectory`."""
     checked = []
+    each_dtype = tensor_dtypes(dtype, len(params0))
+    options["of_several_dtypes"] = len(set(each_dtype)) > 1
     for k, view in enumerate(got.views):
         rows = (slice(*view.rows),) if view.rows is not None and params0[view.tensor].ndim else ()
         every = (slice(None), *rows)  # every step
         part = dataclasses.replace(case, params0=[case.params0[view.tensor][rows]],
-                                   grads=[case.grads[view.tensor][every]])
+                                   grads=[case.grads[view.tensor][every]], companion_tensors=frozenset())
         part_stored = None if stored is None else (stored[0], [stored[1][view.tensor][every]])
         held = dataclasses.replace(got, params=[got.params[k]], views=[view])
         inputs = (subject, part, [params0[view.tensor][rows]], [grads[view.tensor][every]], held)
-        checked.append((inputs, part_stored, check_trajectory(*inputs, convention=convention, dtype=dtype,
-                                                              stored=part_stored, explain_failure=False,
-                                                              **options)))
+        checked.append((inputs, part_stored, each_dtype[view.tensor],
+                        check_trajectory(*inputs, convention=convention, dtype=each_dtype[view.tensor],
+                                         stored=part_stored, explain_failure=False, **options)))
     result = CheckResult(case=case, passed=True,
                          worst={name: max((r.worst[name] for *_, r in checked), default=0.0)
                                 for name in ("one_step", "trajectory")},
                          worst_ulps=max((r.worst_ulps for *_, r in checked), default=0.0))
-    failed = [(inputs, part_stored, r) for inputs, part_stored, r in checked if not r.passed]
+    failed = [item for item in checked if not item[-1].passed]
     if not failed:
         return result
-    inputs, part_stored, first = min(failed, key=lambda item: item[2].step or 0)
+    inputs, part_stored, view_dtype, first = min(failed, key=lambda item: item[-1].step or 0)
     if explain_failure:
-        first = check_trajectory(*inputs, convention=convention, dtype=dtype, stored=part_stored, **options)
+        first = check_trajectory(*inputs, convention=convention, dtype=view_dtype, stored=part_stored, **options)
     return dataclasses.replace(first, case=case, worst=result.worst, worst_ulps=result.worst_ulps)
 
 
 def _conforms_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
                    got: adapters.Trajectory, convention: spec.Knobs | None,
-                   stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str, change: Change) -> bool:
+                   stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: Dtypes, change: Change) -> bool:
     """Whether the case passes every check against the reference with ``change``."""
     return check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
                             explain_failure=False, change=change).passed
@@ -270,16 +278,18 @@ def _conforms_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], 
 
 def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
                     got: adapters.Trajectory, convention: spec.Knobs | None,
-                    stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: str) -> float:
+                    stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: Dtypes) -> float:
     """The case's worst error/bound over every tensor and check with ``dtype``'s tolerance model (inf for NaN)."""
     result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
                               explain_failure=False, stop_at_failure=False)
     return max(result.worst.values()) if result.passed or result.check in result.worst else float("inf")
 
 
-def _tensor_name(got: adapters.Trajectory, index: int) -> str:
-    """Tensor ``index`` of the case in a failure's words, or what one rank held of it (a sharded run)."""
-    return got.views[index].name if got.views else f"tensor {index}"
+def _tensor_name(got: adapters.Trajectory, index: int, dtype: str | None = None) -> str:
+    """Tensor ``index`` of the case in a failure's words, or what one rank held of it (a sharded run); with
+    ``dtype``, in a model of several dtypes, its own."""
+    name = got.views[index].name if got.views else f"tensor {index}"
+    return name if dtype is None else f"{name}, in {dtype},"
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:

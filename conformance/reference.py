@@ -9,7 +9,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from optspec import adapters, spec
-from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
 
 if TYPE_CHECKING:
     from optspec.conformance.cases import Case
@@ -90,11 +90,13 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
     return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
 
 
-def prepared(subject: SubjectInfo, case: Case, dtype: str) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:
-    """``case`` with explicit hyperparameters, and its inputs rounded as the subject receives them."""
+def prepared(subject: SubjectInfo, case: Case, dtype: Dtypes) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:
+    """``case`` with explicit hyperparameters, and its inputs rounded as the subject receives them (each
+    tensor in its own dtype where ``dtype`` names one per tensor)."""
     case = dataclasses.replace(case, hyper=explicit_hyperparameters(subject, case.hyper))
-    params0 = [rounded(subject.framework, p, dtype) for p in case.params0]
-    grads = [rounded(subject.framework, g, dtype) for g in case.grads]
+    each_dtype = tensor_dtypes(dtype, len(case.params0))
+    params0 = [rounded(subject.framework, p, d) for p, d in zip(case.params0, each_dtype)]
+    grads = [rounded(subject.framework, g, d) for g, d in zip(case.grads, each_dtype)]
     return case, params0, grads
 
 

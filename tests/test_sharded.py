@@ -15,6 +15,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from optspec import adapters, spec
@@ -160,13 +161,53 @@ def test_a_state_saved_with_the_distributed_checkpoint_resumes_on_another_world_
     assert f"(saved by {saved_on} ranks after step 4, resumed by {resumed_on})" in lost.failure
 
 
-def test_zero1_has_no_resharding_checkpoint_so_no_resharded_case():
+def test_zero1_has_no_resharding_checkpoint_and_takes_one_dtype_so_neither_case():
     from optspec.conformance.cases import sharded_cases
 
     (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[foreach]")
     with adapters.sharded(subject, "torch", None, None, adapters.Sharding("zero1", 2)) as on_ranks:
         assert [c.label for c in sharded_cases(on_ranks.sharding)] == [
             "uneven-shards", "smaller-than-world", "sharded-resume"]
+        assert "ZeroRedundancyOptimizer refuses parameters of several dtypes" in on_ranks.sharding.one_dtype
+    with adapters.sharded(subject, "torch", None, None, adapters.Sharding("fsdp2", 2)) as on_ranks:
+        assert "mixed-dtypes" in [c.label for c in sharded_cases(on_ranks.sharding)]
+
+
+@pytest.mark.parametrize("framework, impl, strategy", [
+    ("torch", "torch.optim.AdamW[fused]", "fsdp2"),
+    ("torch", "torch.optim.AdamW[foreach]", "ddp"),
+    pytest.param("jax", "optax.adamw", "mesh", marks=needs("jax")),
+])
+def test_a_model_of_several_dtypes_is_held_to_each_tensors_own_dtype(framework, impl, strategy):
+    from optspec.adapters import ranks
+    from optspec.conformance.cases import sharded_cases
+    from optspec.conformance.check import run_case
+
+    (subject,) = adapters.resolve_subject(framework, impl)
+    try:
+        with adapters.sharded(subject, framework, impl, None, adapters.Sharding(strategy, 2)) as on_ranks:
+            (case,) = [c for c in sharded_cases(on_ranks.sharding) if c.label == "mixed-dtypes"]
+            assert case.dtypes("float32") == ("float32", "bfloat16", "bfloat16")
+            result = run_case(on_ranks, case, convention=spec.resolve(subject.convention), dtype="float32",
+                              keep_run=True)
+    finally:
+        ranks.stop_ranks()
+    assert result.passed, result.failure
+    params0, _, got = result.run
+    assert got.storage_dtypes == {"float32", "bfloat16"}
+    # each tensor reached the subject rounded to its own dtype
+    assert not np.array_equal(params0[1], case.params0[1].astype(np.float32).astype(np.float64))
+
+
+def test_a_defect_only_several_dtypes_show_conforms_in_one_dtype_and_is_rejected_naming_the_tensor_and_its_dtype(
+        capsys):
+    alone = main(["certify", "--framework", "torch", "--impl", f"{PLUGINS}:FirstDtypeOnlyAdamW", "--examples", "3"])
+    out_alone = capsys.readouterr().out
+    assert alone == 0, out_alone
+    code, out = certify(capsys, f"{PLUGINS}:FirstDtypeOnlyAdamW", world_size=2, extra=("--dtype", "float32"))
+    assert code == 1, out
+    assert re.search(r"failed one_step at step 1 .*: rank 0's shard of tensor 1 \(rows 0:2 of 3\), in bfloat16,", out), out
+    assert "case: mixed-dtypes" in out
 
 
 def test_the_matrix_adds_a_row_per_strategy_and_one_torch_cannot_run_is_not_applicable_with_the_reason(

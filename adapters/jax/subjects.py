@@ -19,7 +19,7 @@ import optax
 from optspec import spec
 from optspec.adapters import ranks
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
-from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.driver import Dtypes, Session, SubjectInfo, tensor_dtypes, widest_dtype
 from optspec.adapters.namespaces import asarray, framework_dtype, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
@@ -97,15 +97,16 @@ class OptaxSession(Session):
 
     def __init__(self, factory: Callable[..., Any], translation: Translation,
                  hyper: Mapping[str, Any], params0: Sequence[np.ndarray], lrs: Sequence[float],
-                 dtype: str, device: str | None) -> None:
-        self.dtype, self.device = dtype, device
+                 dtype: Dtypes, device: str | None) -> None:
+        self.dtypes, self.device = tensor_dtypes(dtype, len(params0)), device
         self.placement = ranks.new_placement()
         self.steps_taken = self.placement.resumed_after() if self.placement is not None else 0
         kwargs = tuple(sorted(translation.kwargs(hyper).items()))
         init_fn, update_fn = _compiled(factory, translation.lr, kwargs)
         schedule = [*[lrs[0] if lrs else 0.0] * self.steps_taken, *(lrs or [0.0])]  # indexed by optax's count
-        table = jnp.asarray(_padded_rows(np.asarray(schedule, np.float64)), dtype=framework_dtype("jax", dtype))
-        self.tensors = [asarray("jax", p, self.dtype, self.device) for p in params0]
+        table = jnp.asarray(_padded_rows(np.asarray(schedule, np.float64)),
+                            dtype=framework_dtype("jax", widest_dtype(dtype)))
+        self.tensors = [asarray("jax", p, d, self.device) for p, d in zip(params0, self.dtypes)]
         if self.placement is not None:  # on a mesh (adapters/jax/sharding.py)
             self.tensors = self.placement.place(self.tensors)
         self.opt_state = init_fn(self.tensors, table)
@@ -114,7 +115,7 @@ class OptaxSession(Session):
         self.update_fn = functools.partial(update_fn, table=table)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        fed = [asarray("jax", g, self.dtype, self.device) for g in grads]
+        fed = [asarray("jax", g, d, self.device) for g, d in zip(grads, self.dtypes)]
         if self.placement is not None:
             fed = [self.placement.gradient(p, g) for p, g in zip(self.tensors, fed)]
         return fed

@@ -10,7 +10,8 @@ rank holds.  The placement is the one users write:
   holds rows :func:`shard_rows` of the first dimension, possibly none); a
   gradient is the rank's shard of the global one, as FSDP's reduce-scatter
   leaves it.  ``fully_shard`` refuses 0-d parameters, so a 0-d tensor is
-  placed as one of shape ``(1,)`` (the rules are elementwise).
+  placed as one of shape ``(1,)`` (the rules are elementwise); it holds one
+  dtype per group, so a model of several dtypes is sharded a module per dtype.
 - ``zero1``: ``torch.distributed.optim.ZeroRedundancyOptimizer`` wraps the
   subject: each rank steps the parameters it owns and broadcasts them.
 - ``ddp``: the tensors are the parameters of a module wrapped in
@@ -167,10 +168,28 @@ class FSDP2(Placement):
         from torch.distributed.fsdp import fully_shard
 
         super().place(tensors)
-        self.module = _module([t if t.ndim else torch.nn.Parameter(t.detach().reshape(1)) for t in tensors])
-        device = "cuda" if tensors and tensors[0].is_cuda else "cpu"
-        fully_shard(self.module, mesh=init_device_mesh(device, (self.world_size,)))
-        return list(self.module.parameters())
+        shardable = [t if t.ndim else torch.nn.Parameter(t.detach().reshape(1)) for t in tensors]
+        mesh = init_device_mesh("cuda" if tensors and tensors[0].is_cuda else "cpu", (self.world_size,))
+        by_dtype: dict[torch.dtype, list[int]] = {}
+        for index, tensor in enumerate(shardable):
+            by_dtype.setdefault(tensor.dtype, []).append(index)
+        if len(by_dtype) <= 1:
+            self.module = _module(shardable)
+            fully_shard(self.module, mesh=mesh)
+            return list(self.module.parameters())
+        # fully_shard keeps one dtype per group of parameters: a model of several dtypes shards each
+        # dtype's parameters as a module of its own, then the root, as a user shards layer by layer.
+        self.module = torch.nn.Module()
+        self.module.groups = torch.nn.ModuleList([_module([shardable[i] for i in indices])
+                                                  for indices in by_dtype.values()])
+        for group in self.module.groups:
+            fully_shard(group, mesh=mesh)
+        fully_shard(self.module, mesh=mesh)
+        placed: list[torch.nn.Parameter] = list(shardable)
+        for indices, group in zip(by_dtype.values(), self.module.groups):
+            for index, param in zip(indices, group.params):
+                placed[index] = param
+        return placed
 
     def gradient(self, param, full):
         from torch.distributed.tensor import distribute_tensor

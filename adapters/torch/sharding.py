@@ -67,6 +67,14 @@ def resume_world_size(sharding: Sharding) -> int | str:
     return 4 if sharding.world_size == 2 else 2
 
 
+def one_dtype(sharding: Sharding) -> str | None:
+    """Why ``sharding``'s strategy takes parameters of one dtype only, or None."""
+    if sharding.strategy == "zero1":
+        # torch 2.13, torch/distributed/optim/zero_redundancy_optimizer.py:1481, _verify_same_dense_param_type
+        return "ZeroRedundancyOptimizer refuses parameters of several dtypes (\"only supports using the same dense type for all parameters\")"
+    return None
+
+
 def held(placement: Placement, got: Trajectory) -> list[tuple[int, int, tuple[int, int] | None, str, np.ndarray]]:
     return [(index, placement.rank, placement.rows(index), placement.describe(index), trajectory)
             for index, trajectory in enumerate(got.params)]

@@ -13,7 +13,7 @@ import torch
 from optspec import spec
 from optspec.adapters import ranks
 from optspec.adapters.batching import Member
-from optspec.adapters.driver import Session, SubjectInfo
+from optspec.adapters.driver import Dtypes, Session, SubjectInfo, tensor_dtypes
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
@@ -39,11 +39,11 @@ class TorchSession(Session):
     """
 
     def __init__(self, cls: type, kwargs: Mapping[str, Any], params0: Sequence[np.ndarray],
-                 lr0: float, dtype: str, device: str | None,
+                 lr0: float, dtype: Dtypes, device: str | None,
                  groups: Sequence[tuple[int, Mapping[str, Any]]] | None = None) -> None:
-        self.dtype, self.device = dtype, device
+        self.dtypes, self.device = tensor_dtypes(dtype, len(params0)), device
         self.placement = ranks.new_placement()
-        self.tensors = [torch.nn.Parameter(asarray("torch", p, dtype, device)) for p in params0]
+        self.tensors = [torch.nn.Parameter(asarray("torch", p, d, device)) for p, d in zip(params0, self.dtypes)]
         if self.placement is not None:  # a rank of a sharded run
             self.tensors = self.placement.place(self.tensors)
             cls = self.placement.optimizer(cls)
@@ -57,7 +57,7 @@ class TorchSession(Session):
         self.optimizer = cls(param_groups, lr=lr0, **kwargs)
 
     def feed(self, grads: Sequence[np.ndarray]) -> list[Any]:
-        fed = [asarray("torch", g, self.dtype, self.device) for g in grads]
+        fed = [asarray("torch", g, d, self.device) for g, d in zip(grads, self.dtypes)]
         if self.placement is not None:
             fed = [self.placement.gradient(p, g) for p, g in zip(self.tensors, fed)]
         return fed

@@ -5,7 +5,8 @@
 ``amsgrad`` and ``maximize`` not offered), written with elementwise tensor
 methods on each DTensor parameter's local shard, as hand-written optimizers
 under FSDP2 do.  The others
-change one thing where a rank other than 0 runs it.
+change one thing where a rank other than 0 runs it, but :class:`FirstDtypeOnlyAdamW`, which a model of
+several dtypes shows (the sharded ``mixed-dtypes`` case).
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ class ShardStateLostOnResume(PlainAdamW):
         super().load_state_dict(state_dict)
         if _on_a_later_rank():
             self.state.clear()
+
+
+class FirstDtypeOnlyAdamW(PlainAdamW):
+    """Steps only the parameters of the first parameter's dtype, as a kernel that groups tensors by dtype
+    and runs the first group alone would; the others keep their values.  A model of one dtype cannot
+    show it."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        first = self.param_groups[0]["params"][0].dtype
+        kept = [(p, p.grad) for group in self.param_groups for p in group["params"] if p.dtype != first]
+        for param, _ in kept:
+            param.grad = None
+        super().step(closure)
+        for param, grad in kept:
+            param.grad = grad
 
 
 def _record_pid() -> None:
