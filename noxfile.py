@@ -1,5 +1,5 @@
 """nox sessions for optspec: tests, end_to_end, conventions, sharded, separate, lint, conformance (and
-conformance_separate), golden, golden_check, bench.
+conformance_separate), ecosystem, ecosystem_check, golden, golden_check, bench.
 
 Installs go through uv.  uv does not read pip's configuration, so pip's
 find-links (where a local CPU wheel of ``torch==2.13.0`` may live) are passed on
@@ -87,11 +87,16 @@ def _install_for_tests(session: nox.Session) -> None:
     """Every framework in one environment, and the real optimizers of the ``real`` extra with torch pinned."""
     session.install("-e", ALL_EXTRAS)
     _install_tf_keras(session)
+    session.install("-c", _torch_pin(session), "-e", ".[real]")
+    _check_cpu_torch(session)
+
+
+def _torch_pin(session: nox.Session) -> str:
+    """A constraints file that holds torch at :data:`TORCH_PIN`, for installs beside it."""
     pin = session.create_tmp() + "/torch-pin.txt"
     with open(pin, "w") as handle:
         handle.write(TORCH_PIN + "\n")
-    session.install("-c", pin, "-e", ".[real]")
-    _check_cpu_torch(session)
+    return pin
 
 
 def _check_cpu_torch(session: nox.Session) -> None:
@@ -226,6 +231,35 @@ def _matrix(session: nox.Session, framework: str | None, options: list[str]) -> 
     if "--out" not in args:
         args += ["--out", f"conformance_results/{framework or 'all'}"]
     session.run("optspec", *args)
+
+
+def _install_ecosystem(session: nox.Session) -> None:
+    """Every framework of the scoreboard in one environment (each row runs in a process of its own, so Paddle
+    never meets TensorFlow), and the third-party optimizers of the ``ecosystem`` extra with torch pinned."""
+    _install_for_tests(session)
+    # Paddle pins opt-einsum==3.3.0 and heavyball needs >=3.4: uv is told to take 3.4 for both (Paddle imports
+    # and steps its AdamW with it: the scoreboard's row).
+    override = session.create_tmp() + "/opt-einsum-override.txt"
+    with open(override, "w") as handle:
+        handle.write("opt-einsum==3.4.0\n")
+    session.install("-c", _torch_pin(session), "--override", override, "-e", ".[paddle,ecosystem]")
+    _check_cpu_torch(session)
+
+
+@nox.session(python="3.11")
+def ecosystem(session: nox.Session) -> None:
+    """The scoreboard of real AdamWs (``tools/ecosystem_rows.py``): regenerates ``docs/ecosystem``;
+    ``nox -s ecosystem -- --only NAME ...`` regenerates those rows; ``-- --check`` is ``ecosystem_check``."""
+    _install_ecosystem(session)
+    session.run("python", "-m", "tools.ecosystem", *session.posargs)
+
+
+@nox.session(python="3.11")
+def ecosystem_check(session: nox.Session) -> None:
+    """Runs every scoreboard row afresh and fails where a committed row no longer matches (versions, verdicts,
+    causes, identified conventions; not numbers).  Budget: 12 minutes on 2 cores, the install included."""
+    _install_ecosystem(session)
+    session.run("python", "-m", "tools.ecosystem", "--check", *session.posargs)
 
 
 @nox.session(python="3.11")

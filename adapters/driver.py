@@ -22,7 +22,7 @@ import numpy as np
 
 from optspec.adapters.batching import Member
 from optspec.adapters.errors import SubjectError, one_line
-from optspec.adapters.namespaces import DTYPES, dtype_name, to_numpy
+from optspec.adapters.namespaces import DTYPES, dtype_name, quantized, to_numpy
 from optspec.adapters.plugins import same_value
 
 #: The dtype of a run: one name for every tensor, or one per tensor (a model of several dtypes).
@@ -181,7 +181,9 @@ class Trajectory:
     of ``params`` per :class:`View` in ``views`` (what each rank held), in
     place of one per tensor.  ``storage_dtypes`` are the floating dtypes (of
     :data:`~optspec.adapters.namespaces.DTYPES`) its parameters and state were
-    held in after the last step; empty where the session does not say.
+    held in after the last step, and the 8-bit ones of quantized state
+    (:func:`~optspec.adapters.namespaces.quantized`); empty where the session
+    does not say.
     """
 
     params: list[np.ndarray]
@@ -384,5 +386,6 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
             step=index + 1, completed=stacked(),
         ) from None
     result.params = stacked()
-    result.storage_dtypes = frozenset(name for name in map(dtype_name, session.storage()) if name in DTYPES)
+    result.storage_dtypes = frozenset(name for name in map(dtype_name, session.storage())
+                                      if name in DTYPES or quantized(name))
     return result

@@ -17,6 +17,12 @@ from optspec.adapters.frameworks import describe, part
 DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
 
+def quantized(name: str) -> bool:
+    """Whether a dtype name is one of 8 bits that optimizers quantize their state to (``int8``, ``uint8``,
+    ``float8_*``): values that no tolerance model of :data:`DTYPES` describes."""
+    return name in ("int8", "uint8") or name.startswith("float8")
+
+
 def devices(framework: str) -> list[str]:
     """The devices this framework sees here, by the names ``--device`` takes."""
     return part(framework, "arrays").devices()

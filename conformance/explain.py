@@ -10,6 +10,7 @@ import numpy as np
 
 from optspec import spec
 from optspec.adapters.driver import SubjectInfo
+from optspec.adapters.namespaces import quantized
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.reference import reference
@@ -81,7 +82,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     (``storage_dtypes``, read from the subject by the driver): then
     ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
     model of dtype ``d``) is asked for that dtype, and if its bounds hold
-    every step, the advice is to certify in it.  A subject that holds its
+    every step, the advice is to certify in it; where it holds state in 8
+    bits (quantized), none is offered, and that is said.  A subject that holds its
     parameters and state in the dtype under test is never told to re-run in
     a coarser one: that would weaken the check it failed.  Failing that, a
     float64 trajectory whose every value is a float32 value is named as
@@ -114,6 +116,10 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                          f"{score:.3g}{at_failing_step})", candidates[best])
     verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves {HINT_THRESHOLD:g} of "
                f"the case's largest error, {base:.3g}, or less{at_failing_step}")
+    if eight_bit := sorted(d for d in storage_dtypes if quantized(d)):
+        # its floating state beside them (float16 scales of 8-bit moments) is not what it computes in
+        return Diagnosis(f"{verdict}; the subject holds state in 8 bits ({', '.join(eight_bit)}): quantized, "
+                         "which no dtype's tolerance model describes, so no --dtype certifies what it computes")
     for arithmetic in COARSER_ARITHMETIC.get(dtype, ()) if worst_ratio_in is not None else ():
         if arithmetic not in storage_dtypes:
             continue

@@ -23,6 +23,7 @@ from optspec.adapters.frameworks import describe
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
+from optspec.conformance.verdict import Certificate
 
 #: identify's dtype unless told otherwise: the conventions differ by far more than its rounding.
 DEFAULT_DTYPE = "float32"
@@ -49,6 +50,7 @@ class Identification:
       certified: what ``certify`` said of the subject against the best
         convention: None where it was not asked (nothing fit), else the
         certificate's headline, and ``rejection`` the failure if it rejected.
+      certificate: that certification's :class:`~optspec.conformance.verdict.Certificate`, or None.
     """
 
     knobs: dict[str, Any]
@@ -57,6 +59,7 @@ class Identification:
     dtype: str = DEFAULT_DTYPE
     certified: str | None = None
     rejection: str | None = None
+    certificate: Certificate | None = dataclasses.field(default=None, repr=False)
 
     @property
     def fits(self) -> bool:
@@ -183,6 +186,7 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
             subject = dataclasses.replace(subject, supports=subject.supports - {flag})
     cert = certify(subject, convention=preset or held, dtype=dtype,
                    examples=examples, golden_dir=golden_dir)
+    found.certificate = cert
     found.certified = (f"conforms in {cert.cases_run} cases" + (f" and {sum(g.applicable for g in cert.golden)} "
                        "golden scenarios" if cert.golden else "") + f" ({dtype})")
     if not cert.conforms:

@@ -37,6 +37,10 @@ class Knobs:
         """A copy with some knobs changed."""
         return dataclasses.replace(self, **knobs)
 
+    def canonical(self: K) -> K:
+        """The same update rule, each choice named one way where two names compute the same maths."""
+        return self
+
     def agrees(self, knob: str, value: Any) -> bool:
         """Whether this convention's ``knob`` is ``value``, or either is the knob's wildcard."""
         wildcard = self.WILDCARDS.get(knob, _NO_WILDCARD)

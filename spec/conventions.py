@@ -59,6 +59,13 @@ class Convention(Knobs):
     epsilon: str = "corrected"
     amsgrad: str = "raw"
 
+    def canonical(self) -> Convention:
+        r"""Without bias correction :math:`\alpha_t=\mathrm{lr}`, so ``epsilon="hat"`` computes what
+        ``"corrected"`` does (:math:`\mathrm{lr}\,m/(\sqrt{v}+\epsilon)`): it is named ``"corrected"``."""
+        if not self.bias_correction and self.epsilon == "hat":
+            return self.replace(epsilon="corrected")
+        return self
+
 
 #: Each knob of :class:`Convention` and the values it may take.
 KNOB_VALUES: Mapping[str, tuple] = Convention.KNOB_VALUES

@@ -100,3 +100,29 @@ def test_a_hostile_subject_name_is_text_on_the_page_and_runs_nothing(browser, tm
     assert f"optspec certificate: {hostile}" in shown.text and f"{hostile} diverged" in shown.text
     plots = sorted(tmp_path.glob("errors-*.png"))
     assert len(shown.image_widths) == len(plots)  # the name's <img> is text, not an element
+
+
+def test_the_ecosystem_scoreboard_page_shows_every_row_its_plots_and_filters_by_framework(browser):
+    from tools import ecosystem
+    from tools.ecosystem_rows import IMPLEMENTATIONS
+
+    rows = ecosystem.load(ecosystem.DEFAULT_DIR)
+    shown = Rendered(browser, ecosystem.DEFAULT_DIR / "index.html")
+    assert not shown.errors, shown.console
+    assert shown.page.get_by_role("heading", name="The AdamW ecosystem, certified").is_visible()
+    for impl, row in zip(IMPLEMENTATIONS, rows):
+        cells = shown.page.locator(f"#row-{impl.slug} td").all_inner_texts()
+        assert cells[0] == impl.name and all(f"{v.dtype}: {v.verdict}" in cells[5] for v in row.verdicts), cells
+    plotted = sum(1 for row in rows for v in row.verdicts if len([e for e in v.errors if e[0] > 0 and e[1] > 0]) > 1)
+    assert plotted and shown.page.locator("table svg").count() == plotted
+    assert all(box["width"] > 0 for box in (svg.bounding_box() for svg in shown.page.locator("table svg").all()))
+    # the framework filter hides every other framework's rows (CSS alone: the page runs no script)
+    torch_rows = [impl for impl in IMPLEMENTATIONS if impl.framework == "torch"]
+    other = next(impl for impl in IMPLEMENTATIONS if impl.framework != "torch")
+    assert shown.visible(f"#row-{other.slug}")
+    shown.page.click("label[for=framework-torch]")
+    assert not shown.visible(f"#row-{other.slug}") and all(shown.visible(f"#row-{i.slug}") for i in torch_rows)
+    shown.page.click("label[for=verdict-differs]")
+    differing = {row.name for row in rows if any(v.verdict == "does not conform" for v in row.verdicts)}
+    assert all(shown.visible(f"#row-{i.slug}") == (i.name in differing) for i in torch_rows)
+    assert not shown.errors, shown.console
