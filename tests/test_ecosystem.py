@@ -54,6 +54,11 @@ def test_each_row_agrees_with_its_source_or_says_why_not_with_identifys_evidence
             assert verdict.cause in section
 
 
+def test_the_committed_pages_are_the_rendering_of_the_committed_rows():
+    for name, text in ecosystem.pages(ROWS).items():
+        assert (COMMITTED / name).read_text() == text, f"{name} is stale: python -m tools.ecosystem --pages"
+
+
 def test_the_certificates_hold_the_verdicts_of_the_rows():
     for row in ROWS:
         certs = json.loads((COMMITTED / "certificates" / f"{BY_NAME[row.name].slug}.json").read_text())["certificates"]

@@ -26,10 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from optspec.conformance.atomic import write_text
+from tools import ecosystem_pages
 from tools.ecosystem_records import Implementation, Measured, Verdict, agreement, differing_knobs
 from tools.ecosystem_rows import IMPLEMENTATIONS
 
@@ -96,9 +98,11 @@ def _verdict(cert: Any) -> Verdict:
                    tuple((round(e, 6), round(b, 6)) for e, b in fail.error_and_bound_per_step))
 
 
-def run_rows(rows: list[Implementation], out: Path, jobs: int) -> tuple[list[Measured], list[str]]:
-    """Each row in a process of its own, ``jobs`` at a time: the measured rows, and a line per row that
-    could not run."""
+def run_rows(rows: list[Implementation], out: Path, jobs: int, took: Mapping[str, float] | None = None
+             ) -> tuple[list[Measured], list[str]]:
+    """Each row in a process of its own, ``jobs`` at a time, the longest first by the seconds each ``took``
+    before: the measured rows, and a line per row that could not run."""
+    took = took or {}
     def one(impl: Implementation) -> tuple[Measured | None, str | None]:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if impl.backend:
@@ -118,8 +122,12 @@ def run_rows(rows: list[Implementation], out: Path, jobs: int) -> tuple[list[Mea
               + f" ({row.seconds:.0f} s)", flush=True)
         return row, None
 
+    # the longest rows first (by the seconds they took last time): DeepSpeed's op compiles for two minutes,
+    # beside which the short rows fill the other worker
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(one, rows))
+        started = {impl.name: pool.submit(one, impl)
+                   for impl in sorted(rows, key=lambda impl: -took.get(impl.name, 0.0))}
+        results = [started[impl.name].result() for impl in rows]
     return [r for r, _ in results if r is not None], [e for _, e in results if e is not None]
 
 
@@ -162,11 +170,15 @@ def mismatches(committed: list[Measured], fresh: list[Measured]) -> list[str]:
     return lines
 
 
+def pages(rows: list[Measured]) -> dict[str, str]:
+    """``README.md`` and ``index.html`` of ``rows``, by file name."""
+    impls = {impl.name: impl for impl in IMPLEMENTATIONS}
+    pairs = [(impls[row.name], row) for row in rows]
+    return {"README.md": ecosystem_pages.markdown(pairs), "index.html": ecosystem_pages.html_page(pairs)}
+
+
 def write(rows: list[Measured], certificates: Path, out: Path) -> None:
     """The scoreboard into ``out``, swapped in whole: until the last rename the committed folder is intact."""
-    from optspec.conformance.atomic import write_text
-    from tools import ecosystem_pages
-
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new."))
@@ -175,10 +187,8 @@ def write(rows: list[Measured], certificates: Path, out: Path) -> None:
         shutil.copytree(certificates, staging / "certificates")  # each row's {slug}.json
         (staging / "certificates").chmod(0o755)  # the scratch folder's 0700 came with it
         write_text(staging / "scoreboard.json", to_json(rows))
-        impls = {impl.name: impl for impl in IMPLEMENTATIONS}
-        pairs = [(impls[row.name], row) for row in rows]
-        write_text(staging / "README.md", ecosystem_pages.markdown(pairs))
-        write_text(staging / "index.html", ecosystem_pages.html_page(pairs))
+        for name, text in pages(rows).items():
+            write_text(staging / name, text)
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():
@@ -205,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="these rows only")
     parser.add_argument("--jobs", type=int, default=2, help="rows run at once (default 2)")
     parser.add_argument("--list", action="store_true", help="name every row")
+    parser.add_argument("--pages", action="store_true",
+                        help="rewrite README.md and index.html from the committed scoreboard.json, running nothing")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, in this process (run_rows's children)
     args = parser.parse_args(argv)
     if args.list:
@@ -216,13 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         row = measure(impl, Path(args.out))
         (Path(args.out) / f"{impl.slug}.row.json").write_text(json.dumps(dataclasses.asdict(row)))
         return 0
+    if args.pages:
+        out = Path(args.out)
+        for name, text in pages(load(out)).items():
+            write_text(out / name, text)
+        print(f"wrote {out}/README.md, index.html")
+        return 0
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: give at least 1")
     rows = by_name(args.only)
     out = Path(args.out)
     committed = load(out) if args.check else None
+    before = committed if committed is not None else load(out) if (out / "scoreboard.json").is_file() else []
     with tempfile.TemporaryDirectory(prefix="optspec-ecosystem-") as scratch:
-        measured, failed = run_rows(rows, Path(scratch), args.jobs)
+        measured, failed = run_rows(rows, Path(scratch), args.jobs, {row.name: row.seconds for row in before})
         for line in failed:
             print(f"could not run: {line}")
         if committed is not None:

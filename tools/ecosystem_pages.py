@@ -18,6 +18,7 @@ import math
 
 from optspec.conformance.html import POLICY, STYLE
 from tools.ecosystem_records import Implementation, Measured, Verdict, shown
+from tools.ecosystem_rows import NOT_RUN
 
 Pair = tuple[Implementation, Measured]
 
@@ -64,6 +65,8 @@ def markdown(pairs: list[Pair]) -> str:
         cells = list(_cells(impl, row))
         cells[-1] = f"[json]({cells[-1]})"
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+    lines += ["", "## Not on the scoreboard, and why", ""]
+    lines += [f"- {unrun.name} ({unrun.package}): {unrun.reason}." for unrun in NOT_RUN]
     lines += ["", "## What each source shows", ""]
     for impl, row in pairs:
         lines += [f"### {impl.name}", "", f"`{impl.impl}` ({impl.where}); read from the source: "
@@ -150,4 +153,7 @@ def html_page(pairs: list[Pair]) -> str:
             + "".join(filters)
             + "<table>\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADER) + "</tr></thead>\n"
             "<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n</main>\n"
+            "<h2>Not on the scoreboard, and why</h2>\n<ul>"
+            + "".join(f"<li>{html.escape(u.name)} ({html.escape(u.package)}): {html.escape(u.reason)}.</li>"
+                      for u in NOT_RUN) + "</ul>\n"
             "<h2>What each source shows</h2>\n" + "\n".join(sources) + "\n</body>\n</html>\n")

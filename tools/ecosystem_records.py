@@ -110,6 +110,16 @@ class Implementation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Unrun:
+    """An optimizer the scoreboard should hold and cannot here: ``name``, ``package`` and the ``reason``
+    measured (the error its import or install gave)."""
+
+    name: str
+    package: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
     """``certify`` against the claimed convention in one dtype.
 

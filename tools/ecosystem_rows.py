@@ -10,7 +10,7 @@ is ``certify`` against it.  ``reading`` is what the cited lines compute.
 
 from __future__ import annotations
 
-from tools.ecosystem_records import Citation, Implementation, Reading
+from tools.ecosystem_records import Citation, Implementation, Reading, Unrun
 
 _TORCH_ADAM = "torch/optim/adam.py"
 _HF = "transformers/optimization.py"
@@ -221,3 +221,17 @@ TORCH_MORE = (
 )
 
 IMPLEMENTATIONS: tuple[Implementation, ...] = (*TORCH, *TORCH_MORE, *JAX, *KERAS, *OTHERS)
+
+#: What the scoreboard lacks, and why: each reason is what the install or import printed beside torch 2.13.0+cpu.
+NOT_RUN: tuple[Unrun, ...] = (
+    Unrun("timm AdamW variants (timm.optim)", "timm 1.0.31",
+          "`import timm.optim` imports timm's package, which imports torchvision: PyPI's torchvision 0.28 fails "
+          "beside the CPU torch 2.13 wheel (RuntimeError: operator torchvision::nms does not exist), and without "
+          "it the import fails (No module named 'torchvision')"),
+    Unrun("Composer DecoupledAdamW", "mosaicml 0.32.1",
+          "mosaicml 0.32.1 requires torch<2.7.1 and torchvision<0.22.1: it cannot be installed beside the pinned "
+          "torch 2.13"),
+    Unrun("MindSpore nn.AdamWeightDecay and experimental.optim.AdamW", "mindspore 2.10.0",
+          "MindSpore needs NumPy 1, which JAX 0.10 in the scoreboard's environment does not take; both are "
+          "certified against their presets (bert and torch) in `nox -s separate` (tests/test_mindspore.py)"),
+)
