@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary name in the same directory, then ``os.replace``.
+"""Atomic writes: a file through a temporary name in the same directory, then ``os.replace``; a directory
+through a staging directory beside it (:func:`replace_directory`).
 
 The file is created by ``os.open`` with mode ``0o666``, which the kernel
 masks with the process's umask, so the written file has the mode any other
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 #: ``os.open`` flags of the temporary file: created here or not at all, closed in child processes.
@@ -54,3 +58,31 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str) -> None:
     """Writes ``text``, UTF-8 encoded, as :func:`write_bytes` does."""
     write_bytes(path, text.encode())
+
+
+def replace_directory(path: str | Path, fill: Callable[[Path], None]) -> None:
+    """Replaces the directory ``path`` with one that ``fill(staging)`` writes, all at once.
+
+    ``fill`` writes into a fresh directory beside ``path`` (as readable as any
+    new directory of the process, not ``mkdtemp``'s 0700); only when it has
+    returned is the old directory renamed aside and the new one renamed into
+    place, so until then ``path`` is untouched, and on any error the staging
+    directory is removed and ``path`` is left as it was.
+    """
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new."))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
+    try:
+        fill(staging)
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        staging.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -140,3 +140,21 @@ def test_an_unknown_row_is_a_one_line_error_naming_the_way_to_list_them():
 def test_the_projects_readme_links_the_scoreboard_as_the_answer():
     readme = (Path(ecosystem.ROOT) / "README.md").read_text()
     assert "Which AdamW am I running?" in readme and "docs/ecosystem/README.md" in readme
+
+
+def test_an_interrupted_write_leaves_the_committed_scoreboard_as_it_was(tmp_path, monkeypatch):
+    board = tmp_path / "board"
+    shutil.copytree(COMMITTED, board)
+    before = {p: p.read_bytes() for p in board.rglob("*") if p.is_file()}
+    calls = []
+
+    def interrupted(path, text):
+        calls.append(path)
+        if len(calls) == 2:  # the scoreboard written, the pages not yet
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ecosystem, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ecosystem.write(ROWS[:1], board / "certificates", board)
+    assert {p: p.read_bytes() for p in board.rglob("*") if p.is_file()} == before
+    assert not list(tmp_path.glob(".board.new.*"))

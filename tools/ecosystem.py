@@ -28,12 +28,15 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from optspec.conformance.atomic import write_text
+from optspec.conformance.atomic import replace_directory, write_text
 from tools import ecosystem_pages
 from tools.ecosystem_records import Implementation, Measured, Verdict, agreement, differing_knobs
 from tools.ecosystem_rows import IMPLEMENTATIONS
+
+if TYPE_CHECKING:
+    from optspec.conformance.verdict import Certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DIR = ROOT / "docs" / "ecosystem"
@@ -65,11 +68,11 @@ def measure(impl: Implementation, out: Path) -> Measured:
 
     start = time.monotonic()
     golden_dir = str(GOLDEN) if GOLDEN.is_dir() else None
-    (subject,) = adapters.resolve_subject(impl.framework, impl.impl, impl.rule)[:1]
+    subject = adapters.resolve_subject(impl.framework, impl.impl, impl.rule)[0]
     found = identify(subject, dtype="float32", examples=impl.examples, golden_dir=golden_dir)
     said = found.lines()
     identified = said[-1]
-    knobs = {k: v for k, v in found.knobs.items()} if identified != "unfit" else {}
+    knobs = dict(found.knobs) if identified != "unfit" else {}
     # identify certified its fit in float32 with these examples: where that is the claim, its certificate is
     # the one certify would give
     reused = found.certificate if found.certificate is not None and found.certificate.convention == impl.claims \
@@ -86,7 +89,8 @@ def measure(impl: Implementation, out: Path) -> Measured:
                     seconds=round(time.monotonic() - start, 1))
 
 
-def _verdict(cert: Any) -> Verdict:
+def _verdict(cert: Certificate) -> Verdict:
+    """A certificate's verdict in the scoreboard's words; the failure's error and bound per step to 4 digits."""
     if not cert.applicable:
         return Verdict(cert.dtype, cert.verdict, cert.why_not_applicable)
     if cert.failure is None:
@@ -95,7 +99,7 @@ def _verdict(cert: Any) -> Verdict:
     cause = fail.hint if fail.hint and fail.hint.startswith("most likely knob: ") else (
         f"{fail.check} at step {fail.step}: {fail.detail}" + (f"; {fail.hint}" if fail.hint else ""))
     return Verdict(cert.dtype, cert.verdict, cause,
-                   tuple((round(e, 6), round(b, 6)) for e, b in fail.error_and_bound_per_step))
+                   tuple((float(f"{e:.4g}"), float(f"{b:.4g}")) for e, b in fail.error_and_bound_per_step))
 
 
 def run_rows(rows: list[Implementation], out: Path, jobs: int, took: Mapping[str, float] | None = None
@@ -103,6 +107,7 @@ def run_rows(rows: list[Implementation], out: Path, jobs: int, took: Mapping[str
     """Each row in a process of its own, ``jobs`` at a time, the longest first by the seconds each ``took``
     before: the measured rows, and a line per row that could not run."""
     took = took or {}
+
     def one(impl: Implementation) -> tuple[Measured | None, str | None]:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if impl.backend:
@@ -179,25 +184,15 @@ def pages(rows: list[Measured]) -> dict[str, str]:
 
 def write(rows: list[Measured], certificates: Path, out: Path) -> None:
     """The scoreboard into ``out``, swapped in whole: until the last rename the committed folder is intact."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new."))
-    staging.chmod(0o755)
-    try:
+
+    def fill(staging: Path) -> None:
         shutil.copytree(certificates, staging / "certificates")  # each row's {slug}.json
-        (staging / "certificates").chmod(0o755)  # the scratch folder's 0700 came with it
+        (staging / "certificates").chmod(staging.stat().st_mode)  # not the scratch folder's 0700
         write_text(staging / "scoreboard.json", to_json(rows))
         for name, text in pages(rows).items():
             write_text(staging / name, text)
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    replace_directory(out, fill)
 
 
 def load(directory: Path) -> list[Measured]:

@@ -8,15 +8,12 @@ regeneration with an unchanged spec is byte-identical.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from optspec.conformance import golden
-from optspec.conformance.atomic import write_text
+from optspec.conformance.atomic import replace_directory, write_text
 
 
 def regenerate(golden_dir: str | Path = golden.DEFAULT_DIR) -> int:
@@ -25,26 +22,15 @@ def regenerate(golden_dir: str | Path = golden.DEFAULT_DIR) -> int:
     Until the final rename the committed directory is untouched, so an
     interruption leaves it intact.
     """
-    golden_dir = Path(golden_dir).resolve()
     files, manifest = golden.generate()
-    staging = Path(tempfile.mkdtemp(dir=golden_dir.parent, prefix=f".{golden_dir.name}.new."))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the golden directory is as readable as any
-    try:
+
+    def fill(staging: Path) -> None:
         for relative, data in files.items():
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).write_bytes(data)
         write_text(staging / "MANIFEST.json", golden.manifest_text(manifest))
-        old = golden_dir.with_name(f".{golden_dir.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if golden_dir.exists():
-            golden_dir.rename(old)
-        staging.rename(golden_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    replace_directory(golden_dir, fill)
     return len(files)
 
 
