@@ -235,15 +235,28 @@ def _matrix(session: nox.Session, framework: str | None, options: list[str]) -> 
 
 def _install_ecosystem(session: nox.Session) -> None:
     """Every framework of the scoreboard in one environment (each row runs in a process of its own, so Paddle
-    never meets TensorFlow), and the third-party optimizers of the ``ecosystem`` extra with torch pinned."""
-    _install_for_tests(session)
+    never meets TensorFlow), with the third-party optimizers of the ``ecosystem`` extra, at the versions of
+    ``tools/ecosystem-constraints.txt`` and torch pinned."""
     # Paddle pins opt-einsum==3.3.0 and heavyball needs >=3.4: uv is told to take 3.4 for both (Paddle imports
     # and steps its AdamW with it: the scoreboard's row).
     override = session.create_tmp() + "/opt-einsum-override.txt"
     with open(override, "w") as handle:
         handle.write("opt-einsum==3.4.0\n")
-    session.install("-c", _torch_pin(session), "--override", override, "-e", ".[paddle,ecosystem]")
+    session.install("-c", _torch_pin(session), "-c", "tools/ecosystem-constraints.txt", "--override", override,
+                    "-e", f"{ALL_EXTRAS[:-1]},paddle,ecosystem]")
+    _install_tf_keras(session)
     _check_cpu_torch(session)
+
+
+def _mindspore_python(session: nox.Session) -> str:
+    """The interpreter of an environment of MindSpore's own (it needs NumPy 1, which JAX 0.10 does not take),
+    made with the uv of the session's environment, for the scoreboard's MindSpore rows."""
+    path = session.create_tmp() + "/mindspore-env"
+    session.run("uv", "venv", "-q", "--allow-existing", "--python", "3.11", path)
+    python = f"{path}/bin/python"
+    session.run("uv", "pip", "install", "-q", "--python", python, "-c", "tools/ecosystem-constraints-mindspore.txt",
+                "-e", ".[mindspore,conformance]")
+    return python
 
 
 @nox.session(python="3.11")
@@ -251,7 +264,8 @@ def ecosystem(session: nox.Session) -> None:
     """The scoreboard of real AdamWs (``tools/ecosystem_rows.py``): regenerates ``docs/ecosystem``;
     ``nox -s ecosystem -- --only NAME ...`` regenerates those rows; ``-- --check`` is ``ecosystem_check``."""
     _install_ecosystem(session)
-    session.run("python", "-m", "tools.ecosystem", *session.posargs)
+    session.run("python", "-m", "tools.ecosystem", "--python", f"mindspore={_mindspore_python(session)}",
+                *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -259,7 +273,8 @@ def ecosystem_check(session: nox.Session) -> None:
     """Runs every scoreboard row afresh and fails where a committed row no longer matches (versions, verdicts,
     causes, identified conventions; not numbers).  Budget: 12 minutes on 2 cores, the install included."""
     _install_ecosystem(session)
-    session.run("python", "-m", "tools.ecosystem", "--check", *session.posargs)
+    session.run("python", "-m", "tools.ecosystem", "--check", "--python", f"mindspore={_mindspore_python(session)}",
+                *session.posargs)
 
 
 @nox.session(python="3.11")

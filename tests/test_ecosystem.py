@@ -20,6 +20,7 @@ import pytest
 from tools import ecosystem
 from tools.ecosystem_records import Reading, agreement, differing_knobs
 from tools.ecosystem_rows import IMPLEMENTATIONS
+from tools.torch_source import TORCH_VERSION
 
 COMMITTED = ecosystem.DEFAULT_DIR
 ROWS = ecosystem.load(COMMITTED)
@@ -33,6 +34,15 @@ def test_every_row_is_committed_with_its_sources_across_at_least_six_frameworks(
     for impl in IMPLEMENTATIONS:
         assert impl.sources and all(c.file and c.lines and c.says for c in impl.sources), impl.name
         assert (COMMITTED / "certificates" / f"{impl.slug}.json").is_file(), impl.name
+
+
+def test_the_session_installs_each_package_at_the_version_its_row_records():
+    pins = dict(line.split("==") for name in ("ecosystem-constraints.txt", "ecosystem-constraints-mindspore.txt")
+                for line in (ecosystem.ROOT / "tools" / name).read_text().splitlines()
+                if line and not line.startswith("#"))
+    pins["torch"] = f"{TORCH_VERSION}+cpu"
+    for row in ROWS:
+        assert pins[BY_NAME[row.name].package] == row.version, row.name
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.name)

@@ -102,18 +102,23 @@ def _verdict(cert: Certificate) -> Verdict:
                    tuple((float(f"{e:.4g}"), float(f"{b:.4g}")) for e, b in fail.error_and_bound_per_step))
 
 
-def run_rows(rows: list[Implementation], out: Path, jobs: int, took: Mapping[str, float] | None = None
-             ) -> tuple[list[Measured], list[str]]:
+def run_rows(rows: list[Implementation], out: Path, jobs: int, took: Mapping[str, float] | None = None,
+             pythons: Mapping[str, str] | None = None) -> tuple[list[Measured], list[str]]:
     """Each row in a process of its own, ``jobs`` at a time, the longest first by the seconds each ``took``
-    before: the measured rows, and a line per row that could not run."""
-    took = took or {}
+    before, a row of an environment of its own run by that environment's interpreter (``pythons``): the
+    measured rows, and a line per row that could not run."""
+    took, pythons = took or {}, pythons or {}
 
     def one(impl: Implementation) -> tuple[Measured | None, str | None]:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if impl.backend:
             env["KERAS_BACKEND"] = impl.backend
+        python = sys.executable if impl.environment is None else pythons.get(impl.environment)
+        if python is None:
+            return None, (f"{impl.name}: runs in an environment of its own: give its interpreter with --python "
+                          f"{impl.environment}=PATH (nox -s ecosystem does)")
         try:
-            done = subprocess.run([sys.executable, "-m", "tools.ecosystem", "--row", impl.name, "--out", str(out)],
+            done = subprocess.run([python, "-m", "tools.ecosystem", "--row", impl.name, "--out", str(out)],
                                   env=env, cwd=ROOT, capture_output=True, text=True, timeout=ROW_TIME_LIMIT_S)
         except subprocess.TimeoutExpired:
             return None, f"{impl.name}: did not finish in {ROW_TIME_LIMIT_S} s"
@@ -212,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="name every row")
     parser.add_argument("--pages", action="store_true",
                         help="rewrite README.md and index.html from the committed scoreboard.json, running nothing")
+    parser.add_argument("--python", action="append", default=[], metavar="ENVIRONMENT=PATH",
+                        help="the interpreter of an environment the rows of that environment run in "
+                             "(mindspore=PATH: MindSpore needs NumPy 1)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # one row, in this process (run_rows's children)
     args = parser.parse_args(argv)
     if args.list:
@@ -231,12 +239,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: give at least 1")
+    pythons = {}
+    for given in args.python:
+        environment, _, path = given.partition("=")
+        if not path or not os.access(path, os.X_OK):
+            raise SystemExit(f"error: --python {given}: give ENVIRONMENT=PATH, PATH an interpreter that runs")
+        pythons[environment] = os.path.abspath(path)
     rows = by_name(args.only)
     out = Path(args.out)
     committed = load(out) if args.check else None
     before = committed if committed is not None else load(out) if (out / "scoreboard.json").is_file() else []
     with tempfile.TemporaryDirectory(prefix="optspec-ecosystem-") as scratch:
-        measured, failed = run_rows(rows, Path(scratch), args.jobs, {row.name: row.seconds for row in before})
+        measured, failed = run_rows(rows, Path(scratch), args.jobs, {row.name: row.seconds for row in before},
+                                    pythons)
         for line in failed:
             print(f"could not run: {line}")
         if committed is not None:

@@ -84,6 +84,8 @@ class Implementation:
       examples: drawn cases of each certification (identify's too).
       backend: ``KERAS_BACKEND`` for the ``keras`` framework.
       rule: the spec rule it implements.
+      environment: the environment of its own it runs in (``mindspore``: NumPy 1), whose interpreter
+        ``--python mindspore=PATH`` names; None for the scoreboard's own.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Implementation:
     examples: int = 20
     backend: str | None = None
     rule: str = "adamw"
+    environment: str | None = None
 
     @property
     def slug(self) -> str:
