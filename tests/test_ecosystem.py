@@ -138,6 +138,7 @@ def test_the_check_fails_when_a_committed_row_no_longer_matches_a_fresh_run(tmp_
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert f"MISMATCH {name}: identified was 'optax', a fresh run gives 'torch'" in stale.stdout
     assert f"MISMATCH {name}: verdicts was" in stale.stdout
+    assert "0 of 1 rows match the committed scoreboard" in stale.stdout
     assert (tmp_path / "board" / "certificates" / f"{slug}.json").read_bytes() == \
         (COMMITTED / "certificates" / f"{slug}.json").read_bytes()  # a check writes nothing
 

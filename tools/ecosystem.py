@@ -261,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       for impl in rows if impl.name not in {r.name for r in committed}]
             for line in lines:
                 print(f"MISMATCH {line}")
-            print(f"{len(rows) - len(lines)} of {len(rows)} rows match the committed scoreboard")
+            stale = {impl.name for impl in rows if any(line.startswith(f"{impl.name}: ") for line in lines)}
+            print(f"{len(rows) - len(stale)} of {len(rows)} rows match the committed scoreboard")
             return 1 if lines else 0
         if failed:
             print(f"{out} left as it was: {len(failed)} rows could not run")
