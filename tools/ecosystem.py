@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(rows) - len(stale)} of {len(rows)} rows match the committed scoreboard")
             return 1 if lines else 0
         if failed:
-            print(f"{out} left as it was: {len(failed)} rows could not run")
+            print(f"{out} left as it was: {len(failed)} of {len(rows)} rows could not run")
             return 1
         if args.only and (out / "scoreboard.json").is_file():  # the other rows stay as committed
             kept = [row for row in load(out) if row.name not in {impl.name for impl in rows}]
