@@ -41,11 +41,15 @@ _HEADING = re.compile(r"^(?P<level>#{1,6}) (?P<text>.*)$")
 def page(title: str, markdown: str, images: Mapping[str, bytes]) -> str:
     """The HTML page of ``markdown``, titled ``title``, with the PNGs of ``images`` (by the name the
     Markdown links) inlined; an image not in ``images`` reads as its alt text and name."""
-    body = "\n".join(_blocks(markdown.splitlines(), images))
+    return document(title, "\n".join(_blocks(markdown.splitlines(), images)))
+
+
+def document(title: str, body: str, style: str = STYLE) -> str:
+    """A whole page of ``body`` (HTML, already escaped) under :data:`POLICY`, titled ``title``."""
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+            f"<title>{html.escape(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
 def _blocks(lines: list[str], images: Mapping[str, bytes]) -> Iterator[str]:

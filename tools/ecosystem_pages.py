@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import math
 
-from optspec.conformance.html import POLICY, STYLE
+from optspec.conformance.html import STYLE, document
 from tools.ecosystem_records import Implementation, Measured, Verdict, shown
 from tools.ecosystem_rows import NOT_RUN
 
@@ -145,10 +145,7 @@ def html_page(pairs: list[Pair]) -> str:
                        f"({html.escape(impl.where)}); read from the source: {html.escape(impl.reading.describe())}."
                        f"</p><ul>{items}</ul>{differs}")
     style = STYLE + ".filter { font-weight: 600; }\ninput[type=radio] { margin-left: 0.6rem; }\n" + "\n".join(rules)
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>optspec: the AdamW ecosystem</title>\n<style>{style}</style>\n</head>\n<body>\n"
+    return document("optspec: the AdamW ecosystem", (
             f"<h1>The AdamW ecosystem, certified</h1>\n<p>{html.escape(INTRO)}</p>\n<main>\n"
             + "".join(filters)
             + "<table>\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADER) + "</tr></thead>\n"
@@ -156,4 +153,4 @@ def html_page(pairs: list[Pair]) -> str:
             "<h2>Not on the scoreboard, and why</h2>\n<ul>"
             + "".join(f"<li>{html.escape(u.name)} ({html.escape(u.package)}): {html.escape(u.reason)}.</li>"
                       for u in NOT_RUN) + "</ul>\n"
-            "<h2>What each source shows</h2>\n" + "\n".join(sources) + "\n</body>\n</html>\n")
+            "<h2>What each source shows</h2>\n" + "\n".join(sources)), style)
