@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import optspec
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
@@ -29,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     top = _Parser(prog="optspec", description=__doc__.splitlines()[0].replace("``", ""))
+    top.add_argument("--version", action="version", version=f"%(prog)s {optspec.__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="frameworks, subjects, rules and presets")
     for name, about in (("certify", "certify subjects against the spec; the exit code is the verdict"),

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests import certificates
+
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 settings.register_profile("dev", max_examples=30, **_COMMON)
 settings.register_profile("ci", max_examples=60, derandomize=True, print_blob=True, **_COMMON)
@@ -63,8 +65,19 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
             build(folder)
+            certificates.assert_all_valid(folder)
             (folder / ".built").touch()
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _certificates_follow_the_schema(request: pytest.FixtureRequest):
+    """After a test that has a ``tmp_path``, every ``certificate.json`` it left there validates against the schema
+    the wheel ships (``tests/certificates.py``)."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None:
+        certificates.assert_all_valid(folder)
 
 
 def false_alarm_cases() -> int:
