@@ -73,6 +73,11 @@ class Framework:
         ``launched_world_size()`` is the number of ranks that launcher
         started this process among (None where it did not start it), and
         ``run(main)`` runs the command as one of them.
+      same_as: where this framework's subjects are, here, another
+        framework's run by the same code (Keras 3 on its TensorFlow backend:
+        tensorflow's Keras subjects), a function that names that framework,
+        found without importing either (None where they are not); the matrix
+        of every framework lists those rows once, under the other.
     """
 
     name: str
@@ -91,6 +96,7 @@ class Framework:
     lazy_modules: tuple[str, ...] = ()
     shardings: tuple[str, ...] = ()
     launcher: str | None = None
+    same_as: Callable[[], str | None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 
 import optspec
 from optspec import adapters, spec
-from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
 from optspec.conformance import run
 from optspec.conformance.interrupt import interrupted
 from optspec.conformance.progress import Progress
 from optspec.conformance.run import CertifyOptions
-from optspec.conformance.verdict import Certificate, subject_label
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,110 +203,37 @@ def cmd_identify(args: argparse.Namespace) -> int:
     return 0 if found.fits else 1
 
 
-#: What each cell of the matrix means; printed under it.
-MATRIX_LEGEND = (
-    "PASS n: conforms; n is the worst trajectory error in ulps of the row's dtype",
-    "FAIL: does not conform to the subject's own convention (marked *) or to its rule: a bug;"
-    " `optspec certify` gives the evidence",
-    "differs: does not conform to this preset: the subject follows a different convention, not a bug"
-    " (the knobs in which its own preset and this one differ are listed under the table)",
-    "-: the subject's rule has no such preset",
-    "n/a: not certified: the subject always runs AMSGrad and the preset has no AMSGrad variant, or it has no"
-    " kernel in the row's dtype or under the row's sharding (listed under the table, with the reason)",
-    "a row named with a sharding (fsdp2, world size 2): the subject run across that many ranks, each rank's part"
-    " checked (`optspec certify --sharding`)",
-    "exit code: 0 when every * cell and every rule cell passes",
-)
-
-
-def matrix_cell(passed: bool, worst_ulps: float, own: bool) -> str:
-    """One cell: PASS with its ulps, or FAIL (own convention or rule: a bug) or differs (another preset)."""
-    text = f"PASS {worst_ulps:.2g}" if passed else ("FAIL" if own else "differs")
-    return text + ("*" if own else "")
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Every built-in subject against every preset of its rule (or the rule, if it has none), with a legend.
 
     Each framework's cells are certified in one supervised worker, so a
     subject that crashes or hangs fails its cell and the others go on.
+    Without ``--framework``, a framework whose subjects are another's here
+    (:attr:`Framework.same_as`: Keras 3 on the TensorFlow backend) is left
+    out, and a line under the table says so.
     """
     from optspec.conformance import certify, report
+    from optspec.conformance.matrix import Matrix
 
-    rows: dict[tuple[str, str], tuple[SubjectInfo, str, dict[str, str]]] = {}
-    verdicts, certs, informational = [], [], set()
-    for framework in matrix_frameworks(args):
-        if args.framework is None and not adapters.is_available(framework):
+    found = Matrix()
+    frameworks = [f for f in matrix_frameworks(args) if args.framework or adapters.is_available(f)]
+    for framework in frameworks:
+        same = describe(framework).same_as
+        if not args.framework and same is not None and (other := same()) in frameworks:
+            found.notes.append(f"{framework}: its subjects are {other}'s here, listed once, under {other}")
             continue
         for options in matrix_options(args, framework):
             for subject, preset, cert in run.certify_matrix(options, progress=certify.stderr_progress):
-                key = (framework, cert.label)
-                if key not in rows:
-                    uncertified = {column or "rule": "n/a" + ("*" if column == subject.convention else "")
-                                   for column in run.matrix_conventions(subject) if run.not_applicable(subject, column)}
-                    rows[key] = (dataclasses.replace(subject, sharding=options.resolved_sharding),
-                                 options.resolved_dtype, uncertified)
-                cells = rows[key][2]
-                own = preset is None or preset == subject.convention
-                cells[preset or "rule"] = (matrix_cell(cert.conforms, cert.worst_ulps, own) if cert.applicable
-                                           else "n/a" + ("*" if own else ""))
-                if own:
-                    verdicts.append(cert.passes)
-                elif not cert.conforms:
-                    informational.add(len(certs))
-                certs.append(cert)
-                print(f"{cert.label} vs {preset or subject.rule}: {cells[preset or 'rule']}", file=sys.stderr)
-    table = matrix_table(list(rows.values()), differing_knobs(list(rows.values())), not_applicable_rows(certs))
+                subject = dataclasses.replace(subject, sharding=options.resolved_sharding)
+                cell = found.add(subject, preset, cert, options.resolved_dtype)
+                print(f"{cert.label} vs {preset or subject.rule}: {cell.text}", file=sys.stderr)
+    table = found.text()
     print("\n" + table)
     if args.out:
         PROGRESS.stage(f"writing {args.out}")
-        print_written(report.write(certs, args.out, informational=frozenset(informational), preamble=table),
-                      args.out)
-    return 0 if all(verdicts) else 1
-
-
-def matrix_table(rows: list[tuple[SubjectInfo, str, dict[str, str]]], explained: Sequence[str] = (),
-                 not_applicable: Sequence[str] = ()) -> str:
-    """The matrix as text: a row per subject (and sharding), a column per preset and the rule, the differing
-    knobs, why rows were not applicable, the legend."""
-    columns = [c for c in (*spec.preset_names(), "rule") if any(c in cells for _, _, cells in rows)]
-    names = [subject_label(s.name, s.sharding and s.sharding.describe()) for s, _, _ in rows]
-    width = max((len(name) for name in names), default=7)
-    lines = [f"{'subject':<{width}}  {'dtype':>8}  " + "  ".join(f"{c:>11}" for c in columns)]
-    lines += [f"{name:<{width}}  {dtype:>8}  " + "  ".join(f"{cells.get(c, '-'):>11}" for c in columns)
-              for name, (_, dtype, cells) in zip(names, rows)]
-    return "\n".join([*lines, *(["", "where the presets differ:", *explained] if explained else []),
-                      *(["", "not certified (n/a):", *not_applicable] if not_applicable else []), "",
-                      *MATRIX_LEGEND])
-
-
-def not_applicable_rows(certs: list[Certificate]) -> list[str]:
-    """For each row with a cell that could not run at all (no kernel in its dtype or under its sharding),
-    the subject and why, once."""
-    return list(dict.fromkeys(f"  {cert.label}: {cert.why_not_applicable}" for cert in certs if not cert.applicable))
-
-
-def differing_knobs(rows: list[tuple[SubjectInfo, str, dict[str, str]]]) -> list[str]:
-    """For each rule and own preset with a ``differs`` cell, the knobs in which that column's preset differs.
-
-    Only rows whose own cell passed are listed: such a subject was measured to
-    follow its own preset, so what sets it apart from the column's preset is
-    among the knobs the two do not share (which of them its cases reach is
-    the certificate's business: ``optspec certify --convention``).
-    """
-    lines: dict[str, None] = {}
-    for subject, _, cells in rows:
-        own = subject.convention
-        if own is None or not cells.get(own, "").startswith("PASS"):
-            continue
-        rule = spec.get_rule(subject.rule)
-        for column, cell in cells.items():
-            if cell.startswith("differs") and column in rule.presets:
-                knobs = rule.differences(rule.presets[own], rule.presets[column])
-                because = (", ".join(f"{k} ({a} vs {b})" for k, (a, b) in knobs.items())
-                           or "no knob: the two presets agree, so this cell is not explained")
-                lines[f"  {subject.rule}: {own} and {column} differ in {because}"] = None
-    return list(lines)
+        print_written(report.write(found.certs, args.out, informational=frozenset(found.informational),
+                                   matrix=found), args.out)
+    return 0 if found.passes else 1
 
 
 def cmd_golden(args: argparse.Namespace) -> int:

@@ -2,18 +2,19 @@
 
 Two shapes of ``report.md``:
 
-- a certification (no ``preamble``): one detailed section per certificate
+- a certification: one detailed section per certificate
   (checks, golden replays, notes, the failure with its reproducing code and a
   plot), after a summary table when there are several;
-- a matrix (``preamble``, the matrix table): the table, a summary row per
-  cell, and one short section per cell that fails or differs; the rest is in
+- a matrix (a :class:`conformance.matrix.Matrix`): the verdict and counts,
+  the matrix as a table, one short section per failing cell, the cells that
+  differ in one table (a row per pair of presets); the rest is in
   ``certificate.json``.
 
 ``report.html`` is ``report.md`` as one self-contained page, the plots
 inlined (:mod:`optspec.conformance.html`): the artifact a CI system shows,
 where ``report.md`` fits a job summary (``$GITHUB_STEP_SUMMARY``).
 
-Plots need matplotlib; without it every other file is written and
+Only a failure with numbers is plotted.  Plots need matplotlib; without it every other file is written and
 :func:`write` says, in one line, that the plots were skipped and why.
 """
 
@@ -29,6 +30,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from optspec.conformance import html
 from optspec.conformance.atomic import write_bytes, write_text
+from optspec.conformance.matrix import MATRIX_LEGEND, Cell, Matrix
 from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, GoldenOutcome
 
 #: The schema of ``certificate.json``: one object, ``certificates`` a list of one per subject.
@@ -41,6 +43,9 @@ DIFFERS_MEANS = "the subject follows another convention than this preset, not a 
 
 #: What a check without a number reads: it did not run (the certification stopped before it).
 NOT_RUN = "not run"
+
+#: The class of a matrix cell in ``report.html``, by its first word (colours in :data:`html.STYLE`).
+CELL_CLASSES = {"PASS": "pass", "FAIL": "fail", DIFFERS: "differs", "n/a": "na"}
 
 #: Ratios are drawn on a log axis between these (an exact zero error sits on the floor).
 RATIO_FLOOR, RATIO_CEILING = 1e-6, 1e12
@@ -114,9 +119,11 @@ def _junit_golden(replay: GoldenOutcome) -> str:
     return "" if replay.passed else f'<failure message={quoteattr(str(replay.detail))}/>'
 
 
-def junit(certs: list[Certificate], informational: frozenset[int] = frozenset()) -> str:
+def junit(certs: list[Certificate], informational: frozenset[int] = frozenset(),
+          names: list[str] | None = None) -> str:
     """One test case per check and golden scenario of each certificate, and a skipped one for a certificate
-    that is not applicable, with the reason.
+    that is not applicable, with the reason; its class is ``subject vs convention``, the subject named
+    ``names[index]`` where given (a matrix's row names, unique across frameworks).
 
     A check that did not run (passed, without a worst error/bound) is
     skipped. A certificate whose index is in ``informational`` (a matrix cell
@@ -125,7 +132,7 @@ def junit(certs: list[Certificate], informational: frozenset[int] = frozenset())
     """
     cases = []
     for index, cert in enumerate(certs):
-        suite = quoteattr(against(cert))
+        suite = quoteattr(against(cert) if names is None else f"{names[index]} vs {cert.convention or cert.rule}")
         if not cert.applicable:
             cases.append(f'  <testcase classname={suite} name="applicable">'
                          f'<skipped message={quoteattr(str(cert.why_not_applicable))}/></testcase>')
@@ -142,9 +149,9 @@ def junit(certs: list[Certificate], informational: frozenset[int] = frozenset())
 
 
 def has_numbers(cert: Certificate) -> bool:
-    """Whether there is an error/bound to plot: not for a crash, a hang, a raise, NaN or a mutated gradient
-    (a plot there would look like a pass), nor for a conforming certificate without cases."""
-    return cert.failure.numeric if cert.failure is not None else bool(cert.per_case_worst)
+    """Whether there is an error/bound to plot: a failure with numbers, not a crash, a hang, a raise, NaN or a
+    mutated gradient (a plot there would look like a pass); a conforming certificate has nothing to show."""
+    return cert.failure is not None and cert.failure.numeric
 
 
 def load_pyplot() -> tuple[ModuleType | None, str | None]:
@@ -169,10 +176,7 @@ def plot_title(cert: Certificate, label: str) -> str:
 
 
 def _ratios(cert: Certificate) -> tuple[list[float], str, str]:
-    """The ratios to draw, the x label, and what they are: per step of the failing case, or the worst step
-    of every case when the subject conforms."""
-    if cert.failure is None:
-        return cert.per_case_worst, "case", "one-step and trajectory checks, worst step of each case"
+    """The ratios to draw, the x label, and what they are: per step of the failing case."""
     ratios = [error / bound if bound > 0 else (0.0 if error == 0 else math.inf)
               for error, bound in cert.failure.error_and_bound_per_step]
     return ratios, "step", f"{cert.failure.check} check, failing case ({cert.failure.case.split(':')[0]})"
@@ -184,7 +188,7 @@ def plot(plt: ModuleType, cert: Certificate, label: str, path: Path) -> str:
     ratios, x_label, what = _ratios(cert)
     shown = [min(max(r, RATIO_FLOOR), RATIO_CEILING) for r in ratios]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.semilogy(range(1, len(shown) + 1), shown, "o-" if cert.failure else ".", label="|error| / bound")
+    ax.semilogy(range(1, len(shown) + 1), shown, "o-", label="|error| / bound")
     ax.axhline(1.0, color="red", linestyle="--", label="bound (above fails)")
     ax.set_xlabel(x_label)
     ax.set_ylabel("|error| / bound (log)")
@@ -243,12 +247,12 @@ def detailed_section(cert: Certificate, label: str, plot_name: str | None) -> st
     return "\n".join(lines + _image(plot_name)) + "\n"
 
 
-def short_section(index: int, cert: Certificate, label: str, plot_name: str | None) -> str:
-    """A failing or differing matrix cell in a few lines: a headline (its index in ``certificate.json``,
-    subject, convention, verdict), the failing check and step, what was seen, the hint, the command that
-    reproduces it, and the plot ``plot_name`` if there is one."""
-    lines = [f"### {index}. {against(cert)}: {label}", "",
-             f"- {cert.dtype}, {cert.cases_run} cases" + (f"; {DIFFERS_MEANS}" if label == DIFFERS else "")]
+def short_section(index: int, cert: Certificate, label: str, plot_name: str | None, name: str) -> str:
+    """A failing matrix cell in a few lines: a headline anchored ``c<index>`` (its index in
+    ``certificate.json``, its row's ``name``, convention, verdict), the failing check and step, what was seen,
+    the hint, the command that reproduces it, and the plot ``plot_name`` if there is one."""
+    lines = [f"### {anchor(cell_anchor(index))}{index}. {name} vs {cert.convention or cert.rule}: {label}", "",
+             f"- {cert.dtype}, {cert.cases_run} cases"]
     if cert.failure:
         lines += [*_failure_facts(cert.failure), f"- reproduce: `{cert.failure.reproduce_cli}`"]
     return "\n".join(lines + _image(plot_name)) + "\n"
@@ -269,19 +273,115 @@ def summary_table(certs: list[Certificate], labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def matrix_markdown(preamble: str, certs: list[Certificate], labels: list[str],
-                    plots: dict[int, str]) -> str:
-    """``report.md`` of a matrix: the table ``preamble``, the summary, a short section per cell that fails or
-    differs (not one that conforms or is not applicable), and a pointer to ``certificate.json`` for the rest."""
-    sections = [short_section(i, c, labels[i], plots.get(i)) for i, c in enumerate(certs) if not c.passes]
-    return "\n".join([
-        f"# optspec matrix\n\n```\n{preamble}\n```\n",
-        "## Summary\n",
-        summary_table(certs, labels),
-        "## Cells that fail or differ\n",
-        *(sections or ["None.\n"]),
-        "The rest (every check, golden replays, cases, reproducing code) is in certificate.json.\n",
-    ])
+#: A matrix report plots at most this many failing cells (the first ones); the others' numbers are in
+#: ``certificate.json``, so that a matrix where much fails still gives a page a browser opens at once.
+MATRIX_PLOTS = 12
+
+#: The anchor of the list of rows not certified (n/a) in a matrix report.
+NOT_APPLICABLE_ANCHOR = "na"
+
+#: The cells listed by name in a matrix report's headline; the rest are counted.
+HEADLINE_CELLS = 10
+
+
+def anchor(name: str) -> str:
+    """An HTML anchor a link ``(#name)`` leads to, in Markdown (GitHub keeps it) and in ``report.html``."""
+    return f'<a id="{name}"></a>'
+
+
+def cell_anchor(index: int) -> str:
+    """The anchor of the failing cell whose certificate is ``index``."""
+    return f"c{index}"
+
+
+def table_text(text: str) -> str:
+    """``text`` as one cell of a Markdown table: a ``|`` escaped, so that it does not end the cell."""
+    return text.replace("|", "\\|")
+
+
+def markdown_table(rows: list[list[str]], left: int) -> list[str]:
+    """A Markdown table of ``rows`` (the first the header), each column padded to its widest cell so that the
+    text reads aligned too: the first ``left`` columns flush left, the others flush right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = ["-" * w if i < left else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) if i < left else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    return [line(rows[0]), line(rule), *(line(row) for row in rows[1:])]
+
+
+def _matrix_cell(cell: Cell, differs_at: dict[int, int]) -> str:
+    """A matrix cell in Markdown: a failing one linked to its section, a differing one to its pair of presets
+    in the table of cells that differ, an n/a one to the list of rows not certified; a passing one as text."""
+    kind = cell.kind
+    if kind == "FAIL" and cell.index is not None:
+        return f"[{cell.text}](#{cell_anchor(cell.index)})"
+    if kind == "differs" and cell.index in differs_at:
+        return f"[{cell.text}](#d{differs_at[cell.index]})"
+    if kind == "n/a":
+        return f"[{cell.text}](#{NOT_APPLICABLE_ANCHOR})"
+    return cell.text
+
+
+def _headline(matrix: Matrix, labels: list[str]) -> list[str]:
+    """The verdict, the failing cells named and linked, and what the matrix holds, counted."""
+    names = matrix.row_names()
+    failing = matrix.failing
+    counted = {kind: labels.count(kind) for kind in ("conforms", DIFFERS, "not applicable")}
+    frameworks = dict.fromkeys(f"{c.framework} {c.framework_version}" for c in matrix.certs)
+    summary = (f"{len(matrix.certs)} cells of {len(matrix.rows)} rows: {counted['conforms']} conform, "
+               f"{counted[DIFFERS]} differ (the subject follows another preset: expected, not a bug), "
+               f"{counted['not applicable']} not applicable, {len(failing)} fail. "
+               f"Frameworks: {', '.join(frameworks) or 'none'}.")
+    if not failing:
+        return ["# optspec matrix: conforms", "",
+                "**Every subject conforms to its own preset (\\*) and to its rule.**", "", summary, ""]
+    shown = [f"[{names[i]} vs {matrix.certs[i].convention or matrix.certs[i].rule}](#{cell_anchor(i)})"
+             for i in failing[:HEADLINE_CELLS]]
+    more = f", and {len(failing) - HEADLINE_CELLS} more" if len(failing) > HEADLINE_CELLS else ""
+    return ["# optspec matrix: does not conform", "",
+            f"**{len(failing)} of {len(matrix.own)} cells fail** against the subject's own preset (\\*) or its "
+            f"rule: {', '.join(shown)}{more}.", "", summary, ""]
+
+
+def matrix_markdown(matrix: Matrix, labels: list[str], plots: dict[int, str]) -> str:
+    """``report.md`` of a matrix: the verdict and counts, the matrix as a table (each cell that does not pass
+    linked to what explains it), the legend, a short section per failing cell (not one per cell that
+    differs, conforms or is not applicable), the cells that differ in one table (a row per pair of presets,
+    once), the rows not certified and why, and a pointer to ``certificate.json`` for the rest."""
+    differing = matrix.differing()
+    differs_at = {index: number for number, pair in enumerate(differing) for index in pair.cells}
+    columns = matrix.columns
+    table = [["subject", "framework", "dtype", *columns]]
+    table += [[table_text(row.name), row.framework, row.dtype,
+               *(_matrix_cell(row.cells[c], differs_at) if c in row.cells else "-" for c in columns)]
+              for row in matrix.rows]
+    names = matrix.row_names()
+    sections = [short_section(i, matrix.certs[i], labels[i], plots.get(i), names[i]) for i in matrix.failing]
+    parts = [*_headline(matrix, labels), "## Matrix", "", *markdown_table(table, left=2), "",
+             *(f"- {line}" for line in MATRIX_LEGEND), ""]
+    if sections:
+        parts += ["## Failing cells", "", *sections]
+        if len(matrix.failing) > MATRIX_PLOTS:
+            parts += [f"The first {MATRIX_PLOTS} failing cells are plotted; every other one's errors per step are "
+                      "in certificate.json.", ""]
+    if differing:
+        pairs = [["#", "presets that differ", "in the knobs", "cells (index in certificate.json)"]]
+        pairs += [[f"{anchor(f'd{number}')}{number}", f"{pair.rule}: {pair.presets[0]} and {pair.presets[1]}",
+                   table_text(pair.because().split(" differ in ", 1)[1]), ", ".join(map(str, pair.cells))]
+                  for number, pair in enumerate(differing)]
+        parts += ["## Cells that differ", "", f"Each pair of presets once: a subject of one held to the other "
+                  f"{DIFFERS}; {DIFFERS_MEANS}.", "", *markdown_table(pairs, left=4), ""]
+    if not_applicable := matrix.not_applicable():
+        parts += [f"## {anchor(NOT_APPLICABLE_ANCHOR)}Not certified (n/a)", "",
+                  *(f"- {line}" for line in not_applicable), ""]
+    if matrix.notes:
+        parts += [*(f"- {note}" for note in matrix.notes), ""]
+    parts.append("Every check, golden replay, case and reproducing code is in certificate.json: a cell's number "
+                 "here is its index there.")
+    return "\n".join(parts) + "\n"
 
 
 def certify_markdown(certs: list[Certificate], labels: list[str], plots: dict[int, str]) -> str:
@@ -293,16 +393,18 @@ def certify_markdown(certs: list[Certificate], labels: list[str], plots: dict[in
     return "\n---\n\n".join(parts)
 
 
-def _plotted(certs: list[Certificate], matrix: bool) -> list[int]:
-    """The indices to plot: every certificate with numbers; in a matrix, only the cells that fail or differ."""
-    return [i for i, c in enumerate(certs) if has_numbers(c) and not (matrix and c.passes)]
+def _plotted(certs: list[Certificate], labels: list[str], matrix: Matrix | None) -> list[int]:
+    """The indices to plot: every certificate that fails with numbers (not one that conforms, or differs);
+    in a matrix, the first :data:`MATRIX_PLOTS` failing cells."""
+    wanted = [i for i, c in enumerate(certs) if has_numbers(c) and labels[i] != DIFFERS]
+    return wanted if matrix is None else [i for i in matrix.failing if i in wanted][:MATRIX_PLOTS]
 
 
 def _write_plots(certs: list[Certificate], labels: list[str], out: Path,
-                 matrix: bool) -> tuple[dict[int, str], tuple[str, ...]]:
+                 matrix: Matrix | None) -> tuple[dict[int, str], tuple[str, ...]]:
     """Writes ``errors-INDEX.png`` for each certificate :func:`_plotted` selects and removes an earlier run's
     other ``errors-*.png``; returns the plots by index, and a one-line note if matplotlib is missing."""
-    wanted = _plotted(certs, matrix)
+    wanted = _plotted(certs, labels, matrix)
     plt, missing = load_pyplot() if wanted else (None, None)
     plots = {} if plt is None else {i: plot(plt, certs[i], labels[i], out / f"errors-{i}.png") for i in wanted}
     for stale in out.glob("errors-*.png"):  # an earlier run's plots would be read as this run's
@@ -312,29 +414,30 @@ def _write_plots(certs: list[Certificate], labels: list[str], out: Path,
 
 
 def write(certs: list[Certificate], out: str | Path, *, informational: frozenset[int] = frozenset(),
-          preamble: str | None = None) -> Written:
+          matrix: Matrix | None = None) -> Written:
     """Writes ``certificate.json``, ``junit.xml``, ``report.md``, ``report.html`` and ``errors-INDEX.png``
     plots into ``out``, each atomically, and returns what was written.
 
-    With ``preamble`` (a matrix table) ``report.md`` is the compact matrix
-    report and only cells that do not conform are plotted; without it, each
-    certificate is written in full, with a plot where it has numbers. A
-    certificate whose index is in ``informational`` reads "differs". When
+    With ``matrix`` (whose certificates are ``certs``) ``report.md`` is the
+    compact matrix report, and the JUnit names its rows as the matrix does;
+    without it, each certificate is written in full.  A certificate whose
+    index is in ``informational`` reads "differs".  Only a failure with
+    numbers is plotted (not a conforming or differing certificate).  When
     matplotlib cannot be imported, no plot is written and
     :attr:`Written.notes` says why.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "certificate.json", to_json(certs))
-    write_text(out / "junit.xml", junit(certs, informational))
+    write_text(out / "junit.xml", junit(certs, informational, None if matrix is None else matrix.row_names()))
     labels = [verdict_label(c, i in informational) for i, c in enumerate(certs)]
-    plots, notes = _write_plots(certs, labels, out, matrix=preamble is not None)
-    text = (matrix_markdown(preamble, certs, labels, plots) if preamble is not None
+    plots, notes = _write_plots(certs, labels, out, matrix)
+    text = (matrix_markdown(matrix, labels, plots) if matrix is not None
             else certify_markdown(certs, labels, plots))
     text += "".join(f"\n{note}\n" for note in notes)
     write_text(out / "report.md", text)
-    title = "optspec matrix" if preamble is not None else f"optspec: {', '.join(against(c) for c in certs)}"
+    title = "optspec matrix" if matrix is not None else f"optspec: {', '.join(against(c) for c in certs)}"
     images = {name: (out / name).read_bytes() for name in plots.values() if (out / name).is_file()}
-    write_text(out / "report.html", html.page(title, text, images))
+    write_text(out / "report.html", html.page(title, text, images, CELL_CLASSES))
     return Written(files=("certificate.json", "junit.xml", "report.md", "report.html", *plots.values()),
                    notes=notes)

@@ -8,6 +8,8 @@ certifier names.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 
 import pytest
@@ -192,14 +194,19 @@ def test_a_convention_value_of_another_rule_is_refused():
         certify(subject, convention=spec.SGDConvention(), examples=0)
 
 
-def test_the_matrix_lists_no_knob_for_presets_that_agree():
-    from optspec.conformance.cli import differing_knobs
+def test_the_matrix_lists_no_knob_for_presets_that_agree_and_each_pair_once():
+    from optspec.conformance.matrix import Cell, Matrix, Row
 
     (subject,) = adapters.resolve_subject("numpy", "spec.sgd")
-    rows = [(subject, "float64", {"torch": "PASS 0*", "optax": "differs", "keras": "differs"})]
-    lines = differing_knobs(rows)
-    assert lines == ["  sgd: torch and optax differ in no knob: the two presets agree, so this cell is not explained",
-                     "  sgd: torch and keras differ in lr_placement (outside vs inside), "
-                     "weight_decay (l2 vs decoupled)"], lines
-    failing_own = [(subject, "float64", {"torch": "FAIL*", "keras": "differs"})]
-    assert differing_knobs(failing_own) == []
+    keras_own = dataclasses.replace(subject, name="keras-like", convention="keras")
+    rows = [Row(subject, "numpy", "float64", {"torch": Cell("PASS 0*", 0), "optax": Cell("differs", 1),
+                                              "keras": Cell("differs", 2)}),
+            Row(keras_own, "numpy", "float64", {"keras": Cell("PASS 0*", 3), "torch": Cell("differs", 4)})]
+    pairs = Matrix(rows=rows).differing(explained_only=True)
+    assert [pair.because() for pair in pairs] == [
+        "sgd: torch and optax differ in no knob: the two presets agree, so this cell is not explained",
+        "sgd: torch and keras differ in lr_placement (outside vs inside), weight_decay (l2 vs decoupled)"], pairs
+    assert pairs[1].cells == (2, 4)  # torch held to keras and keras held to torch: one pair
+    failing_own = [Row(subject, "numpy", "float64", {"torch": Cell("FAIL*", 0), "keras": Cell("differs", 1)})]
+    assert Matrix(rows=failing_own).differing(explained_only=True) == []
+    assert [pair.cells for pair in Matrix(rows=failing_own).differing()] == [(1,)]
