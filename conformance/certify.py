@@ -239,17 +239,19 @@ def missing_kernel(subject: SubjectInfo, dtype: str, device: str | None, time_li
 def check_outcomes(results: list[CheckResult], failure: CheckResult | None) -> dict[str, CheckOutcome]:
     """The one-step and trajectory checks over ``results`` (and the failing check, if it is another).
 
-    A case that stopped at a check of another kind (a mutated gradient, a
-    non-finite value) measured neither; where no case did, their worst is
-    None: they did not run, and are not reported as passed with 0.
+    A case that stopped at a check measured that one and the checks before
+    it (a one-step failure, not the trajectory; a mutated gradient or a
+    non-finite value, neither); where no case measured a check, its worst is
+    None: it did not run, and is not reported as passed with 0.
     """
-    measured = [r for r in results if r.passed or r.check in ("one_step", "trajectory")]
+    order = ("one_step", "trajectory")
+    measured = {name: [r for r in results if r.passed or r.check in order[order.index(name):]] for name in order}
     checks = {
         name: CheckOutcome(passed=not (failure and failure.check == name),
-                           worst_error_over_bound=max((r.worst[name] for r in measured), default=None),
-                           worst_ulps=max((r.worst_ulps for r in measured), default=None)
+                           worst_error_over_bound=max((r.worst[name] for r in measured[name]), default=None),
+                           worst_ulps=max((r.worst_ulps for r in measured[name]), default=None)
                            if name == "trajectory" else None)
-        for name in ("one_step", "trajectory")
+        for name in order
     }
     if failure and failure.check not in checks:
         checks[failure.check] = CheckOutcome(passed=False, worst_error_over_bound=None)

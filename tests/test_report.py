@@ -229,6 +229,22 @@ def test_a_check_that_did_not_run_reads_not_run(tmp_path, sketch, checks, fail, 
     assert ('name="trajectory"><skipped message="not run"/>' in junit) == checks["trajectory"].passed
 
 
+@pytest.mark.parametrize(("before", "trajectory"), [((), "| trajectory | not run |  |"),
+                                                   ((0.4,), "| trajectory | passed | 0.4 |")])
+def test_a_case_stopped_at_its_one_step_check_did_not_measure_the_trajectory(tmp_path, sketch, before, trajectory):
+    from optspec.conformance.certify import check_outcomes
+    from optspec.conformance.check import CheckResult
+
+    passed = [CheckResult(case=None, passed=True, worst={"one_step": 0.2, "trajectory": w}) for w in before]
+    stopped = CheckResult(case=None, passed=False, worst={"one_step": 3.0, "trajectory": 0.0}, check="one_step",
+                          step=1)
+    checks = check_outcomes([*passed, stopped], stopped)
+    report.write([certificate(0, failing=True, checks=checks, fail=failure(0, check="one_step"))], tmp_path)
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    assert [line for line in lines if line.startswith(("| one_step", "| trajectory"))] == [
+        "| one_step | failed | 3 |", trajectory]
+
+
 def test_a_differing_certificate_never_reads_does_not_conform(tmp_path, sketch):
     report.write([certificate(0, failing=True), certificate(1, failing=False)], tmp_path,
                  informational=frozenset({0}))
