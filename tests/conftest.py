@@ -91,6 +91,6 @@ def needs(framework: str):
 
     try:
         available, reason = is_available(framework), f"{framework} is not installed"
-    except SetupError as exc:  # Paddle in a process that imported TensorFlow: `nox -s paddle` runs its tests
+    except SetupError as exc:  # Paddle in a process that imported TensorFlow: `nox -s separate` runs its tests
         available, reason = False, str(exc)
     return pytest.mark.skipif(not available, reason=reason)
