@@ -22,7 +22,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 #: Modules that run the installed CLI, a built wheel, third-party optimizers from PyPI or whole reduced-dtype
 #: certifications end to end: ``nox -s end_to_end`` runs them, ``nox -s tests`` the rest.
 END_TO_END = frozenset({
-    "test_advice", "test_isolation", "test_pytest_plugin", "test_readme", "test_real_subjects", "test_trust",
+    "test_advice", "test_docs_ci", "test_isolation", "test_pytest_plugin", "test_readme", "test_real_subjects", "test_trust",
     "test_vendor_flow", "test_wheel",
 })
 
