@@ -11,6 +11,7 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import optspec
 from optspec import adapters, spec
@@ -24,6 +25,12 @@ from optspec.conformance.run import CertifyOptions
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
         raise adapters.SetupError(f"{message} (see `optspec --help`)")
+
+
+def _sharding_choices() -> str:
+    """``{fsdp2,zero1,ddp,mesh}``: every strategy of any framework, as argparse shows choices (each is checked
+    against the framework's own in :func:`conformance.run.validate`, in one line)."""
+    return "{" + ",".join(dict.fromkeys(s for f in adapters.FRAMEWORKS for s in describe(f).shardings)) + "}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,9 +50,12 @@ def parser() -> argparse.ArgumentParser:
                             "only the subjects of that rule")
         p.add_argument("--device", help="the framework's device, e.g. cpu or cuda:0 (default: its first)")
         p.add_argument("--dtype", choices=list(adapters.DTYPES),
-                       help="the subject's dtype (default: float64; float32 for "
-                            f"{' and '.join(f for f in adapters.FRAMEWORKS if describe(f).default_dtype == 'float32')}"
-                            ", see docs/DEVIATIONS.md)")
+                       help="the subject's dtype (default: float64, whose bounds are the tightest, so that the "
+                            "smallest defect shows; float32 for "
+                            f"{', '.join(f for f in adapters.FRAMEWORKS if describe(f).default_dtype == 'float32')}"
+                            ", whose optimizers do not compute faithfully in float64 or have no float64 kernel: "
+                            "docs/DEVIATIONS.md. identify defaults to float32: it tells conventions apart, "
+                            "which differ by far more than float32's rounding)")
         p.add_argument("--examples", type=int, default=CertifyOptions.examples,
                        help=f"drawn cases per subject (default {CertifyOptions.examples})")
         p.add_argument("--seed", type=int, default=CertifyOptions.seed,
@@ -63,14 +73,15 @@ def parser() -> argparse.ArgumentParser:
     certify_parser.add_argument("--size", type=int,
                                 help="certify at scale: one tensor of SIZE elements against the compiled spec")
     certify_parser.add_argument("--steps", type=int, help="steps of the --size run (default 100)")
-    certify_parser.add_argument("--sharding", help="run the subject across ranks with its framework's "
-                                                   "strategy (torch: fsdp2, zero1 or ddp; jax: mesh) and check "
-                                                   "what each rank holds")
+    certify_parser.add_argument("--sharding", metavar=_sharding_choices(),
+                                help=f"run the subject across ranks with its framework's strategy "
+                                     f"({run.shardings_in_words()}) and check what each rank holds")
     certify_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of a sharded run "
                                                                "(default 2; alone, the framework's first --sharding)")
     matrix_parser = sub.choices["matrix"]
-    matrix_parser.add_argument("--sharding", help="add rows of each subject run across ranks with this strategy "
-                                                  "of its framework (torch: fsdp2, zero1 or ddp; jax: mesh)")
+    matrix_parser.add_argument("--sharding", metavar=_sharding_choices(),
+                               help="add rows of each subject run across ranks with this strategy of its "
+                                    f"framework ({run.shardings_in_words()})")
     matrix_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of the sharded rows "
                                                               "(default 2; alone, a row for every strategy of each "
                                                               "framework that has them)")
@@ -85,7 +96,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", choices=[name for name, rule in spec.RULES.items() if rule.presets],
                    help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
     p.add_argument("--dtype", choices=list(adapters.DTYPES), default="float32",
-                   help="the dtype the subject runs in (default float32)")
+                   help="the dtype the subject runs in (default float32, in every framework: the conventions "
+                        "differ by far more than its rounding, and every framework's optimizers step in it; "
+                        "certify defaults to float64 where the framework computes in it faithfully, whose "
+                        "tighter bounds show the smallest defect)")
     p.add_argument("--examples", type=int, default=CertifyOptions.examples,
                    help=f"drawn cases of the certification that backs a fit (default {CertifyOptions.examples})")
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
@@ -168,7 +182,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def print_written(written, out: str) -> None:
     """``wrote DIR/a, b, c`` and a line for each thing left out (:class:`conformance.report.Written`)."""
-    print(f"wrote {out}/" + ", ".join(written.files))
+    print(f"wrote {str(Path(out)).rstrip('/')}/" + ", ".join(written.files))
     for note in written.notes:
         print(note)
 

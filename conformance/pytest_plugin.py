@@ -43,7 +43,7 @@ OPTIONS = {
 
 def in_plugin_terms(text: str) -> str:
     """``text`` with each ``certify`` flag named as this plugin takes it (``--dtype`` -> ``--optspec-dtype``)."""
-    plugin_flags = {flag.removeprefix("--optspec-"): flag for flag in (*OPTIONS, "--optspec-skips")}
+    plugin_flags = {flag.removeprefix("--optspec-"): flag for flag in (*OPTIONS, "--optspec-skips", "--optspec-hold")}
     return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: plugin_flags.get(m.group(1), m.group(0)), text)
 
 
@@ -52,12 +52,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, (_, kind, about) in OPTIONS.items():
         group.addoption(flag, type=kind, help=about)
     group.addoption("--optspec-skips", help="file of '<subject id> <reason>' lines to skip")
+    group.addoption("--optspec-hold", action="append", metavar="NAME=VALUE",
+                    help="the value of a hyperparameter the constructor does not take, e.g. weight_decay=0 "
+                         "(repeat for each)")
 
 
 def _options(config: pytest.Config, **overrides):
     from optspec.conformance.run import CertifyOptions
 
     given = {field: config.getoption(flag) for flag, (field, _, _) in OPTIONS.items()}
+    given["hold"] = tuple(config.getoption("--optspec-hold") or ()) or None
     return CertifyOptions(**{**{k: v for k, v in given.items() if v is not None}, **overrides})
 
 
@@ -109,6 +113,24 @@ class OptspecItem(pytest.Item):
         return self.path, 0, f"optspec certify {self.subject.name}"
 
 
+class OptspecCollector(pytest.Collector):
+    """The certification of one framework's subjects: node id ``optspec/<framework>``, an item per subject."""
+
+    def __init__(self, *, subjects, options, skips: dict[str, str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.subjects, self.options, self.skips = subjects, options, skips
+
+    def collect(self) -> list[OptspecItem]:
+        items = []
+        for subject in self.subjects:
+            item = OptspecItem.from_parent(self, name=f"optspec[{subject.name}]", subject=subject,
+                                           options=self.options)
+            if subject.name in self.skips:
+                item.add_marker(pytest.mark.skip(reason=self.skips[subject.name]))
+            items.append(item)
+        return items
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     framework, impl = config.getoption("--optspec-framework"), config.getoption("--optspec-impl")
     if not framework and not impl:
@@ -129,8 +151,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     names = {s.name for s in subjects}
     for unknown in sorted(set(skips) - names):
         warnings.warn(f"optspec skip file: id {unknown!r} matches no subject", stacklevel=1)
-    for subject in subjects:
-        item = OptspecItem.from_parent(session, name=f"optspec[{subject.name}]", subject=subject, options=options)
-        if subject.name in skips:
-            item.add_marker(pytest.mark.skip(reason=skips[subject.name]))
-        items.append(item)
+    # Collected as a collector's items are, so that pytest counts them ("collected N items") and names them
+    # with a path (optspec/<framework>::optspec[<subject>]).
+    collector = OptspecCollector.from_parent(session, name="optspec", nodeid=f"optspec/{options.framework}",
+                                             subjects=subjects, options=options, skips=skips)
+    session.ihook.pytest_collectstart(collector=collector)
+    collected = session.ihook.pytest_make_collect_report(collector=collector)
+    session.ihook.pytest_collectreport(report=collected)
+    items.extend(node for node in collected.result if isinstance(node, pytest.Item))

@@ -76,6 +76,16 @@ def test_the_installed_package_is_imported_from_outside_the_checkout(installed):
     assert Path(done.stdout.strip()).is_relative_to(installed), done.stdout
 
 
+def test_at_the_clones_root_python_m_optspec_runs_the_installed_package(installed):
+    """The clone's own ``optspec/`` folder, first on ``sys.path`` there, yields to the installed package."""
+    python = str(installed / "bin" / "python")
+    done = _run([python, "-c", "import optspec, optspec.conformance.report as report; print(optspec.__file__); "
+                               "print(report.__file__)"], cwd=ROOT)
+    assert [Path(line).is_relative_to(installed) for line in done.stdout.split()] == [True, True], done.stdout
+    done = _run([python, "-m", "optspec", "--help"], cwd=ROOT)
+    assert "usage: optspec" in done.stdout
+
+
 def test_the_installed_cli_verifies_the_golden_files(installed):
     done = _run([str(installed / "bin" / "optspec"), "golden", "verify"], cwd=installed.parent)
     assert f"every golden file in {installed}" in done.stdout, done.stdout
