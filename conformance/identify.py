@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ class Identification:
         convention: None where it was not asked (nothing fit), else the
         certificate's headline, and ``rejection`` the failure if it rejected.
       certificate: that certification's :class:`~optspec.conformance.verdict.Certificate`, or None.
+      raised: where the subject raised (or hung) on one of identify's cases, that case, the step and the
+        error, and nothing was scored: it fits nothing, as ``certify`` rejects it.
     """
 
     knobs: dict[str, Any]
@@ -60,10 +63,11 @@ class Identification:
     certified: str | None = None
     rejection: str | None = None
     certificate: Certificate | None = dataclasses.field(default=None, repr=False)
+    raised: str | None = None
 
     @property
     def fits(self) -> bool:
-        return self.error_over_bound <= 1.0 and self.rejection is None
+        return self.error_over_bound <= 1.0 and self.rejection is None and self.raised is None
 
     def lines(self) -> list[str]:
         """What the CLI prints: labelled lines, then one word: the preset, ``none`` (the knobs fit, no
@@ -72,6 +76,8 @@ class Identification:
             return "on" if value is True else "off" if value is False else str(value)
 
         knobs = ", ".join(f"{k}={show(v)}" for k, v in self.knobs.items())
+        if self.raised is not None:
+            return [f"no convention fits: {self.raised}", "unfit"]
         if self.rejection is not None:
             return [f"no convention fits: the best fit on identify's cases ({knobs}, error/bound "
                     f"{self.error_over_bound:.3g}) is rejected by certify: {self.rejection}", "unfit"]
@@ -87,14 +93,23 @@ class Identification:
                 + [self.preset or "none"])
 
 
+class _Raised(Exception):
+    """The subject raised (or hung) on one of identify's cases: the case, the step and the error, in words."""
+
+
 def _trajectories(subject: SubjectInfo, cases: list[Case], dtype: str) -> list[tuple[Case, list, list, Any]]:
+    """The subject's run of each case (a case whose edge values its constructor refuses is left out); raises
+    :class:`_Raised` where it raises or hangs, naming the case and the step, as ``certify`` does."""
     runs = []
     for case in cases:
         case, params0, grads = prepared(subject, case, dtype)
         if refused_edge(subject, case, dtype=dtype, time_limit_s=60.0):
             continue  # its knobs are then reached by no case, and reported untested
-        got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype,
-                             restore_at=case.restore_at, time_limit_s=60.0)
+        try:
+            got = adapters.drive(subject, params0, grads, case.lrs, case.hyper, dtype=dtype,
+                                 restore_at=case.restore_at, time_limit_s=60.0, label=case.short())
+        except adapters.SubjectError as exc:
+            raise _Raised(f"{exc} (step {exc.step} of case {case.short()})") from None
         runs.append((case, params0, grads, got))
     return runs
 
@@ -141,7 +156,10 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     cases = [restricted(c, subject) for c in NAMED_CASES
              if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))
              and (c.rules is None or subject.rule in c.rules)]
-    runs = _trajectories(subject, cases, dtype)
+    try:
+        runs = _trajectories(subject, cases, dtype)
+    except _Raised as exc:
+        return Identification({}, None, math.inf, dtype, raised=str(exc))
     candidates = [base.replace(**dict(zip(core, values)))
                   for values in itertools.product(*(knob_values[k] for k in core))]
     # Among the fits, the one whose reference judges the most elements: where a knob's reference is NaN
@@ -162,7 +180,10 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
             continue
         if flag in subject.supports and flag not in subject.fixed:
             (flag_case,) = [restricted(c, subject) for c in NAMED_CASES if c.label == flag]
-            flag_runs = _trajectories(subject, [flag_case], dtype)
+            try:
+                flag_runs = _trajectories(subject, [flag_case], dtype)
+            except _Raised as exc:
+                return Identification(knobs, None, math.inf, dtype, raised=str(exc))
             variants = {v: _score(subject, best.replace(**{knob: v}), flag_runs, dtype)
                         for v in knob_values[knob] if v != base.WILDCARDS.get(knob)}
             variants["ignored"] = _score(subject, best, flag_runs, dtype, **{flag: False})

@@ -14,6 +14,7 @@ import pytest
 from optspec import adapters
 from optspec.conformance import run
 from optspec.conformance.cli import main, parser
+from tests.conftest import needs
 from tests.test_report import certificate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,3 +71,15 @@ def test_the_description_names_every_framework():
     with open(ROOT / "pyproject.toml", "rb") as handle:
         description = tomllib.load(handle)["project"]["description"].lower()
     assert all(framework.replace("_", "-") in description for framework in adapters.FRAMEWORKS), description
+
+
+@needs("torch")
+@pytest.mark.parametrize("command", ["certify", "identify"])
+def test_a_subject_that_raises_at_a_step_exits_1_in_certify_and_identify_naming_the_case_and_step(capsys, command):
+    code = main([command, "--framework", "torch", "--impl", "tests.plugins.torch_subjects:AdamW_raises",
+                 "--examples", "1"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "raised at step 2: RuntimeError: kernel launch failed" in out and "epsilon-placement" in out, out
+    if command == "identify":
+        assert out.splitlines()[-1] == "unfit" and "(step 2 of case epsilon-placement" in out, out
