@@ -73,6 +73,11 @@ class Framework:
         ``launched_world_size()`` is the number of ranks that launcher
         started this process among (None where it did not start it), and
         ``run(main)`` runs the command as one of them.
+      sharding_requires: the modules a run across ranks needs beyond the
+        framework's own (jax: ``orbax.checkpoint``, which saves and restores
+        a mesh's state), each with what it is for; the framework's extra
+        installs them, and ``--sharding`` without one is refused before any
+        case (:func:`missing_for_sharding`).
       same_as: where this framework's subjects are, here, another
         framework's run by the same code (Keras 3 on its TensorFlow backend:
         tensorflow's Keras subjects), a function that names that framework,
@@ -96,6 +101,7 @@ class Framework:
     lazy_modules: tuple[str, ...] = ()
     shardings: tuple[str, ...] = ()
     launcher: str | None = None
+    sharding_requires: Mapping[str, str] = dataclasses.field(default_factory=dict)
     same_as: Callable[[], str | None] | None = None
 
 
@@ -162,13 +168,37 @@ def import_framework(framework: str) -> ModuleType:
             except ImportError as exc:
                 raise NotInstalled(
                     f"framework {framework!r} is not installed ({exc.name or name} is missing): "
-                    + install_hint(record.extra, _source_checkout(), Path.cwd(), record.pip_options,
-                                   _extra_requirements(record.extra))
+                    + install_advice(record.extra, record.pip_options)
                 ) from None
     if record.configure is not None:
         record.configure(modules[0])
     _IMPORTED[framework] = modules[0]
     return modules[0]
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` (dotted) can be found, without importing it where its parents are not installed
+    (``importlib.util.find_spec`` raises there)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def install_advice(extra: str, pip_options: str = "") -> str:
+    """The one-line advice that installs optspec's ``extra`` where the user is (:func:`install_hint`)."""
+    return install_hint(extra, _source_checkout(), Path.cwd(), pip_options, _extra_requirements(extra))
+
+
+def missing_for_sharding(framework: str) -> str | None:
+    """Why ``framework``'s subjects cannot run across ranks here, naming the install command: a module of its
+    :attr:`Framework.sharding_requires` that is not installed; None where every one is."""
+    record = describe(framework)
+    for module, purpose in record.sharding_requires.items():
+        if not importable(module):
+            return (f"a {framework} run across ranks needs {module}, which {purpose}, and it is not installed: "
+                    + install_advice(record.extra, record.pip_options))
+    return None
 
 
 #: The main module of each framework :func:`import_framework` has imported and configured.

@@ -163,6 +163,7 @@ def validate(args: argparse.Namespace) -> None:
                 run.validate(options)
     if getattr(args, "out", None):
         run.check_writable_directory(args.out)
+        run.check_plots()
 
 
 def cmd_list(args: argparse.Namespace) -> int:

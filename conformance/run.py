@@ -127,6 +127,8 @@ def validate(options: CertifyOptions) -> None:
             raise adapters.SetupError(f"--world-size must be 1 or more (got {options.world_size})")
         if options.size is not None:
             raise adapters.SetupError(f"--size certifies one process at scale: drop --size or {flag}")
+        if (missing := adapters.frameworks.missing_for_sharding(options.framework)) is not None:
+            raise adapters.SetupError(f"{flag}: {missing}")
     if (launched := adapters.launched()) is not None:
         _validate_launched(options, launched)
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
@@ -211,6 +213,14 @@ def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | No
                      "time_limit_s": options.time_limit_s}
     return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings,
                    options.resolved_sharding)
+
+
+def check_plots() -> None:
+    """Raises a one-line :class:`adapters.SetupError` naming the install command where matplotlib, which draws
+    ``report.md``'s plots (``--out``), is not installed: a missing dependency is found before any case."""
+    if not adapters.frameworks.importable("matplotlib"):
+        raise adapters.SetupError("--out draws report.md's plots with matplotlib, which is not installed: "
+                                  + adapters.frameworks.install_advice("plots"))
 
 
 def check_writable_directory(path: str) -> None:

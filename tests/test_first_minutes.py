@@ -3,6 +3,7 @@ the paths printed, the files written for a conforming run, the package's descrip
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -83,3 +84,31 @@ def test_a_subject_that_raises_at_a_step_exits_1_in_certify_and_identify_naming_
     assert "raised at step 2: RuntimeError: kernel launch failed" in out and "epsilon-placement" in out, out
     if command == "identify":
         assert out.splitlines()[-1] == "unfit" and "(step 2 of case epsilon-placement" in out, out
+
+
+#: Each optional dependency, a command that needs it, and what its one-line error names.
+NEEDED = [
+    pytest.param("orbax", ["certify", "--framework", "jax", "--impl", "optax.adamw", "--world-size", "4"],
+                 "needs orbax.checkpoint", marks=needs("jax"), id="orbax-checkpoint"),
+    pytest.param("matplotlib", ["certify", "--framework", "numpy", "--impl", "spec.adamw", "--out", "{out}"],
+                 "matplotlib, which is not installed", id="matplotlib"),
+    pytest.param("jax", ["certify", "--framework", "jax", "--impl", "optax.adamw"],
+                 "framework 'jax' is not installed", marks=needs("jax"), id="framework"),
+    pytest.param("jax", ["identify", "--framework", "jax", "--impl", "optax.adamw"],
+                 "framework 'jax' is not installed", marks=needs("jax"), id="framework-identify"),
+]
+
+
+@pytest.mark.parametrize(("hidden", "argv", "names"), NEEDED)
+def test_a_missing_dependency_is_a_setup_error_before_any_case_with_the_install_command(tmp_path, hidden, argv,
+                                                                                       names):
+    environment = {**os.environ, "OPTSPEC_TEST_HIDDEN": hidden,
+                   "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "hidden_modules"),
+                                                  os.environ.get("PYTHONPATH", "")])}
+    argv = [a.format(out=tmp_path / "out") for a in argv]
+    done = subprocess.run([sys.executable, "-m", "optspec", *argv], capture_output=True, text=True, cwd=ROOT,
+                          env=environment, timeout=600, check=False)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    (error,) = done.stderr.strip().splitlines()
+    assert error.startswith("error: ") and names in error and "pip install" in error, error
+    assert not (tmp_path / "out").exists()

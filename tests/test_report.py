@@ -297,16 +297,14 @@ def test_without_matplotlib_every_file_but_the_plots_is_written(tmp_path, monkey
     assert "errors-" not in (tmp_path / "report.md").read_text()
 
 
-@pytest.mark.parametrize("conforms", [True, False])
-def test_without_matplotlib_the_exit_code_is_the_verdict(tmp_path, monkeypatch, conforms):
+def test_without_matplotlib_out_is_refused_before_any_case_with_the_install_command(tmp_path, monkeypatch,
+                                                                                    capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    monkeypatch.setattr(run, "certify_all", lambda options, **kwargs: iter([certificate(0, failing=not conforms)]))
-    code = main(["certify", "--framework", "numpy", "--impl", "spec.adamw", "--out", str(tmp_path)])
-    assert code == (0 if conforms else 1)
-    assert json.loads((tmp_path / "certificate.json").read_text())["certificates"][0]["verdict"] == (
-        "conforms" if conforms else "does not conform")
-    assert (tmp_path / "junit.xml").exists() and (tmp_path / "report.md").exists()
-    assert not list(tmp_path.glob("*.png"))
+    monkeypatch.setattr(run, "certify_all", lambda options, **kwargs: pytest.fail("a case ran"))
+    code = main(["certify", "--framework", "numpy", "--impl", "spec.adamw", "--out", str(tmp_path / "out")])
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "matplotlib, which is not installed: run `pip install" in error and "[plots]" in error, error
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture

@@ -11,4 +11,5 @@ def _enable_x64(jax) -> None:
 
 
 FRAMEWORK = Framework(name="jax", modules=("jax", "optax"), extra="jax", native_convention="optax",
-                      configure=_enable_x64, fork_safe=True, shardings=("mesh",))
+                      configure=_enable_x64, fork_safe=True, shardings=("mesh",),
+                      sharding_requires={"orbax.checkpoint": "saves and restores a mesh's optimizer state"})
