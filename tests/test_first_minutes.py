@@ -112,3 +112,13 @@ def test_a_missing_dependency_is_a_setup_error_before_any_case_with_the_install_
     (error,) = done.stderr.strip().splitlines()
     assert error.startswith("error: ") and names in error and "pip install" in error, error
     assert not (tmp_path / "out").exists()
+
+
+@needs("tensorflow")
+def test_a_keras_optimizer_that_multiplies_by_the_learning_rate_without_a_cast_steps(capsys):
+    """Keras 3's Muon takes the schedule's rate as it comes: the driver gives it in the parameters' dtype."""
+    code = main(["certify", "--framework", "tensorflow", "--impl", "keras.optimizers:Muon", "--examples", "1"])
+    out = capsys.readouterr().out
+    assert "raised" not in out and "cannot compute" not in out, out
+    # its verdict is a matter of its rule (Newton-Schulz steps, not AdamW's): a failure with numbers
+    assert code == 1 and re.search(r"failed (one_step|trajectory) at step \d+ \(", out), out

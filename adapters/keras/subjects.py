@@ -34,18 +34,25 @@ OPTIMIZERS: tuple[tuple[str, type], ...] = (
 
 
 class TableSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate of step ``iterations + 1``, looked up in a float64 table (rows: one per step)."""
+    """The learning rate of step ``iterations + 1``, looked up in a table (rows: one per step) of ``dtype``.
 
-    def __init__(self, rates: Any) -> None:
-        self.rates = np.asarray(rates, dtype=np.float64)
-        self.table = keras.ops.convert_to_tensor(self.rates, dtype="float64")
+    ``dtype`` is the parameters' dtype, which the optimizer computes in: a
+    built-in casts the rate to it (``ops.cast(learning_rate,
+    variable.dtype)``), to the same value, but one that multiplies by the rate
+    without a cast (Keras 3's Muon) fails on a rate of another dtype in
+    TensorFlow ("cannot compute Mul ... double ... float").
+    """
+
+    def __init__(self, rates: Any, dtype: str = "float64") -> None:
+        self.rates, self.dtype = np.asarray(rates, dtype=np.float64), dtype
+        self.table = keras.ops.convert_to_tensor(self.rates, dtype=dtype)
 
     def __call__(self, step: Any) -> Any:
         index = keras.ops.minimum(keras.ops.cast(step, "int32"), len(self.rates) - 1)
         return keras.ops.take(self.table, index, axis=0)
 
     def get_config(self) -> dict[str, Any]:
-        return {"rates": self.rates.tolist()}
+        return {"rates": self.rates.tolist(), "dtype": self.dtype}
 
 
 class KerasSession(Session):
@@ -65,7 +72,7 @@ class KerasSession(Session):
             for i, p in enumerate(params0)
         ]
         first = {name: float(v[0]) for name, v in (vectors or {}).items()}
-        self.optimizer = cls(**{lr_name: TableSchedule(lrs if len(lrs) else [0.0])}, **kwargs, **first)
+        self.optimizer = cls(**{lr_name: TableSchedule(lrs if len(lrs) else [0.0], dtype)}, **kwargs, **first)
         for name, values in (vectors or {}).items():
             setattr(self.optimizer, name, asarray(framework, values, dtype, device))
         self.optimizer.build(self.variables)
