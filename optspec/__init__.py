@@ -37,7 +37,10 @@ def _clone_root() -> str | None:
 def _installed_elsewhere(root: str) -> importlib.machinery.ModuleSpec | None:
     """The spec of an ``optspec`` package on ``sys.path`` outside the clone ``root``, or None."""
     def outside(entry: str) -> bool:
-        return os.path.realpath(entry or os.curdir) != os.path.realpath(root)
+        try:
+            return os.path.realpath(entry or os.curdir) != os.path.realpath(root)
+        except OSError:  # the current directory was removed: it holds no package
+            return False
 
     found = importlib.machinery.PathFinder.find_spec(__name__, [e for e in sys.path if outside(e)])
     if found is None or found.origin is None or not found.submodule_search_locations:
