@@ -9,6 +9,7 @@ on a device; :mod:`optspec.adapters.driver` drives subjects.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 
 from optspec.adapters import plugins
@@ -86,10 +87,11 @@ def load_plugin(framework: str, text: str, rule: str = "adamw") -> SubjectInfo:
     caps = plugins.without_refused_knobs(caps, translation, get_rule(rule).defaults,
                                          lambda kwargs: adapter.construct(factory, kwargs))
     try:
-        return adapter.plugin(text, factory, rule, caps)
+        subject = adapter.plugin(text, factory, rule, caps)
     except Exception as exc:
         raise SetupError(f"--impl {text!r} cannot be driven as a {framework} {rule} optimizer: "
                          f"{one_line(exc)}") from None
+    return dataclasses.replace(subject, own_defaults=translation.defaults)
 
 
 def sharded(subject: SubjectInfo, framework: str, impl: str | None, rule: str | None,

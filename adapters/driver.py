@@ -106,6 +106,9 @@ class SubjectInfo:
         learning rate per member; None where the subject cannot be batched.
       not_tested: spec hyperparameter -> why it is not tested (a plugin
         whose constructor lacks it, :mod:`optspec.adapters.plugins`).
+      own_defaults: its framework's defaults where they differ from the
+        spec's (:attr:`~optspec.adapters.translation.Translation.defaults`):
+        values a hyperparameter its constructor hides may have.
       holds_hyperparameters_in_dtype: whether it casts its hyperparameters
         (β above all) to the parameter's dtype, as Keras does.
       not_shardable: sharding strategy -> why its framework cannot run it
@@ -132,6 +135,7 @@ class SubjectInfo:
     not_shardable: Mapping[str, str] = dataclasses.field(default_factory=dict)
     sharding: Sharding | None = None
     drive_elsewhere: Callable[..., Trajectory] | None = None
+    own_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

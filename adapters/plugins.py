@@ -16,6 +16,8 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -61,7 +63,14 @@ def parse_target(text: str) -> PluginTarget:
 
 
 def load(target: PluginTarget) -> Callable[..., Any]:
-    """The callable that ``target`` names, with its options bound."""
+    """The callable that ``target`` names, with its options bound.
+
+    The working directory is on the import path, after everything else (as
+    ``python -m`` puts it first): a vendor's module in the folder the
+    ``optspec`` command runs in imports, and shadows nothing installed.
+    """
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(target.module)
     except Exception as exc:

@@ -22,11 +22,14 @@ class Translation:
       names: spec name -> framework name; ``betas`` maps to a pair of names.
       constants: arguments always passed, to select the spec's behaviour.
       lr: the framework's name for the learning rate (a schedule is passed there).
+      defaults: the framework's own defaults, in spec names, where they differ from the spec's (torch's):
+        a value a plugin whose constructor hides the hyperparameter may behave as.
     """
 
     names: Mapping[str, Any]
     constants: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     lr: str = "lr"
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def kwargs(self, hyper: Mapping[str, Any]) -> dict[str, Any]:
         """The framework's keyword arguments for the spec hyperparameters ``hyper``.

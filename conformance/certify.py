@@ -6,7 +6,8 @@ import dataclasses
 import functools
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
@@ -23,6 +24,7 @@ from optspec.conformance.check import (
     run_case,
 )
 from optspec.conformance.expectation import Expectation
+from optspec.conformance.hidden import behaves_as, held
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from optspec.conformance.seeded import seed_only_draws
@@ -45,8 +47,22 @@ class _CaseFailed(Exception):
 def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None, dtype: str = "float64",
             device: str | None = None, examples: int = 100, seed_value: int = 0,
             time_limit_s: float = DEFAULT_TIME_LIMIT_S, golden_dir: str | None = None,
-            progress: Callable[[str], None] | None = None) -> Certificate:
-    """Certifies ``subject`` against the spec in ``convention`` (its own preset by default)."""
+            progress: Callable[[str], None] | None = None, hold: Mapping[str, Any] | None = None) -> Certificate:
+    """Certifies ``subject`` against the spec in ``convention`` (its own preset by default).
+
+    ``hold`` declares the values of hyperparameters the subject's constructor
+    does not take (``--hold``, :func:`~optspec.conformance.hidden.held`).
+    Where the constructor hides one and the first failing case conforms with
+    it at a value it plausibly has (:func:`~optspec.conformance.hidden.plausible_values`:
+    0 for λ, its framework's default), the subject is certified afresh held
+    there, and its notes say so.
+    """
+    rerun = functools.partial(certify, convention=convention, dtype=dtype, device=device, examples=examples,
+                              seed_value=seed_value, time_limit_s=time_limit_s, golden_dir=golden_dir,
+                              progress=progress)
+    declared = dict(hold or {})
+    if declared:
+        subject = held(subject, declared, "declared with --hold")
     expectation = Expectation.of(subject, convention)
     convention = expectation.convention
     amsgrad_note = []
@@ -152,6 +168,11 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         failing = [result for outcome, result in replays if outcome.passed is False]
         if failing:
             failure = failing[0]
+    if failure is not None and failure.change is not None and behaves_as(subject, failure.change.hidden):
+        found = ", ".join(f"{name}={value!r}" for name, value in failure.change.hidden.items())
+        why = (f"the constructor takes no {' or '.join(failure.change.hidden)}; on case {failure.case.label} the "
+               f"subject behaves as {found}")
+        return rerun(held(subject, failure.change.hidden, why), hold=declared)
     if failure is not None and failure.change is not None:
         failure.hint = _tested_against_named_cases(subject, failure, results, convention, dtype)
     for result in results:
@@ -160,7 +181,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=len(results),
         checks=check_outcomes(results, failure),
         failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples,
-                                                      time_limit_s),
+                                                      time_limit_s, declared),
         golden=golden, per_case_worst=[max(r.worst.values()) for r in results], notes=notes,
     )
 
@@ -305,13 +326,14 @@ MAX_PRINTED_ELEMENTS = 1000
 
 
 def evidence(subject: SubjectInfo, failure: CheckResult, expectation: Expectation, dtype: str,
-             seed_value: int, examples: int, time_limit_s: float | None = None) -> Failure:
+             seed_value: int, examples: int, time_limit_s: float | None = None,
+             hold: Mapping[str, Any] | None = None) -> Failure:
     """What a failing case needs to be understood and reproduced."""
     case = failure.case
     return Failure(
         check=failure.check, step=failure.step, detail=failure.failure, case=case.describe(),
         reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed_value, examples=examples,
-                                        time_limit_s=time_limit_s),
+                                        time_limit_s=time_limit_s, hold=hold),
         hint=failure.hint, hyperparameters=case.hyper, learning_rates=case.lrs, restore_at=case.restore_at,
         ulps=failure.worst_ulps, error_and_bound_per_step=failure.per_step,
         reproduce_spec=reproduce_spec(subject.rule, expectation, case)
@@ -340,9 +362,9 @@ def reproduce_spec(rule: str, expectation: Expectation, case: Case) -> str:
 
 def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: str, seed: int,
                       examples: int | None = None, size: int | None = None, steps: int | None = None,
-                      time_limit_s: float | None = None) -> str:
+                      time_limit_s: float | None = None, hold: Mapping[str, Any] | None = None) -> str:
     """The ``certify`` command line that gives the same verdict: every option that affects it (a time
-    limit other than the default too)."""
+    limit other than the default, and the values declared with ``--hold``, too)."""
 
     words = ["optspec", "certify", "--framework", subject.framework, "--impl", subject.name]
     if ":" in subject.name.partition("[")[0]:
@@ -358,6 +380,8 @@ def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: 
         words += ["--time-limit", f"{time_limit_s:g}"]
     if subject.sharding is not None:
         words += ["--sharding", subject.sharding.strategy, "--world-size", str(subject.sharding.world_size)]
+    for name, value in (hold or {}).items():
+        words += ["--hold", f"{name}={value!r}"]
     return shlex.join(words)
 
 

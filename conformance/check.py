@@ -142,6 +142,10 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     names the tensor's.
     """
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
+    # what the subject is held to: with a change, that change's rule and convention, bounds included
+    rule, expected_convention, expected_case = subject.rule, convention, case
+    if change is not None:
+        rule, expected_convention, expected_case = change.rule, change.convention, change.applied_to(case)
     each_dtype = tensor_dtypes(dtype, len(params0))
     mixed = of_several_dtypes or len(set(each_dtype)) > 1
     if got.mutated_at is not None:
@@ -150,11 +154,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     for index, (theta0, g, traj, tensor_dtype) in enumerate(zip(params0, grads, got.params, each_dtype)):
         traj = traj.astype(np.float64)
         states: list[Any] = []
-        if change is None:
-            free, resync = reference(subject.rule, convention, case, theta0, g, traj, states=states)
-        else:
-            free, resync = reference(change.rule, change.convention, case, theta0, g, traj, states=states,
-                                     **change.override)
+        free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
+                                 **(change.override if change is not None else {}))
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():
@@ -170,10 +171,10 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             return result
         previous = np.concatenate([theta0[None], traj[:-1]])
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
-        betas = _betas(subject.rule, case.hyper)
+        betas = _betas(rule, expected_case.hyper)
         free_previous = np.concatenate([theta0[None], free[:-1]])
-        parts = update_magnitude(subject.rule, convention, case, g, free_previous)
-        feedback = l2_feedback(subject.rule, convention, case, states)
+        parts = update_magnitude(rule, expected_convention, expected_case, g, free_previous)
+        feedback = l2_feedback(rule, expected_convention, expected_case, states)
         one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
                                             steps, tensor_dtype, betas)
         if feedback is not None:
@@ -216,11 +217,15 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                     _fail(result, name, step, detail, per_step)
                     if explain_failure:
                         diagnosis = explain(subject, convention, case, theta0, g, traj, tensor_dtype,
-                                              failed=FailurePoint(name, worst_at, float(error[worst_at])),
-                                              storage_dtypes=got.storage_dtypes,
-                                              worst_ratio_in=functools.partial(
-                                                  _worst_ratio_in, subject, case, params0, grads, got,
-                                                  convention, stored))
+                                            ratio_with=functools.partial(
+                                                _worst_ratio_with, subject, case, params0, grads, got, convention,
+                                                dtype),
+                                            failed=FailurePoint(name, worst_at, float(error[worst_at]),
+                                                                float(ratio[worst_at])),
+                                            storage_dtypes=got.storage_dtypes,
+                                            worst_ratio_in=functools.partial(
+                                                _worst_ratio_in, subject, case, params0, grads, got,
+                                                convention, stored))
                         result.hint, result.change = diagnosis.text, diagnosis.change
                 if stop_at_failure:
                     return result
@@ -280,8 +285,21 @@ def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray],
                     got: adapters.Trajectory, convention: spec.Knobs | None,
                     stored: tuple[np.ndarray, list[np.ndarray]] | None, dtype: Dtypes) -> float:
     """The case's worst error/bound over every tensor and check with ``dtype``'s tolerance model (inf for NaN)."""
-    result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype, stored=stored,
-                              explain_failure=False, stop_at_failure=False)
+    return _worst(check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
+                                   stored=stored, explain_failure=False, stop_at_failure=False))
+
+
+def _worst_ratio_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],
+                      got: adapters.Trajectory, convention: spec.Knobs | None, dtype: Dtypes, change: Change
+                      ) -> float:
+    """The case's worst error/bound over every tensor and check against the spec's run with ``change`` (inf for
+    NaN or a non-finite value where that run is finite); a golden file's stored values are the unchanged
+    spec's, so the change is held to its own run at every step."""
+    return _worst(check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
+                                   explain_failure=False, stop_at_failure=False, change=change))
+
+
+def _worst(result: CheckResult) -> float:
     return max(result.worst.values()) if result.passed or result.check in result.worst else float("inf")
 
 

@@ -17,6 +17,7 @@ import optspec
 from optspec import adapters, spec
 from optspec.adapters.frameworks import describe
 from optspec.conformance import run
+from optspec.conformance.hidden import held, parse_holds
 from optspec.conformance.interrupt import interrupted
 from optspec.conformance.progress import Progress
 from optspec.conformance.run import CertifyOptions
@@ -31,6 +32,12 @@ def _sharding_choices() -> str:
     """``{fsdp2,zero1,ddp,mesh}``: every strategy of any framework, as argparse shows choices (each is checked
     against the framework's own in :func:`conformance.run.validate`, in one line)."""
     return "{" + ",".join(dict.fromkeys(s for f in adapters.FRAMEWORKS for s in describe(f).shardings)) + "}"
+
+
+_HOLD_HELP = ("the value of a hyperparameter the constructor does not take (a Python literal, e.g. "
+              "weight_decay=0), which the spec's run uses and the constructor is never given; repeat for each "
+              "(default: the spec's, or the one value the subject behaves as among 0 and its framework's default, "
+              "which the certificate's notes then name)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -68,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
                             "killed and the verdict is 'does not conform' "
                             f"(default {CertifyOptions.time_limit_s:g})")
     certify_parser = sub.choices["certify"]
+    certify_parser.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE", help=_HOLD_HELP)
     certify_parser.add_argument("--convention", help="the preset of the subject's rule to hold it to "
                                                      "(default: its own; `optspec list` names each rule's)")
     certify_parser.add_argument("--size", type=int,
@@ -102,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
                         "tighter bounds show the smallest defect)")
     p.add_argument("--examples", type=int, default=CertifyOptions.examples,
                    help=f"drawn cases of the certification that backs a fit (default {CertifyOptions.examples})")
+    p.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE", help=_HOLD_HELP)
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
                                            "nox -s golden)")
     golden.add_argument("action", choices=["verify"])
@@ -116,7 +125,8 @@ def options_of(args: argparse.Namespace, framework: str | None = None) -> Certif
                           examples=args.examples, seed=args.seed, golden_dir=args.golden_dir,
                           size=getattr(args, "size", None), steps=getattr(args, "steps", None),
                           time_limit_s=args.time_limit, sharding=getattr(args, "sharding", None),
-                          world_size=getattr(args, "world_size", None))
+                          world_size=getattr(args, "world_size", None),
+                          hold=tuple(getattr(args, "hold", None) or ()))
 
 
 def matrix_frameworks(args: argparse.Namespace) -> list[str]:
@@ -149,8 +159,10 @@ def validate(args: argparse.Namespace) -> None:
     """Every option checked before any work is done; a problem is one :class:`adapters.SetupError` line."""
     if args.command == "certify":
         run.validate(options_of(args))
-    elif args.command == "identify" and args.examples < 0:
-        raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
+    elif args.command == "identify":
+        if args.examples < 0:
+            raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
+        parse_holds(args.hold)
     elif args.command == "matrix":
         if args.framework is not None:  # --sharding and --world-size as certify takes them
             run.validate(options_of(args))
@@ -211,6 +223,8 @@ def cmd_identify(args: argparse.Namespace) -> int:
     from optspec.conformance.identify import identify
 
     subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
+    if holds := parse_holds(args.hold):
+        subject = held(subject, holds, "declared with --hold")
     found = identify(subject, dtype=args.dtype, examples=args.examples,
                      golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
     for line in found.lines():

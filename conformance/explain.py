@@ -1,4 +1,5 @@
-"""Diagnosing a failure: the single change to the expected behaviour that explains it, if one does."""
+"""Diagnosing a failure: the change to the expected behaviour that explains it (a knob, a pair of knobs, another
+rule), if one does, and how much of it a change that does not explain it all explains."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.namespaces import quantized
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
+from optspec.conformance.hidden import behaves_as, plausible_values
 from optspec.conformance.reference import reference
 
-#: A knob is named only if the reference with it leaves at most this fraction of the error.
+#: A change is a candidate if the reference with it leaves at most this fraction of the error (it is then
+#: named only where the case is within the bounds with it).
 HINT_THRESHOLD = 0.1
 
 #: Dtypes a subject may keep its optimizer state in, tried as explanations.
@@ -35,22 +38,46 @@ class FailurePoint:
         previous parameters) or ``trajectory`` (against the free-running one).
       at: the index into the tensor's trajectory, ``(step - 1, *element)``.
       error: the error printed there.
+      ratio: that error over its bound.
     """
 
     check: str
     at: tuple[int, ...]
     error: float
+    ratio: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One single change to the expected behaviour: the reference of ``rule`` in ``convention``, with
-    ``override`` (hyperparameters, or a defect model of :func:`~optspec.conformance.reference.reference`)."""
+    """A change to the expected behaviour: the reference of ``rule`` in ``convention``, with ``override``
+    (hyperparameters, or a defect model of :func:`~optspec.conformance.reference.reference`).
+
+    ``knobs`` are the convention knobs it sets (so that two changes combine, :func:`combined`), and
+    ``of`` the single changes it is made of (itself for a single one); ``whole_rule``, that it is another
+    rule of the spec as it stands (its name then says no more than the rule); ``hidden``, the values it
+    gives hyperparameters the subject's constructor does not take (:mod:`optspec.conformance.hidden`).
+    """
 
     name: str
     rule: str
     convention: spec.Knobs | None
     override: Mapping[str, Any]
+    knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    of: tuple[str, ...] = ()
+    whole_rule: bool = False
+    hidden: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def applied_to(self, case: Case) -> Case:
+        """``case`` with only the hyperparameters :attr:`rule` takes (those of another rule dropped)."""
+        accepted = spec.get_rule(self.rule).defaults
+        if all(name in accepted for name in case.hyper):
+            return case
+        return dataclasses.replace(case, hyper={k: v for k, v in case.hyper.items() if k in accepted})
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The names of the single changes it is made of."""
+        return self.of or (self.name,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,22 +89,34 @@ class Diagnosis:
 
 
 def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, theta0: np.ndarray,
-            grads: np.ndarray, traj: np.ndarray, dtype: str, *, failed: FailurePoint | None = None,
-            storage_dtypes: frozenset[str] = frozenset(),
+            grads: np.ndarray, traj: np.ndarray, dtype: str, *, ratio_with: Callable[[Change], float],
+            failed: FailurePoint | None = None, storage_dtypes: frozenset[str] = frozenset(),
             worst_ratio_in: Callable[[str], float] | None = None) -> Diagnosis:
-    """The single change to the expected behaviour that explains ``traj``, if one does.
+    """The change to the expected behaviour that explains ``traj``, if one does, and no more than it shows.
 
-    Tries every other value of every convention knob, a bias correction one
-    step late or one step early, a decoupled decay that reads the previous
-    step's learning rate, L2 in place of decoupled decay, no weight decay at
-    all, an ignored ``amsgrad`` or ``maximize``, the state kept in a reduced
-    dtype, and (in float64) hyperparameters rounded to float32, all or one.  A change is
-    named only when the reference with it leaves at most
-    :data:`HINT_THRESHOLD` of the largest error over the case; given
-    ``failed``, the hint also quotes the error the failure line printed and
-    what the change leaves of it at the same step and element.
+    The changes tried, in this order:
 
-    When none does, reduced precision is offered as the explanation only
+    1. each single change (:func:`_candidates`): every other value of every
+       convention knob, a bias correction one step late or one step early, a
+       decoupled decay that reads the previous step's learning rate, L2 in
+       place of decoupled decay, no weight decay at all, an ignored
+       ``amsgrad`` or ``maximize``, the state kept in a reduced dtype, and (in
+       float64) hyperparameters rounded to float32, all or one;
+    2. each pair of the single changes that reduce the error (two knobs, or a
+       knob and a defect model: :func:`combined`);
+    3. every other rule of the spec, in each of its presets (:func:`_other_rules`).
+
+    A change is a candidate when the reference with it leaves at most
+    :data:`HINT_THRESHOLD` of the case's largest error on this tensor; it is
+    *named*, "most likely", only when the whole case, every tensor and check,
+    is within the tolerance model's bounds with it (``ratio_with(change)``, the
+    case's worst error/bound under that change, is at most 1).  A candidate
+    that is not within the bounds is said to explain the error in part, with
+    the error it leaves against the bound, and names no knob with
+    confidence.  Given ``failed``, the hint also quotes the error the failure
+    line printed and what the change leaves of it at the same step and element.
+
+    When none explains it, reduced precision is offered as the explanation only
     where the subject holds its parameters or state in a coarser dtype
     (``storage_dtypes``, read from the subject by the driver): then
     ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
@@ -92,30 +131,51 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     """
     base_free, _ = reference(subject.rule, convention, case, theta0, grads)
     base = float(np.nanmax(np.abs(traj - base_free)))
-    scores: dict[str, tuple[float, float | None]] = {}
-    candidates = _candidates(subject, convention, case, dtype)
-    for name, change in candidates.items():
-        try:
-            free, resync = reference(change.rule, change.convention, case, theta0, grads, traj if failed else None,
-                                     **change.override)
-        except ValueError:
-            continue
-        at_failure = None
-        if failed is not None:
-            expected = resync if failed.check == "one_step" else free
-            at_failure = float(np.abs(traj[failed.at] - expected[failed.at]))
-        scores[name] = (float(np.nanmax(np.abs(traj - free))), at_failure)
-    explained = {name: score for name, (score, _) in scores.items() if base > 0 and score <= HINT_THRESHOLD * base}
+
+    def scored(changes: list[Change]) -> list[tuple[float, float | None, Change]]:
+        """Each change that the reference can run, with its largest error and its error at the failure."""
+        out = []
+        for change in changes:
+            try:
+                free, resync = reference(change.rule, change.convention, change.applied_to(case), theta0, grads,
+                                         traj if failed else None, **change.override)
+            except ValueError:
+                continue
+            at_failure = None
+            if failed is not None:
+                expected = resync if failed.check == "one_step" else free
+                at_failure = float(np.abs(traj[failed.at] - expected[failed.at]))
+            out.append((float(np.nanmax(np.abs(traj - free))), at_failure, change))
+        return sorted(out, key=lambda item: item[0])
+
+    fitted = [_hidden_change(name, value, subject.rule, convention) for name in plausible_values(subject)
+              if (value := _fitted_hidden(subject, convention, case, theta0, grads, traj, name)) is not None]
+    singles = scored([*_candidates(subject, convention, case, dtype).values(), *fitted])
+    improving = [change for score, _, change in singles if score < base][:PAIRED]
+    pairs = scored([both for i, a in enumerate(improving) for b in improving[i + 1:]
+                    if (both := combined(a, b, subject.rule, convention)) is not None])
+    rules = scored(_other_rules(subject))
+    # A change leaving more than the threshold of an error many times the bound cannot bring it within it;
+    # where the failure is near the bound, every change that reduces the error is checked.
+    near = failed is not None and failed.ratio is not None and failed.ratio * HINT_THRESHOLD < 1
+    partial = None
+    for tried in (singles, pairs, rules):
+        close = [item for item in tried if base > 0 and (item[0] <= HINT_THRESHOLD * base or near and item[0] < base)]
+        # the subject's own rule first: a value or a knob of the rule it is held to before another rule
+        for score, at_failure, change in sorted(close, key=lambda item: (item[2].rule != subject.rule, item[0])):
+            ratio = ratio_with(change)
+            if ratio <= 1:
+                return Diagnosis(_named(subject, change, base, score, failed, at_failure, ratio), change)
+            if partial is None and tried is not rules:
+                partial = (score, change, ratio)
     at_failing_step = f"; the failing step's error is {failed.error:.3g}" if failed else ""
-    if explained:
-        best = min(explained, key=explained.get)
-        score, at_failure = scores[best]
-        if failed is not None:
-            at_failing_step = f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
-        return Diagnosis(f"most likely knob: {best} (with it, the case's largest error falls from {base:.3g} to "
-                         f"{score:.3g}{at_failing_step})", candidates[best])
-    verdict = (f"no single knob explains it: none of {len(scores)} single changes leaves {HINT_THRESHOLD:g} of "
-               f"the case's largest error, {base:.3g}, or less{at_failing_step}")
+    verdict = (f"no single knob explains it, nor a pair: none of {len(singles)} single changes or {len(pairs)} "
+               f"pairs of them brings the case within the bounds, and no other rule of the spec fits its steps "
+               f"({len(rules)} rules and presets tried){at_failing_step}")
+    if partial is not None:
+        score, change, ratio = partial
+        verdict += (f"; {' and '.join(change.parts)} partly explains it: with it, the case's largest error falls "
+                    f"from {base:.3g} to {score:.3g}, still {ratio:.3g} times the bound")
     if eight_bit := sorted(d for d in storage_dtypes if quantized(d)):
         # its floating state beside them (float16 scales of 8-bit moments) is not what it computes in
         return Diagnosis(f"{verdict}; the subject holds state in 8 bits ({', '.join(eight_bit)}): quantized, "
@@ -134,6 +194,71 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                          f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
                          f"{at_failing_step}")
     return Diagnosis(verdict)
+
+
+#: At most this many single changes, those that reduce the error most, are tried two at a time.
+PAIRED = 10
+
+
+def _named(subject: SubjectInfo, change: Change, base: float, score: float, failed: FailurePoint | None,
+           at_failure: float | None, ratio: float) -> str:
+    """The hint that names ``change``: the knob or knobs, or the rule and preset the subject's steps follow."""
+    falls = f"the case's largest error falls from {base:.3g} to {score:.3g}"
+    if failed is not None:
+        falls += f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
+    within = f"{falls}, within the bounds (worst {ratio:.2g} of the bound)"
+    if change.hidden:
+        values = ", ".join(f"{name}={value!r}" for name, value in change.hidden.items())
+        said = f"the constructor takes no {' or '.join(change.hidden)}, and the subject behaves as {values} (with it, {within})"
+        if behaves_as(subject, change.hidden):
+            return f"most likely: {said}"
+        holds = " ".join(f"--hold {name}={value!r}" for name, value in change.hidden.items())
+        return f"most likely: {said}; if that is its design, declare it: {holds}"
+    if change.rule == subject.rule:
+        label = "most likely knob" if len(change.parts) == 1 else "most likely knobs"
+        return f"{label}: {' and '.join(change.parts)} (with it, {within})"
+    rule = spec.get_rule(change.rule)
+    preset = next((name for name, value in rule.presets.items() if not rule.differences(value, change.convention)),
+                  None) if change.convention is not None else None
+    if change.convention is not None and preset is None:
+        knobs = ", ".join(f"{knob}={getattr(change.convention, knob)}" for knob in rule.knob_values())
+        follows, command = f"rule {change.rule} with the knobs {knobs}", f"--rule {change.rule}"
+    else:
+        follows = f"rule {change.rule}" + (f" with preset {preset}" if preset else "")
+        command = f"--rule {change.rule}" + (f" --convention {preset}" if preset else "")
+    how = "" if change.whole_rule else f"{' and '.join(change.parts)}; "
+    return (f"another rule: its steps follow the spec's {follows}, not {subject.rule} ({how}with it, {within}): "
+            f"certify it with {command}")
+
+
+def combined(a: Change, b: Change, rule: str, convention: spec.Knobs | None) -> Change | None:
+    """Both changes at once, or None where they cannot combine: they set the same knob or hyperparameter,
+    model the same defect two ways, change the rule two ways, or set a knob (or model a decoupled decay's
+    defect) that the changed rule does not have."""
+    rules = {a.rule, b.rule} - {rule}
+    if len(rules) > 1 or set(a.knobs) & set(b.knobs) or set(a.override) & set(b.override):
+        return None
+    if {"step_lag", "step_lead"} <= {*a.override, *b.override}:
+        return None
+    into = rules.pop() if rules else rule
+    if "previous_lr_decay" in {*a.override, *b.override} and spec.get_rule(into).weight_decay != "decoupled":
+        return None
+    knobs = {**a.knobs, **b.knobs}
+    if knobs and (convention is None or set(knobs) & spec.get_rule(into).inert_knobs):
+        return None
+    merged = convention.replace(**knobs) if knobs else (a.convention if a.rule == into else b.convention)
+    if convention is not None:  # knobs in the order the convention lists them, then the other changes
+        order = list(type(convention).KNOB_VALUES)
+        a, b = sorted((a, b), key=lambda change: min((order.index(k) for k in change.knobs), default=len(order)))
+    return Change(f"{a.name} and {b.name}", into, merged, {**a.override, **b.override}, knobs, (*a.parts, *b.parts),
+                  hidden={**a.hidden, **b.hidden})
+
+
+def _other_rules(subject: SubjectInfo) -> list[Change]:
+    """The spec's every other rule, in each of its presets (or its one behaviour), as changes."""
+    return [Change(f"rule {name}" + (f" with preset {preset}" if preset else ""), name, value, {}, whole_rule=True)
+            for name, rule in spec.RULES.items() if name != subject.rule
+            for preset, value in (rule.presets.items() or [(None, None)])]
 
 
 def explain_non_finite(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, dtype: str,
@@ -166,9 +291,9 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
     rule = spec.get_rule(subject.rule)
     found: list[Change] = []
 
-    def candidate(name: str, override: Mapping[str, Any], *, conv: Any = convention, rule_name: str = rule.name
-                  ) -> None:
-        found.append(Change(name, rule_name, conv, override))
+    def candidate(name: str, override: Mapping[str, Any], *, conv: Any = convention, rule_name: str = rule.name,
+                  knobs: Mapping[str, Any] | None = None) -> None:
+        found.append(Change(name, rule_name, conv, override, knobs or {}))
 
     if rule.corrected_moments is not None:
         candidate("bias_correction one step late (the step count lags by one)", {"step_lag": True})
@@ -178,7 +303,7 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
         for knob, values in rule.knob_values().items():
             for value in values:
                 if value != getattr(resolved, knob) and value != resolved.WILDCARDS.get(knob):
-                    candidate(f"{knob}={value}", {}, conv=resolved.replace(**{knob: value}))
+                    candidate(f"{knob}={value}", {}, conv=resolved.replace(**{knob: value}), knobs={knob: value})
     if (coupled := rule.l2_counterpart) is not None:
         candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=convention,
                   rule_name=coupled)
@@ -187,6 +312,9 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
         if rule.weight_decay == "decoupled" and len(set(case.lrs)) > 1:
             candidate("weight decay scaled by the previous step's lr (the decay lags the schedule)",
                       {"previous_lr_decay": True})
+    for name, values in plausible_values(subject).items():
+        for value in values[1:]:  # the first, the spec's default, is what the subject is held to now
+            found.append(_hidden_change(name, value, rule.name, convention))
     for flag in ("amsgrad", "maximize"):
         if case.hyper.get(flag) and flag not in subject.fixed:
             candidate(f"{flag} ignored (the subject accepts {flag}=True and runs without it)", {flag: False})
@@ -205,6 +333,42 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
                 candidate(f"{name} alone rounded to float32 on the way in (a float32 kernel attribute, as "
                           "Paddle's AdamW coeff)", rounded)
     return {change.name: change for change in found}
+
+
+def _hidden_change(name: str, value: Any, rule: str, convention: spec.Knobs | None) -> Change:
+    return Change(f"{name}={value!r} inside", rule, convention, {name: value}, hidden={name: value})
+
+
+#: The values a hidden hyperparameter is first scored at: 0 and 1e-8 to 1, four a decade.
+FIT_GRID = (0.0, *np.logspace(-8, 0, 33))
+
+
+def _fitted_hidden(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, theta0: np.ndarray,
+                   grads: np.ndarray, traj: np.ndarray, name: str) -> float | None:
+    """The value, to 3 significant digits, of the real hyperparameter ``name`` (hidden by the constructor) whose
+    reference is nearest ``traj``: the best of :data:`FIT_GRID`, refined by golden-section search between
+    its neighbours.  None for a hyperparameter that is not a real number."""
+    if not isinstance(spec.get_rule(subject.rule).defaults[name], float):
+        return None
+
+    def error(value: float) -> float:
+        try:
+            free, _ = reference(subject.rule, convention, case, theta0, grads, **{name: value})
+        except ValueError:
+            return float("inf")
+        return float(np.nanmax(np.abs(traj - free)))
+
+    errors = [error(value) for value in FIT_GRID]
+    best = int(np.argmin(errors))
+    low, high = FIT_GRID[max(best - 1, 0)], FIT_GRID[min(best + 1, len(FIT_GRID) - 1)]
+    ratio = (np.sqrt(5) - 1) / 2
+    for _ in range(25):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if error(a) <= error(b):
+            high = b
+        else:
+            low = a
+    return float(f"{(low + high) / 2:.3g}")
 
 
 def _through_float32(hyper: dict[str, Any]) -> dict[str, Any]:

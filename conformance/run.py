@@ -19,6 +19,7 @@ from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import has_part
 from optspec.conformance.certify import DEFAULT_TIME_LIMIT_S
 from optspec.conformance.expectation import Expectation
+from optspec.conformance.hidden import held, parse_holds
 from optspec.conformance.isolation import Request, certify_isolated, start_workers
 from optspec.conformance.verdict import Certificate
 
@@ -49,6 +50,8 @@ class CertifyOptions:
         (:attr:`~optspec.adapters.frameworks.Framework.shardings`: torch's fsdp2, zero1,
         ddp; jax's mesh); with ``world_size`` alone, the framework's first.
       world_size: the number of ranks (devices of a mesh) of a sharded run (default 2).
+      hold: ``NAME=VALUE`` items: the values of hyperparameters the subject's
+        constructor does not take (:mod:`optspec.conformance.hidden`).
     """
 
     framework: str
@@ -65,6 +68,7 @@ class CertifyOptions:
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     sharding: str | None = None
     world_size: int | None = None
+    hold: tuple[str, ...] = ()
 
     @property
     def resolved_sharding(self) -> adapters.Sharding | None:
@@ -133,6 +137,8 @@ def validate(options: CertifyOptions) -> None:
         _validate_launched(options, launched)
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
+    if parse_holds(options.hold) and options.size is not None:
+        raise adapters.SetupError("--hold applies to a certification of cases: drop --size or --hold")
 
 
 def _validate_launched(options: CertifyOptions, launched: adapters.Launched) -> None:
@@ -172,7 +178,8 @@ def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = No
     start_workers(options.framework)  # the workers' imports overlap the subjects' resolution below
     subjects = subjects if subjects is not None else subjects_of(options)
     for subject in subjects:
-        Expectation.of(subject, options.convention)  # a convention the subject cannot take is refused here
+        # a convention the subject cannot take, or a value it cannot be held at, is refused here
+        Expectation.of(held(subject, parse_holds(options.hold), "declared with --hold"), options.convention)
     requests = [_request(options, subject, options.convention, progress) for subject in subjects]
     yield from certify_isolated(subjects, requests, time_limit_s=options.time_limit_s)
 
@@ -210,7 +217,7 @@ def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | No
         settings["steps"] = options.steps or 100
     else:
         settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir,
-                     "time_limit_s": options.time_limit_s}
+                     "time_limit_s": options.time_limit_s, "hold": parse_holds(options.hold)}
     return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings,
                    options.resolved_sharding)
 

@@ -46,6 +46,9 @@ class Rule:
       compiles: whether the spec's compiled step implements the rule
         (``adapters/compiled.py``: ``--size``, the spec as a framework's
         optimizer).
+      off_values: the value of each hyperparameter that switches its effect
+        off (weight decay's 0): the certifier tries it as the value a
+        constructor that hides the hyperparameter behaves as.
     """
 
     name: str
@@ -62,6 +65,8 @@ class Rule:
     presets: Mapping[str, Knobs] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     inert_knobs: frozenset[str] = frozenset()
     compiles: bool = False
+    off_values: Mapping[str, Any] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({"weight_decay": 0.0}))
 
     @property
     def takes_convention(self) -> bool:

@@ -4,12 +4,14 @@ checks that did not run, a crash's headline, --out after a usage error, --help, 
 from __future__ import annotations
 
 import io
+import os
 import json
 import re
 import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from optspec import adapters
 from optspec.conformance import progress
@@ -143,3 +145,13 @@ def test_keras_on_another_backend_is_refused_not_relabelled(tmp_path):
         assert done.returncode == 2 and "tensorflow: not installed" not in done.stdout, (argv, done)
         assert err[-1] == ("error: --framework tensorflow certifies Keras on the TensorFlow backend, but Keras runs "
                            "on jax here (KERAS_BACKEND='jax'): unset KERAS_BACKEND or set it to tensorflow"), err
+
+
+@needs("torch")
+def test_the_optspec_command_imports_a_vendor_module_from_the_folder_it_runs_in(tmp_path):
+    (tmp_path / "my_optim.py").write_text("from torch.optim import AdamW\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [str(Path(sys.executable).with_name("optspec")), "certify", "--framework",
+               "torch", "--impl", "my_optim:AdamW", "--examples", "0"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("CONFORMS: my_optim:AdamW"), done.stdout + done.stderr

@@ -64,6 +64,22 @@ def test_each_row_agrees_with_its_source_or_says_why_not_with_identifys_evidence
             assert verdict.cause in section
 
 
+@pytest.mark.parametrize("row", [row for row in ROWS if any(v.verdict == "does not conform" for v in row.verdicts)],
+                         ids=lambda row: row.name)
+def test_the_hint_names_the_knobs_identify_fits_where_a_row_does_not_conform(row):
+    """certify's hint and identify agree (both in float32, identify's dtype): the knobs a rejection names are
+    those in which identify's fit differs from the claim; where certify rejects identify's best fit (on
+    another check), each knob the hint names is one of that fit's, which identify's evidence quotes."""
+    (verdict,) = [v for v in row.verdicts if v.dtype == "float32"] or [None]
+    if verdict is None or verdict.verdict != "does not conform":
+        pytest.skip(f"{row.name} is rejected in another dtype than identify's")
+    if row.identified != "unfit":
+        assert verdict.knobs == {k: str(v) for k, v in row.differs.items()}, (verdict.cause, row.differs)
+    else:
+        best_fit = row.identify_said[0].split("best fit on identify's cases (", 1)[-1].split(", error/bound")[0]
+        assert all(f"{k}={v}" in best_fit.split(", ") for k, v in verdict.knobs.items()), (verdict.cause, best_fit)
+
+
 def test_the_committed_pages_are_the_rendering_of_the_committed_rows():
     for name, text in ecosystem.pages(ROWS).items():
         assert (COMMITTED / name).read_text() == text, f"{name} is stale: python -m tools.ecosystem --pages"

@@ -14,7 +14,6 @@ from optspec.conformance import golden
 from optspec.conformance.cases import NAMED_CASES, Case
 from optspec.conformance.certify import certify, drawn_cases, representable_cases
 from optspec.conformance.cli import main
-from optspec.conformance.explain import HINT_THRESHOLD, explain
 from optspec.conformance.reference import explicit_hyperparameters, reference, round_to_dtype
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from tests.conftest import needs
@@ -256,23 +255,6 @@ def test_identify_reports_ignored_amsgrad():
 
 
 # --- evidence --------------------------------------------------------------------------------------
-
-
-@needs("torch")
-@pytest.mark.parametrize("fraction", [0.05, 0.3])
-def test_a_knob_is_named_only_when_it_leaves_at_most_the_threshold(fraction):
-    (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[for-loop]")
-    case = next(c for c in NAMED_CASES if c.label == "epsilon-placement")
-    case = Case(case.params0[:1], case.grads[:1], case.lrs, explicit_hyperparameters(subject, case.hyper))
-    theta0, grads = case.params0[0], case.grads[0]
-    expected, _ = reference("adamw", "torch", case, theta0, grads)
-    knob, _ = reference("adamw", spec_convention("torch", epsilon="hat"), case, theta0, grads)
-    traj = knob + fraction * (expected - knob)  # leaves fraction/(1 - fraction) of the error
-    hint = explain(subject, "torch", case, theta0, grads, traj, "float64").text
-    if fraction / (1 - fraction) <= HINT_THRESHOLD:
-        assert hint.startswith("most likely knob: epsilon=hat")
-    else:
-        assert hint.startswith("no single knob explains it") and "closest" not in hint
 
 
 def spec_convention(name, **knobs):

@@ -96,7 +96,7 @@ def _verdict(cert: Certificate) -> Verdict:
     if cert.failure is None:
         return Verdict(cert.dtype, cert.verdict)
     fail = cert.failure
-    cause = fail.hint if fail.hint and fail.hint.startswith("most likely knob: ") else (
+    cause = fail.hint if fail.hint and fail.hint.startswith(("most likely knob: ", "most likely knobs: ")) else (
         f"{fail.check} at step {fail.step}: {fail.detail}" + (f"; {fail.hint}" if fail.hint else ""))
     return Verdict(cert.dtype, cert.verdict, cause,
                    tuple((float(f"{e:.4g}"), float(f"{b:.4g}")) for e, b in fail.error_and_bound_per_step))

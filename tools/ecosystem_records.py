@@ -141,11 +141,24 @@ class Verdict:
 
     @property
     def knob(self) -> str | None:
-        """The knob the diagnosis names, or None."""
-        prefix = "most likely knob: "
-        if self.cause and self.cause.startswith(prefix):
-            return self.cause[len(prefix):].split(" (with it", 1)[0]
+        """The knob or knobs the diagnosis names (``a=x and b=y``), or None."""
+        for prefix in ("most likely knob: ", "most likely knobs: "):
+            if self.cause and self.cause.startswith(prefix):
+                return self.cause[len(prefix):].split(" (with it", 1)[0]
         return None
+
+    @property
+    def knobs(self) -> dict[str, str]:
+        """The knobs the diagnosis names, each with its value as the hint words it (an ignored flag's is
+        ``ignored``); empty where it names none."""
+        named = {}
+        for part in self.knob.split(" and ") if self.knob else ():
+            flag, _, rest = part.partition(" ")
+            if rest.startswith("ignored"):
+                named[flag] = "ignored"
+            elif (name_value := part.partition("="))[1]:
+                named[name_value[0]] = name_value[2]
+        return named
 
     @property
     def short(self) -> str | None:

@@ -40,6 +40,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "adamw": Translation(
             {"betas": ("b1", "b2"), "eps": "eps", "weight_decay": "weight_decay"},
             lr="learning_rate",
+            defaults={"weight_decay": 1e-4},  # optax 0.2, optax/_src/alias.py: adamw(..., weight_decay=1e-4)
         ),
     }
 )

@@ -29,6 +29,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "adam": Translation(
             {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "amsgrad": "amsgrad"},
             lr="learning_rate",
+            defaults={"eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adam.py:48
         ),
         "adamw": Translation(
             {
@@ -38,6 +39,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
                 "amsgrad": "amsgrad",
             },
             lr="learning_rate",
+            defaults={"weight_decay": 0.004, "eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adamw.py:56, 59
         ),
     }
 )

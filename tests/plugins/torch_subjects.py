@@ -244,3 +244,15 @@ class Options(ReferenceAdamW):
         if adamw_mode is not True:
             raise ValueError("this test subject is AdamW only with adamw_mode=True")
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+
+def adamw_without_decay(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False):
+    """torch's AdamW with its weight decay switched off, from a factory that takes no ``weight_decay``."""
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=0.0, amsgrad=amsgrad,
+                             maximize=maximize)
+
+
+def adamw_hiding_decay(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, amsgrad=False, maximize=False):
+    """torch's AdamW with a weight decay of 0.05 that its factory does not take: no value it plausibly has."""
+    return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=0.05, amsgrad=amsgrad,
+                             maximize=maximize)
