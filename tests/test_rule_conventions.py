@@ -9,7 +9,6 @@ certifier names.
 from __future__ import annotations
 
 import dataclasses
-
 import re
 
 import pytest
