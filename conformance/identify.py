@@ -21,6 +21,7 @@ import numpy as np
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
+from optspec.conformance import hidden
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
@@ -54,6 +55,9 @@ class Identification:
       certificate: that certification's :class:`~optspec.conformance.verdict.Certificate`, or None.
       raised: where the subject raised (or hung) on one of identify's cases, that case, the step and the
         error, and nothing was scored: it fits nothing, as ``certify`` rejects it.
+      held: the values of hyperparameters the constructor hides that the
+        subject behaves as (:mod:`optspec.conformance.hidden`), where they
+        are not the spec's defaults.
     """
 
     knobs: dict[str, Any]
@@ -63,6 +67,7 @@ class Identification:
     certified: str | None = None
     rejection: str | None = None
     certificate: Certificate | None = dataclasses.field(default=None, repr=False)
+    held: dict[str, Any] = dataclasses.field(default_factory=dict)
     raised: str | None = None
 
     @property
@@ -89,6 +94,8 @@ class Identification:
                     "times the bound", "unfit"]
         return ([f"fit: error/bound {self.error_over_bound:.3g} in {self.dtype} (1 or less fits)",
                  f"certified: {self.certified}"]
+                + [f"held: {k}={v!r} (the constructor takes no {k}; the subject behaves as this value)"
+                   for k, v in self.held.items()]
                 + [f"knob: {k}={show(v)}" for k, v in self.knobs.items()]
                 + [self.preset or "none"])
 
@@ -162,6 +169,10 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         return Identification({}, None, math.inf, dtype, raised=str(exc))
     candidates = [base.replace(**dict(zip(core, values)))
                   for values in itertools.product(*(knob_values[k] for k in core))]
+    if found_held := _hidden_values(subject, candidates, runs, dtype):
+        subject = hidden.held(subject, found_held, "the constructor takes none; identify found the subject behaves "
+                              "as it")
+        runs = [(dataclasses.replace(case, hyper={**case.hyper, **found_held}), *rest) for case, *rest in runs]
     # Among the fits, the one whose reference judges the most elements: where a knob's reference is NaN
     # (Adagrad's 0/0 without a zero guard) the checks judge nothing, so it would fit any subject there.
     scored = sorted(((_score(subject, conv, runs, dtype), index, conv) for index, conv in enumerate(candidates)),
@@ -198,7 +209,7 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         preferred = [name for name in (subject.convention, describe(subject.framework).native_convention)
                      if name in matching]
         preset = (preferred or matching)[0]
-    found = Identification(knobs, preset, float(best_error), dtype)
+    found = Identification(knobs, preset, float(best_error), dtype, held=found_held)
     if best_error > 1.0:
         return found
     held = best.replace(**{k: v for k, v in knobs.items() if k in FLAG_KNOBS and v in knob_values[k]})
@@ -214,6 +225,24 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         found.rejection = (f"failed {cert.failure.check} at step {cert.failure.step} of case "
                            f"{cert.failure.case.split(':')[0]}: {cert.failure.detail}")
     return found
+
+
+def _hidden_values(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list[tuple[Case, list, list, Any]],
+                   dtype: str) -> dict[str, Any]:
+    """The plausible value (:func:`~optspec.conformance.hidden.plausible_values`) of a hyperparameter the
+    constructor hides under which some convention fits the runs, where none fits at the spec's default; empty
+    otherwise, as certify holds a subject there only where its first failing case conforms with it."""
+    def best(**override: Any) -> float:
+        return min(_score(subject, conv, runs, dtype, **override) for conv in candidates)
+
+    plausible = hidden.plausible_values(subject)
+    if not any(len(values) > 1 for values in plausible.values()) or best() <= 1.0:
+        return {}
+    for name, values in plausible.items():
+        for value in values[1:]:
+            if best(**{name: value}) <= 1.0:
+                return {name: value}
+    return {}
 
 
 def _knobs(conv: spec.Knobs, names: list[str]) -> dict[str, Any]:

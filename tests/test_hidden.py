@@ -91,3 +91,11 @@ def test_the_pytest_plugin_takes_a_held_value(tmp_path):
                            "--optspec-hold", "weight_decay=0.05"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@needs("torch")
+def test_identify_finds_the_value_certify_holds_a_hidden_hyperparameter_at(capsys):
+    assert main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:adamw_without_decay",
+                 "--examples", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "torch" and any(line.startswith("held: weight_decay=0.0 ") for line in lines), lines
