@@ -238,7 +238,7 @@ def combined(a: Change, b: Change, rule: str, convention: spec.Knobs | None) -> 
     rules = {a.rule, b.rule} - {rule}
     if len(rules) > 1 or set(a.knobs) & set(b.knobs) or set(a.override) & set(b.override):
         return None
-    if {"step_lag", "step_lead"} <= {*a.override, *b.override}:
+    if len({"step_lag", "step_lead", "second_moment_lag"} & {*a.override, *b.override}) > 1:
         return None
     into = rules.pop() if rules else rule
     if "previous_lr_decay" in {*a.override, *b.override} and spec.get_rule(into).weight_decay != "decoupled":
@@ -298,6 +298,8 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
     if rule.corrected_moments is not None:
         candidate("bias_correction one step late (the step count lags by one)", {"step_lag": True})
         candidate("bias_correction one step early (the step count runs one ahead)", {"step_lead": True})
+        candidate("the second moment's bias correction one step late (the first moment's on time)",
+                  {"second_moment_lag": True})
     if rule.takes_convention:
         resolved = rule.resolve(convention)
         for knob, values in rule.knob_values().items():

@@ -39,7 +39,7 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
 
 def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False, step_lead: bool = False,
-              previous_lr_decay: bool = False, state_dtype: str | None = None,
+              second_moment_lag: bool = False, previous_lr_decay: bool = False, state_dtype: str | None = None,
               state_fields: frozenset[str] | None = None, states: list[Any] | None = None,
               **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
@@ -47,7 +47,9 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     For :func:`optspec.conformance.explain.explain`, single defects can be
     modelled: ``step_lag``, a step counter that lags by one after the first
     step (t = 1, 1, 2, 3, ...); ``step_lead``, one that runs a step early
-    (t = 2, 3, 4, ...); ``previous_lr_decay``, a decoupled decay that reads the
+    (t = 2, 3, 4, ...); ``second_moment_lag``, a second moment's bias
+    correction alone that lags by one after the first step (the first
+    moment's is on time); ``previous_lr_decay``, a decoupled decay that reads the
     previous step's learning rate (the first step's own at step 1);
     ``state_dtype``, a state rounded to that dtype after every step (only its
     ``state_fields``, if given).  ``states``, if given, receives the
@@ -59,13 +61,14 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
         hyper["initial_lr"] = case.lrs[0]
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
         return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
-                    step_lead=step_lead, previous_lr_decay=previous_lr_decay, state_dtype=state_dtype,
-                    state_fields=state_fields, states=states)
+                    step_lead=step_lead, second_moment_lag=second_moment_lag, previous_lr_decay=previous_lr_decay,
+                    state_dtype=state_dtype, state_fields=state_fields, states=states)
 
 
 def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
-         subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, previous_lr_decay: bool,
-         state_dtype: str | None, state_fields: frozenset[str] | None, states: list[Any] | None
+         subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, second_moment_lag: bool,
+         previous_lr_decay: bool, state_dtype: str | None, state_fields: frozenset[str] | None,
+         states: list[Any] | None
          ) -> tuple[np.ndarray, np.ndarray | None]:
     state = spec_rule.init_state(xp, theta0, hyper)
     if step_lead:
@@ -74,6 +77,8 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
     free, resync = [], []
     for t, lr in enumerate(lrs):
         at_step = {**hyper, "decay_lr": lrs[max(t - 1, 0)]} if previous_lr_decay else hyper
+        if second_moment_lag:
+            at_step = {**at_step, "second_moment_step": max(int(state.step), 1)}
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
             resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)[0])

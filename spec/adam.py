@@ -70,6 +70,7 @@ def adam_step(
     amsgrad: bool = False,
     maximize: bool = False,
     convention: str | Convention = "torch",
+    second_moment_step: int | None = None,
 ) -> tuple[Array, AdamState]:
     r"""One Adam step with an L2 penalty (Kingma & Ba, arXiv 1412.6980, Algorithm 1).
 
@@ -82,12 +83,12 @@ def adam_step(
     ``amsgrad`` knobs apply; its decay knobs do not.  Source:
     ``torch/optim/adam.py`` ``_single_tensor_adam`` with
     ``decoupled_weight_decay=False``; optax ``chain(add_decayed_weights(wd),
-    adam(lr))`` is the same.
+    adam(lr))`` is the same.  ``second_moment_step`` is as :func:`adamw_step`'s.
     """
     g = -grad if maximize else grad
     if not _validate.known_zero(weight_decay):
         g = g + weight_decay * param
-    return _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, resolve(convention))
+    return _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, resolve(convention), second_moment_step)
 
 
 def adamw_step(
@@ -105,6 +106,7 @@ def adamw_step(
     maximize: bool = False,
     convention: str | Convention = "torch",
     decay_lr: float | None = None,
+    second_moment_step: int | None = None,
 ) -> tuple[Array, AdamState]:
     r"""One AdamW step, in the given convention.
 
@@ -134,7 +136,10 @@ def adamw_step(
     :math:`\mathrm{lr}_0` is ``initial_lr`` (:func:`spec.run` passes the first
     step's lr).  ``decay_lr`` is the learning rate :math:`d_t` reads in place
     of :math:`\mathrm{lr}_t` (default: :math:`\mathrm{lr}_t`); the certifier's
-    diagnosis passes the previous step's to model a decay that lags the schedule.
+    diagnosis passes the previous step's to model a decay that lags the schedule;
+    ``second_moment_step`` is the :math:`t` of :math:`bc_2` alone (default:
+    the step's own), which it passes to model a second moment's correction
+    that lags.
     The ``torch`` convention is ``torch/optim/adam.py``
     ``_single_tensor_adam``; the others are listed in :mod:`optspec.spec.conventions`.
     """
@@ -143,7 +148,7 @@ def adamw_step(
     decay = _decay_factor(conv.decay_scale, lr if decay_lr is None else decay_lr, initial_lr, weight_decay)
     if not _validate.known_zero(weight_decay) and conv.decay_point == "before":
         param = (1 - decay) * param
-    param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv)
+    param, state = _adam_update(xp, param, g, state, lr, betas, eps, amsgrad, conv, second_moment_step)
     if not _validate.known_zero(weight_decay) and conv.decay_point == "after":
         param = (1 - decay) * param
     return param, state
@@ -199,11 +204,12 @@ def _adam_update(
     eps: float,
     amsgrad: bool,
     conv: Convention,
+    second_moment_step: int | None = None,
 ) -> tuple[Array, AdamState]:
     beta1, beta2 = betas
     t = state.step + 1
     bc1 = 1 - beta1**t if conv.bias_correction else 1.0
-    bc2 = 1 - beta2**t if conv.bias_correction else 1.0
+    bc2 = 1 - beta2 ** (t if second_moment_step is None else second_moment_step) if conv.bias_correction else 1.0
     m = beta1 * state.exp_avg + (1 - beta1) * g
     v = beta2 * state.exp_avg_sq + (1 - beta2) * (g * g)
     v_max = state.max_exp_avg_sq

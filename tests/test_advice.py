@@ -21,6 +21,7 @@ PLUGIN = "tests.plugins.torch_subjects"
 NAMED_BY = {
     "bias_off_by_one": "bias_correction one step late",
     "bias_one_early": "bias_correction one step early",
+    "beta2_bias_lag": "the second moment's bias correction one step late",
     "previous_lr_decay": "weight decay scaled by the previous step's lr",
 }
 
