@@ -10,8 +10,14 @@ killed.  A worker that dies (any signal) has crashed.  Either way the verdict
 is "does not conform", with the case and step as evidence.
 
 One worker serves every case of a subject, so the batched speed is kept.
-Workers are forked from a fork server (:func:`start_workers`), started as
-early as possible and once per process, that has imported the certifier and
+Beside it, a second worker replays the golden scenarios of the same subjects
+(:func:`_replayer`), which a certification in one process replays after the
+cases: the worker takes that replay from it where its inputs are the ones
+its own certification reaches (:class:`_Aside`), and replays them itself
+otherwise, or where the second worker raised, crashed or hung, so that the
+verdict, its evidence and its notes are the ones of a replay in the worker.
+Workers are forked from a fork server (:func:`~optspec.conformance.workers.start_workers`),
+started as early as possible and once per process, that has imported the certifier and
 the framework when its import is fork-safe (:attr:`Framework.fork_safe`):
 a worker then starts without importing them again, and the server's imports
 overlap the caller's own.  A fork of the caller itself could deadlock (it may
@@ -23,9 +29,12 @@ the worker starts, not the server's.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
-import multiprocessing
+import importlib
 import os
+import signal
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -36,9 +45,13 @@ from optspec.adapters.errors import exit_name
 from optspec.conformance.certify import reproduce_command
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.verdict import Certificate, CheckOutcome, Failure, certificate
+from optspec.conformance.workers import start_workers
 
 #: Seconds a worker may take to import the frameworks and build the subject before its first step.
 STARTUP_S = 180.0
+#: Seconds between two heartbeats of the golden replay's worker, and of a worker that waits for it: they
+#: show that it is alive (the evidence of a failure comes from the worker's own replay, never from these).
+ASIDE_BEAT_S = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,43 +67,156 @@ class Request:
     sharding: adapters.Sharding | None = None
 
 
-def start_workers(framework: str | None) -> multiprocessing.context.BaseContext:
-    """The context workers start from: a fork server, started now if it is not running, or ``spawn``.
-
-    The first call in a process starts the server with ``framework``
-    preloaded (if fork-safe); it imports in the background while the caller
-    goes on.
-    """
-    from multiprocessing import forkserver
-
-    from optspec.conformance.preload import PRELOAD_VARIABLE
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    if not _SERVER_STARTED:
-        safe = framework is not None and adapters.frameworks.describe(framework).fork_safe
-        os.environ[PRELOAD_VARIABLE] = framework if safe else ""
-        context.set_forkserver_preload(["optspec.conformance.preload"])
-        forkserver.ensure_running()
-        _SERVER_STARTED.append(framework)
-    return context
+def replayed_aside(request: Request) -> bool:
+    """Whether ``request``'s golden replay runs in the second worker: a certification of cases in one process."""
+    return request.size is None and request.sharding is None and request.options.get("golden_dir") is not None
 
 
-#: Not empty once this process started its fork server.
-_SERVER_STARTED: list[str | None] = []
+def _replay_key(subject: SubjectInfo, convention: Any, dtype: str, device: str | None, golden_dir: Any) -> str:
+    """What a golden replay reads of its arguments, as text: two replays with one key run the same steps."""
+    return repr((subject.name, subject.framework, subject.rule, subject.convention, sorted(subject.supports),
+                 sorted(subject.fixed.items()), subject.devices, sorted(subject.not_tested.items()),
+                 subject.holds_hyperparameters_in_dtype, subject.sharding, sorted(subject.own_defaults.items()),
+                 subject.build_batch is None, subject.drive_elsewhere is None, convention, dtype, device,
+                 str(golden_dir)))
 
 
-def _worker(connection: Any, requests: list[Request], environment: dict[str, str]) -> None:
+def _replay_inputs(subject: SubjectInfo, options: dict[str, Any]) -> tuple[SubjectInfo, Any, str | None]:
+    """The subject, convention and device that :func:`~optspec.conformance.certify.certify` replays the golden
+    scenarios with (a mismatch costs only speed: :class:`_Aside` compares their :func:`_replay_key`)."""
+    from optspec.conformance.hidden import held
+
+    if options.get("hold"):
+        subject = held(subject, options["hold"], "declared with --hold")
+    convention = Expectation.of(subject, options.get("convention")).convention
+    if getattr(convention, "amsgrad", None) == "off" and not subject.fixed.get("amsgrad"):
+        subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})
+    return subject, convention, adapters.namespaces.check_device(subject.framework, options.get("device"))
+
+
+def _replayer(connection: Any, requests: list[tuple[int, Request]], environment: dict[str, str]) -> None:
+    """The second worker: replays the golden scenarios of each request in turn, and sends each replay, with its
+    key and the warnings raised during it, to the worker of the cases (:class:`_Aside`); ("error", index) where
+    it could not."""
     from optspec.adapters.driver import set_heartbeat
+    from optspec.conformance import golden
+
+    os.environ.clear()
+    os.environ.update(environment)
+    last = [0.0]
+
+    def beat(label: str, step: int) -> None:
+        if (now := time.monotonic()) - last[0] >= ASIDE_BEAT_S:
+            last[0] = now
+            connection.send(("beat", label, step))
+
+    set_heartbeat(beat)
+    resolved: dict[tuple[str, str | None, str | None], list[SubjectInfo]] = {}
+    for index, request in requests:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the worker of the cases records those of the resolution
+                key = (request.framework, request.impl, request.rule)
+                if key not in resolved:
+                    resolved[key] = adapters.resolve_subject(*key)
+                (subject,) = [s for s in resolved[key] if s.name == request.subject]
+                subject, convention, device = _replay_inputs(subject, request.options)
+            dtype, golden_dir = request.options.get("dtype", "float64"), request.options["golden_dir"]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                replays = golden.replay(subject, convention, dtype=dtype, device=device, golden_dir=golden_dir)
+            raised = [(w.category.__module__, w.category.__qualname__, str(w.message), w.filename, w.lineno)
+                      for w in caught]
+            connection.send(("replays", index, _replay_key(subject, convention, dtype, device, golden_dir),
+                             replays, raised))
+        except KeyboardInterrupt:
+            return
+        except Exception:  # the worker of the cases replays it itself, and meets the error there
+            with contextlib.suppress(Exception):
+                connection.send(("error", index))
+
+
+class _Aside:
+    """The golden replays of the second worker, as :data:`optspec.conformance.golden.replayed_aside` for the
+    worker of the cases: the replay of request ``index`` where its key is the one asked for, else None.
+
+    While it waits, it beats to the supervisor; a second worker silent for the time limit is killed, and
+    every replay after that runs in this worker.
+    """
+
+    def __init__(self, connection: Any, indices: set[int], pid: int, supervisor: Any, time_limit_s: float):
+        self.connection, self.indices, self.pid, self.supervisor = connection, indices, pid, supervisor
+        self.time_limit_s = time_limit_s
+        self.index = -1
+        self.asked: set[int] = set()
+        self.broken = False
+        self.started = False
+        self.where: tuple[str, int] = ("the golden replay (in a second worker)", 0)
+
+    def __call__(self, subject: SubjectInfo, convention: Any, dtype: str, device: str | None,
+                 golden_dir: Any) -> list | None:
+        if self.broken or self.index not in self.indices or self.index in self.asked:
+            return None  # a replay of another subject (the same one held at a hidden value) runs here
+        self.asked.add(self.index)
+        key = _replay_key(subject, convention, dtype, device, golden_dir)
+        heard = time.monotonic()
+        while True:
+            limit = self.time_limit_s if self.started else max(self.time_limit_s, STARTUP_S)
+            if time.monotonic() - heard > limit:
+                return self._give_up()
+            self.supervisor.send(("beat", *self.where))
+            if not self.connection.poll(ASIDE_BEAT_S * 4):
+                continue
+            try:
+                message = self.connection.recv()
+            except (EOFError, OSError):
+                return self._give_up()
+            heard = time.monotonic()
+            if message[0] == "beat":
+                self.started, self.where = True, (message[1], message[2])
+                continue
+            if message[1] < self.index:  # the replay of a subject whose cases failed: not needed
+                continue
+            if message[0] != "replays" or message[2] != key:
+                return None
+            for module, name, text, filename, lineno in message[4]:
+                warnings.warn_explicit(text, _warning_category(module, name), filename, lineno)
+            return message[3]
+
+    def _give_up(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+        return None
+
+
+def _warning_category(module: str, name: str) -> type[Warning]:
+    """The warning class ``module.name``, or one of that name where it cannot be imported here."""
+    with contextlib.suppress(Exception):
+        found: Any = importlib.import_module(module)
+        for part in name.split("."):
+            found = getattr(found, part)
+        if isinstance(found, type) and issubclass(found, Warning):
+            return found
+    return type(name.rpartition(".")[2], (Warning,), {})
+
+
+def _worker(connection: Any, requests: list[Request], environment: dict[str, str],
+            aside: tuple[Any, set[int], int, float] | None = None) -> None:
+    from optspec.adapters.driver import set_heartbeat
+    from optspec.conformance import golden
     from optspec.conformance.certify import certify
 
     os.environ.clear()
     os.environ.update(environment)
 
     set_heartbeat(lambda label, step: connection.send(("beat", label, step)))
+    replays = _Aside(aside[0], aside[1], aside[2], connection, aside[3]) if aside is not None else None
+    golden.replayed_aside = replays
     resolved: dict[tuple[str, str | None, str | None], list[SubjectInfo]] = {}
-    for request in requests:
+    for index, request in enumerate(requests):
+        if replays is not None:
+            replays.index = index
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -144,11 +270,21 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
     """Runs a worker over ``pending``, removing each subject from it once its certificate is yielded."""
     context = start_workers(pending[0][1].framework)
     receiver, sender = context.Pipe(duplex=False)
+    aside = [(index, request) for index, (_, request) in enumerate(pending) if replayed_aside(request)]
+    replayer, aside_args = None, None
+    if aside:
+        replays, replayed = context.Pipe(duplex=False)
+        replayer = context.Process(target=_replayer, args=(replayed, aside, dict(os.environ)), daemon=True)
+        replayer.start()
+        replayed.close()
+        aside_args = (replays, {index for index, _ in aside}, replayer.pid, time_limit_s)
     # A daemonic process may not start processes: a sharded subject's worker starts its ranks.
-    worker = context.Process(target=_worker, args=(sender, [r for _, r in pending], dict(os.environ)),
+    worker = context.Process(target=_worker, args=(sender, [r for _, r in pending], dict(os.environ), aside_args),
                              daemon=all(request.sharding is None for _, request in pending))
     worker.start()
     sender.close()
+    if aside_args is not None:
+        aside_args[0].close()
     label, step, started = "the worker's start (imports)", 0, False
     try:
         while pending:
@@ -182,9 +318,12 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
                 yield _broken(subject, request, kind, message[2] or step, label, message[1])
             label, step, started = "the next subject's start", 0, False
     finally:
-        if worker.is_alive():
-            worker.kill()
-        worker.join()
+        for process in (worker, replayer):
+            if process is not None and process.is_alive():
+                process.kill()
+        for process in (worker, replayer):
+            if process is not None:
+                process.join()
         receiver.close()
 
 

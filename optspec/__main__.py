@@ -16,10 +16,15 @@ def run() -> int:
         return 2
     try:
         from optspec.adapters import launched
+
+        found = launched()  # by torchrun: this process is one of the ranks it started
+        if found is None:  # the workers' fork server imports while the CLI does
+            from optspec.conformance.workers import start_early
+
+            start_early(sys.argv[1:])
         from optspec.conformance.cli import main
     except KeyboardInterrupt:
         return interrupted()
-    found = launched()  # by torchrun: this process is one of the ranks it started
     return found.module.run(main) if found is not None else main()
 
 

@@ -89,3 +89,80 @@ def test_ctrl_c_stops_with_one_line_and_writes_nothing(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted: no verdict")
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists(), list((tmp_path / "out").iterdir())
+
+
+def _spec_adamw(framework: str = "numpy", impl: str = "spec.adamw"):
+    from optspec import adapters
+
+    (subject,) = adapters.resolve_subject(framework, impl)
+    return subject
+
+
+@pytest.mark.parametrize(("framework", "impl", "convention"), [
+    ("numpy", "spec.adamw", None),
+    # the paper's preset has no AMSGrad: certify drops the variant from what the subject supports
+    pytest.param("torch", "optspec.adapters.torch.optimizer:AdamW[convention='paper']", "paper",
+                 marks=needs("torch")),
+])
+def test_the_golden_replay_beside_the_cases_has_the_inputs_certify_replays(monkeypatch, framework, impl,
+                                                                           convention):
+    from optspec.conformance import golden, isolation
+    from optspec.conformance.certify import certify
+
+    subject = _spec_adamw(framework, impl)
+    asked = []
+    monkeypatch.setattr(golden, "replayed_aside", lambda *args: asked.append(isolation._replay_key(*args)))
+    assert certify(subject, convention=convention, examples=0, golden_dir=str(golden.DEFAULT_DIR)).passes
+    replayed, knobs, device = isolation._replay_inputs(subject, {"convention": convention, "dtype": "float64",
+                                                                 "device": None, "hold": {}})
+    assert asked == [isolation._replay_key(replayed, knobs, "float64", device, golden.DEFAULT_DIR)]
+    assert convention != "paper" or "amsgrad" not in replayed.supports
+
+
+def test_the_worker_takes_a_replay_of_its_own_inputs_only_and_replays_itself_when_the_second_worker_is_gone():
+    import multiprocessing
+    import warnings
+
+    from optspec.conformance import isolation
+
+    subject = _spec_adamw()
+    key = isolation._replay_key(subject, None, "float64", "cpu", "golden")
+    receive, send = multiprocessing.Pipe(duplex=False)
+    beats, supervisor = multiprocessing.Pipe(duplex=False)
+    second = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    aside = isolation._Aside(receive, {0, 1, 2}, second.pid, supervisor, time_limit_s=30)
+    send.send(("beat", "golden:long (10000 steps)", 7))
+    send.send(("replays", 0, key, ["the replay"], [("builtins", "UserWarning", "from the second worker", "x.py", 3)]))
+    send.send(("replays", 1, "another subject's key", ["not this one"], []))
+    aside.index = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert aside(subject, None, "float64", "cpu", "golden") == ["the replay"]
+    assert [(w.category, str(w.message)) for w in caught] == [(UserWarning, "from the second worker")]
+    assert aside(subject, None, "float64", "cpu", "golden") is None, "a second replay of one request runs here"
+    seen = []
+    while beats.poll(0):
+        seen.append(beats.recv())
+    assert ("beat", "golden:long (10000 steps)", 7) in seen, "while it waits, it beats to the supervisor"
+    aside.index = 1
+    assert aside(subject, None, "float64", "cpu", "golden") is None, "another key: replayed here"
+    send.close()
+    aside.index = 2
+    assert aside(subject, None, "float64", "cpu", "golden") is None and aside.broken
+    assert second.wait(timeout=30) == -signal.SIGKILL, "a second worker that is gone or silent is killed"
+
+
+@pytest.mark.parametrize(("argv", "started"), [
+    (["certify", "--framework", "torch", "--impl", "x"], ["torch"]),
+    (["certify", "--impl", "x", "--framework=jax"], ["jax"]),
+    (["certify", "--framework", "torch", "--help"], []),
+    (["identify", "--framework", "torch"], []),
+    (["certify", "--impl", "x"], []),
+])
+def test_the_fork_server_starts_before_the_cli_imports_for_a_certify_of_a_framework(monkeypatch, argv, started):
+    from optspec.conformance import workers
+
+    calls = []
+    monkeypatch.setattr(workers, "start_workers", calls.append)
+    workers.start_early(argv)
+    assert calls == started

@@ -14,16 +14,20 @@ by side in one run:
   and ``golden`` (the replay of the golden scenarios).
 
 ``isolation`` is ``whole`` less the in-process total: the worker's start and
-what the parent does around it.  The target (a default run in at most 5 s on
-an idle 2-core machine, imports included) is printed as a ratio, never
-asserted.
+what the parent does around it, less what the workers run side by side (the
+golden replay runs in a second worker beside the cases, so it may be
+negative).
 
-``floor`` is what no certifier can go below, timed in a third fresh process:
+``floor`` is what no certifier can go below, timed in another fresh process:
 the framework's own import, the subject's construction (torch imports
 ``torch._dynamo`` there) and the golden ``long`` scenario's 10 000 steps
 through the subject's session, gradients fed and nothing read back or
-checked.  ``over floor`` (``whole`` less ``floor``) is what certification
-adds.  Results go to ``bench_results/cli.json``.
+checked.  ``overhead`` (``whole`` less ``floor``) is what certification
+adds; its target (issue #36: at most 1.5 s for every framework with a
+built-in AdamW, on an idle 2-core machine) is printed beside it, never
+asserted.  ``--rounds N`` runs ``whole`` and ``floor`` N times each,
+alternating which goes first, and takes the median of each (the stages
+are timed once).  Results go to ``bench_results/cli.json``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -51,8 +56,8 @@ SUBJECTS = (
 #: The Python module a framework's import stands for.
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "jax": "optax", "paddle": "paddle", "tensorflow": "keras",
                     "tf_keras": "tf_keras", "mlx": "mlx.optimizers", "mindspore": "mindspore"}
-#: Seconds a default run may take on an idle 2-core machine (issue #21).
-TARGET_S = 5.0
+#: Seconds a default run may add to its floor on an idle 2-core machine (issue #36).
+OVERHEAD_TARGET_S = 1.5
 #: The golden scenario whose steps the floor takes: the longest one.
 FLOOR_SCENARIO = "long"
 STAGES = ("import optspec", "import framework", "resolve", "probe", "named", "drawn", "golden")
@@ -131,29 +136,43 @@ def optspec_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "optspec"]
 
 
-def measure(framework: str, impl: str) -> dict:
-    """``whole`` (the CLI from outside) and the in-process stages of one default certify of ``impl``."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    argv = [*optspec_command(), "certify", "--framework", framework, "--impl", impl]
+def _run(argv: list[str], env: dict[str, str], what: str) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    whole = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    whole_s = time.perf_counter() - start
-    staged = subprocess.run([sys.executable, "-c", _IN_PROCESS, framework, impl, FRAMEWORK_MODULE[framework]],
-                            capture_output=True, text=True, env=env, check=False)
-    if staged.returncode != 0 or not staged.stdout.strip():
-        raise SystemExit(f"the in-process run of {impl} failed:\n{staged.stderr[-2000:]}")
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1) or not done.stdout.strip():
+        raise SystemExit(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done
+
+
+def measure(framework: str, impl: str, rounds: int = 1) -> dict:
+    """``whole`` (the CLI from outside) and ``floor``, the median of ``rounds`` runs each (alternating which
+    goes first), and the in-process stages of one default certify of ``impl``."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    module = FRAMEWORK_MODULE[framework]
+    whole_argv = [*optspec_command(), "certify", "--framework", framework, "--impl", impl]
+    floor_argv = [sys.executable, "-c", _FLOOR, framework, impl, module, FLOOR_SCENARIO]
+    wholes, floors, exits = [], [], set()
+    for index in range(rounds):
+        for which in (("whole", "floor") if index % 2 == 0 else ("floor", "whole")):
+            if which == "whole":
+                seconds, done = _run(whole_argv, env, f"optspec certify of {impl}")
+                wholes.append(seconds)
+                exits.add(done.returncode)
+            else:
+                _, done = _run(floor_argv, env, f"the floor run of {impl}")
+                floors.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+    _, staged = _run([sys.executable, "-c", _IN_PROCESS, framework, impl, module], env,
+                     f"the in-process run of {impl}")
     inside = json.loads(staged.stdout.strip().splitlines()[-1])
-    floor = subprocess.run([sys.executable, "-c", _FLOOR, framework, impl, FRAMEWORK_MODULE[framework],
-                            FLOOR_SCENARIO], capture_output=True, text=True, env=env, check=False)
-    if floor.returncode != 0 or not floor.stdout.strip():
-        raise SystemExit(f"the floor run of {impl} failed:\n{floor.stderr[-2000:]}")
-    floor_s = round(json.loads(floor.stdout.strip().splitlines()[-1])["seconds"], 2)
+    whole_s, floor_s = round(statistics.median(wholes), 2), round(statistics.median(floors), 2)
     seconds = {stage: round(inside["seconds"].get(stage, 0.0), 2) for stage in (*STAGES, "other")}
-    return {"framework": framework, "subject": impl, "exit": whole.returncode, "whole_s": round(whole_s, 2),
-            "in_process_s": round(sum(seconds.values()), 2), "seconds": seconds, "passes": inside["passes"],
-            "cases": inside["cases"], "isolation_s": round(whole_s - sum(seconds.values()), 2),
-            "ratio_to_target": round(whole_s / TARGET_S, 2), "floor_s": floor_s,
-            "over_floor_s": round(whole_s - floor_s, 2)}
+    return {"framework": framework, "subject": impl, "exit": max(exits), "rounds": rounds, "whole_s": whole_s,
+            "whole_runs_s": [round(x, 2) for x in wholes], "floor_s": floor_s,
+            "floor_runs_s": [round(x, 2) for x in floors], "overhead_s": round(whole_s - floor_s, 2),
+            "overhead_target_s": OVERHEAD_TARGET_S, "in_process_s": round(sum(seconds.values()), 2),
+            "seconds": seconds, "passes": inside["passes"], "cases": inside["cases"],
+            "isolation_s": round(whole_s - sum(seconds.values()), 2)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,11 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench_cli", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_results")
     parser.add_argument("--frameworks", nargs="*", default=[f for f, _ in SUBJECTS])
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of whole and of floor per framework, alternating; the median is printed")
     args = parser.parse_args(argv)
     columns = [*STAGES, "other", "isolation"]
-    print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'target':>6} {'ratio':>5} {'floor':>6} "
-          f"{'over floor':>10}  "
-          + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
+    print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'floor':>6} {'overhead':>8} "
+          f"{'target':>6}  " + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
     rows = []
     for framework, impl in SUBJECTS:
         try:
@@ -176,19 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             available = False
         if framework not in args.frameworks or not available:
             continue
-        row = measure(framework, impl)
+        row = measure(framework, impl, max(1, args.rounds))
         rows.append(row)
         cells = {**row["seconds"], "isolation": row["isolation_s"]}
-        print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {TARGET_S:>6.1f} {row['ratio_to_target']:>5.2f} "
-              f"{row['floor_s']:>6.2f} {row['over_floor_s']:>10.2f}  "
-              + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
+        print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {row['floor_s']:>6.2f} {row['overhead_s']:>8.2f} "
+              f"{OVERHEAD_TARGET_S:>6.1f}  " + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "cli.json", json.dumps({"target_s": TARGET_S, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out / 'cli.json'} (whole: the CLI timed from outside; the stages: the same certify in one "
-          "process; isolation = whole - their sum; ratio = whole / target, <= 1 meets it on an idle machine; floor: the "
-          f"framework's import, the subject's construction and the golden {FLOOR_SCENARIO!r} scenario's steps, "
-          "unchecked, which no certifier goes below)")
+    write_text(out / "cli.json", json.dumps({"overhead_target_s": OVERHEAD_TARGET_S, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out / 'cli.json'} (whole: the CLI timed from outside; floor: the framework's import, the "
+          f"subject's construction and the golden {FLOOR_SCENARIO!r} scenario's steps, unchecked, which no "
+          "certifier goes below; overhead = whole - floor, its target on an idle 2-core machine beside it; "
+          "the stages: the same certify in one process; isolation = whole - their sum)")
     return 0
 
 
