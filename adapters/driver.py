@@ -109,6 +109,10 @@ class SubjectInfo:
       own_defaults: its framework's defaults where they differ from the
         spec's (:attr:`~optspec.adapters.translation.Translation.defaults`):
         values a hyperparameter its constructor hides may have.
+      state_storage: the dtypes it stores state fields in between steps,
+        where coarser than its parameters' (state field -> dtype, as
+        :class:`spec.StateStorage` names them): declared (``--state-dtype``)
+        or read from it by the certifier; the spec's run stores them so.
       holds_hyperparameters_in_dtype: whether it casts its hyperparameters
         (β above all) to the parameter's dtype, as Keras does.
       not_shardable: sharding strategy -> why its framework cannot run it
@@ -136,6 +140,7 @@ class SubjectInfo:
     sharding: Sharding | None = None
     drive_elsewhere: Callable[..., Trajectory] | None = None
     own_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    state_storage: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

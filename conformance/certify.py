@@ -25,6 +25,7 @@ from optspec.conformance.check import (
 )
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.hidden import behaves_as, held
+from optspec.conformance.state_storage import stored
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from optspec.conformance.seeded import seed_only_draws
@@ -47,7 +48,8 @@ class _CaseFailed(Exception):
 def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None, dtype: str = "float64",
             device: str | None = None, examples: int = 100, seed_value: int = 0,
             time_limit_s: float = DEFAULT_TIME_LIMIT_S, golden_dir: str | None = None,
-            progress: Callable[[str], None] | None = None, hold: Mapping[str, Any] | None = None) -> Certificate:
+            progress: Callable[[str], None] | None = None, hold: Mapping[str, Any] | None = None,
+            state_dtypes: Mapping[str, str] | None = None) -> Certificate:
     """Certifies ``subject`` against the spec in ``convention`` (its own preset by default).
 
     ``hold`` declares the values of hyperparameters the subject's constructor
@@ -55,14 +57,18 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
     Where the constructor hides one and the first failing case conforms with
     it at a value it plausibly has (:func:`~optspec.conformance.hidden.plausible_values`:
     0 for λ, its framework's default), the subject is certified afresh held
-    there, and its notes say so.
+    there, and its notes say so.  ``state_dtypes`` declares the dtypes it
+    stores state fields in (``--state-dtype``,
+    :mod:`optspec.conformance.state_storage`).
     """
     rerun = functools.partial(certify, convention=convention, dtype=dtype, device=device, examples=examples,
                               seed_value=seed_value, time_limit_s=time_limit_s, golden_dir=golden_dir,
-                              progress=progress)
+                              progress=progress, state_dtypes=state_dtypes)
     declared = dict(hold or {})
     if declared:
         subject = held(subject, declared, "declared with --hold")
+    if state_dtypes:
+        subject = stored(subject, dict(state_dtypes))
     expectation = Expectation.of(subject, convention)
     convention = expectation.convention
     amsgrad_note = []
@@ -85,6 +91,8 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
     failure: CheckResult | None = None
     notes: list[str] = [f"{knob}: not tested: {why}" for knob, why in sorted(subject.not_tested.items())]
     notes += amsgrad_note
+    if subject.state_storage:
+        notes.append(f"state stored as declared: {spec.StateStorage(subject.state_storage).describe()}")
     if subject.sharding is not None and subject.sharding.not_resharded:
         notes.append(f"resharded resume: not tested: {subject.sharding.not_resharded}")
     if subject.sharding is not None and subject.sharding.one_dtype:
@@ -181,7 +189,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         subject, expectation, dtype=dtype, device=device, seed=seed_value, cases_run=len(results),
         checks=check_outcomes(results, failure),
         failure=None if failure is None else evidence(subject, failure, expectation, dtype, seed_value, examples,
-                                                      time_limit_s, declared),
+                                                      time_limit_s, declared, state_dtypes),
         golden=golden, per_case_worst=[max(r.worst.values()) for r in results], notes=notes,
     )
 
@@ -327,13 +335,13 @@ MAX_PRINTED_ELEMENTS = 1000
 
 def evidence(subject: SubjectInfo, failure: CheckResult, expectation: Expectation, dtype: str,
              seed_value: int, examples: int, time_limit_s: float | None = None,
-             hold: Mapping[str, Any] | None = None) -> Failure:
+             hold: Mapping[str, Any] | None = None, state_dtypes: Mapping[str, str] | None = None) -> Failure:
     """What a failing case needs to be understood and reproduced."""
     case = failure.case
     return Failure(
         check=failure.check, step=failure.step, detail=failure.failure, case=case.describe(),
         reproduce_cli=reproduce_command(subject, expectation, dtype=dtype, seed=seed_value, examples=examples,
-                                        time_limit_s=time_limit_s, hold=hold),
+                                        time_limit_s=time_limit_s, hold=hold, state_dtypes=state_dtypes),
         hint=failure.hint, hyperparameters=case.hyper, learning_rates=case.lrs, restore_at=case.restore_at,
         ulps=failure.worst_ulps, error_and_bound_per_step=failure.per_step,
         reproduce_spec=reproduce_spec(subject.rule, expectation, case)
@@ -362,9 +370,10 @@ def reproduce_spec(rule: str, expectation: Expectation, case: Case) -> str:
 
 def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: str, seed: int,
                       examples: int | None = None, size: int | None = None, steps: int | None = None,
-                      time_limit_s: float | None = None, hold: Mapping[str, Any] | None = None) -> str:
+                      time_limit_s: float | None = None, hold: Mapping[str, Any] | None = None,
+                      state_dtypes: Mapping[str, str] | None = None) -> str:
     """The ``certify`` command line that gives the same verdict: every option that affects it (a time
-    limit other than the default, and the values declared with ``--hold``, too)."""
+    limit other than the default, and what ``--hold`` and ``--state-dtype`` declare, too)."""
 
     words = ["optspec", "certify", "--framework", subject.framework, "--impl", subject.name]
     if ":" in subject.name.partition("[")[0]:
@@ -382,6 +391,8 @@ def reproduce_command(subject: SubjectInfo, expectation: Expectation, *, dtype: 
         words += ["--sharding", subject.sharding.strategy, "--world-size", str(subject.sharding.world_size)]
     for name, value in (hold or {}).items():
         words += ["--hold", f"{name}={value!r}"]
+    for field, stored_in in (state_dtypes or {}).items():
+        words += ["--state-dtype", f"{field}={stored_in}"]
     return shlex.join(words)
 
 

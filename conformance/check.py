@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -144,6 +145,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     result = CheckResult(case=case, passed=True, worst={"one_step": 0.0, "trajectory": 0.0})
     # what the subject is held to: with a change, that change's rule and convention, bounds included
     rule, expected_convention, expected_case = subject.rule, convention, case
+    override = dict(change.override) if change is not None else {}
+    storage = {**subject.state_storage, **override.pop("storage", {})}
     if change is not None:
         rule, expected_convention, expected_case = change.rule, change.convention, change.applied_to(case)
     each_dtype = tensor_dtypes(dtype, len(params0))
@@ -155,7 +158,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         traj = traj.astype(np.float64)
         states: list[Any] = []
         free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
-                                 **(change.override if change is not None else {}))
+                                 storage=storage, **override)
+        state_dtype = coarsest_storage(storage, tensor_dtype)
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():
@@ -165,7 +169,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                   "finite")
             if explain_failure and change is None:
                 diagnosis = explain_non_finite(subject, convention, case, tensor_dtype, functools.partial(
-                    _conforms_with, subject, case, params0, grads, got, convention, stored, dtype))
+                    _conforms_with, subject, case, params0, grads, got, convention, stored, dtype),
+                    got.storage_dtypes)
                 if diagnosis is not None:
                     result.hint, result.change = diagnosis.text, diagnosis.change
             return result
@@ -176,7 +181,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         parts = update_magnitude(rule, expected_convention, expected_case, g, free_previous)
         feedback = l2_feedback(rule, expected_convention, expected_case, states)
         one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
-                                            steps, tensor_dtype, betas)
+                                            steps, tensor_dtype, betas, state_dtype)
         if feedback is not None:
             # The subject's state was built from its own earlier parameters.
             inherited = np.maximum.accumulate(np.abs(traj - free), axis=0)[:-2]
@@ -191,7 +196,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             "one_step": (resync, np.ones(free.shape, bool), one_step),
             "trajectory": (expected_trajectory, compared,
                            tolerance.trajectory_bounds(theta0, free, tensor_dtype, betas, update=parts,
-                                                       feedback=feedback)),
+                                                       feedback=feedback, state_dtype=state_dtype)),
         }
         error = np.abs(traj - free)
         if error.size:
@@ -271,6 +276,12 @@ def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], gra
     if explain_failure:
         first = check_trajectory(*inputs, convention=convention, dtype=view_dtype, stored=part_stored, **options)
     return dataclasses.replace(first, case=case, worst=result.worst, worst_ulps=result.worst_ulps)
+
+
+def coarsest_storage(storage: Mapping[str, str], dtype: str) -> str | None:
+    """The dtype of ``storage`` (state field -> dtype) with the largest unit roundoff, where coarser than ``dtype``."""
+    coarser = [d for d in storage.values() if tolerance.unit_roundoff(d) > tolerance.unit_roundoff(dtype)]
+    return max(coarser, key=tolerance.unit_roundoff, default=None)
 
 
 def _conforms_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],

@@ -76,6 +76,11 @@ def parser() -> argparse.ArgumentParser:
                             f"(default {CertifyOptions.time_limit_s:g})")
     certify_parser = sub.choices["certify"]
     certify_parser.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE", help=_HOLD_HELP)
+    certify_parser.add_argument("--state-dtype", action="append", default=[], metavar="FIELD=DTYPE",
+                                help="a state field the subject stores in fewer bits than its parameters (e.g. "
+                                     "exp_avg=bfloat16, as optax's mu_dtype): the spec's run stores it so, and the "
+                                     "bounds take that dtype's rounding for the state; repeat for each (default: "
+                                     "every field in the arithmetic's precision)")
     certify_parser.add_argument("--convention", help="the preset of the subject's rule to hold it to "
                                                      "(default: its own; `optspec list` names each rule's)")
     certify_parser.add_argument("--size", type=int,
@@ -126,7 +131,8 @@ def options_of(args: argparse.Namespace, framework: str | None = None) -> Certif
                           size=getattr(args, "size", None), steps=getattr(args, "steps", None),
                           time_limit_s=args.time_limit, sharding=getattr(args, "sharding", None),
                           world_size=getattr(args, "world_size", None),
-                          hold=tuple(getattr(args, "hold", None) or ()))
+                          hold=tuple(getattr(args, "hold", None) or ()),
+                          state_dtypes=tuple(getattr(args, "state_dtype", None) or ()))
 
 
 def matrix_frameworks(args: argparse.Namespace) -> list[str]:

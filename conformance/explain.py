@@ -21,8 +21,8 @@ from optspec.conformance.reference import reference
 #: named only where the case is within the bounds with it).
 HINT_THRESHOLD = 0.1
 
-#: Dtypes a subject may keep its optimizer state in, tried as explanations.
-STATE_DTYPES = ("bfloat16", "float16")
+#: Dtypes a subject may store its optimizer state in, tried as explanations where it holds them.
+STATE_DTYPES = ("float32", "bfloat16", "float16")
 
 #: The coarser dtypes whose tolerance model is tried when no single change explains a failure, where the
 #: subject holds its parameters or state in one of them.
@@ -129,16 +129,18 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     computed in float32 (what the subject returned shows it; no model of its
     float32 arithmetic is assumed).
     """
-    base_free, _ = reference(subject.rule, convention, case, theta0, grads)
+    base_free, _ = reference(subject.rule, convention, case, theta0, grads, storage=subject.state_storage)
     base = float(np.nanmax(np.abs(traj - base_free)))
 
     def scored(changes: list[Change]) -> list[tuple[float, float | None, Change]]:
         """Each change that the reference can run, with its largest error and its error at the failure."""
         out = []
         for change in changes:
+            override = dict(change.override)
+            storage = {**subject.state_storage, **override.pop("storage", {})}
             try:
                 free, resync = reference(change.rule, change.convention, change.applied_to(case), theta0, grads,
-                                         traj if failed else None, **change.override)
+                                         traj if failed else None, storage=storage, **override)
             except ValueError:
                 continue
             at_failure = None
@@ -150,8 +152,10 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
 
     fitted = [_hidden_change(name, value, subject.rule, convention) for name in plausible_values(subject)
               if (value := _fitted_hidden(subject, convention, case, theta0, grads, traj, name)) is not None]
-    singles = scored([*_candidates(subject, convention, case, dtype).values(), *fitted])
-    improving = [change for score, _, change in singles if score < base][:PAIRED]
+    singles = scored([*_candidates(subject, convention, case, dtype, storage_dtypes).values(), *fitted])
+    # a state stored in fewer bits moves the reference by its rounding, which the bounds then allow: it is
+    # judged by the bounds alone, not by how much nearer its reference is
+    improving = [change for score, _, change in singles if score < base or _widens_bounds(change)][:PAIRED]
     pairs = scored([both for i, a in enumerate(improving) for b in improving[i + 1:]
                     if (both := combined(a, b, subject.rule, convention)) is not None])
     rules = scored(_other_rules(subject))
@@ -160,13 +164,16 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     near = failed is not None and failed.ratio is not None and failed.ratio * HINT_THRESHOLD < 1
     partial = None
     for tried in (singles, pairs, rules):
-        close = [item for item in tried if base > 0 and (item[0] <= HINT_THRESHOLD * base or near and item[0] < base)]
-        # the subject's own rule first: a value or a knob of the rule it is held to before another rule
-        for score, at_failure, change in sorted(close, key=lambda item: (item[2].rule != subject.rule, item[0])):
+        close = [item for item in tried if base > 0 and (item[0] <= HINT_THRESHOLD * base or near and item[0] < base
+                                                         or _widens_bounds(item[2]))]
+        # the subject's own rule first, a value or a knob before a state stored in fewer bits (which widens the
+        # bounds, and so could accept what a knob explains)
+        for score, at_failure, change in sorted(close, key=lambda item: (item[2].rule != subject.rule,
+                                                                         _widens_bounds(item[2]), item[0])):
             ratio = ratio_with(change)
             if ratio <= 1:
                 return Diagnosis(_named(subject, change, base, score, failed, at_failure, ratio), change)
-            if partial is None and tried is not rules:
+            if partial is None and tried is not rules and not _widens_bounds(change):
                 partial = (score, change, ratio)
     at_failing_step = f"; the failing step's error is {failed.error:.3g}" if failed else ""
     verdict = (f"no single knob explains it, nor a pair: none of {len(singles)} single changes or {len(pairs)} "
@@ -200,6 +207,11 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
 PAIRED = 10
 
 
+def _widens_bounds(change: Change) -> bool:
+    """Whether ``change`` stores state in fewer bits, which the tolerance model's bounds then allow for."""
+    return "storage" in change.override
+
+
 def _named(subject: SubjectInfo, change: Change, base: float, score: float, failed: FailurePoint | None,
            at_failure: float | None, ratio: float) -> str:
     """The hint that names ``change``: the knob or knobs, or the rule and preset the subject's steps follow."""
@@ -207,6 +219,14 @@ def _named(subject: SubjectInfo, change: Change, base: float, score: float, fail
     if failed is not None:
         falls += f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
     within = f"{falls}, within the bounds (worst {ratio:.2g} of the bound)"
+    if storage := change.override.get("storage"):
+        (stored_in,) = set(storage.values())
+        others = [part for part in change.parts if part != f"state stored in {stored_in}"]
+        also = f", with {' and '.join(others)}," if others else ""
+        return (f"most likely: the subject stores state in {stored_in}{also} (it holds {stored_in} state, and with "
+                f"its state stored so every step is within the bounds, worst {ratio:.2g} of the bound; which fields, "
+                f"these bounds cannot tell); if that is its design, declare each field it stores so, and it is "
+                f"certified in that set-up: --state-dtype FIELD={stored_in}, FIELD one of {', '.join(storage)}")
     if change.hidden:
         values = ", ".join(f"{name}={value!r}" for name, value in change.hidden.items())
         said = f"the constructor takes no {' or '.join(change.hidden)}, and the subject behaves as {values} (with it, {within})"
@@ -262,7 +282,8 @@ def _other_rules(subject: SubjectInfo) -> list[Change]:
 
 
 def explain_non_finite(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, dtype: str,
-                       conforms_with: Callable[[Change], bool]) -> Diagnosis | None:
+                       conforms_with: Callable[[Change], bool],
+                       storage_dtypes: frozenset[str] = frozenset()) -> Diagnosis | None:
     """The single change under which a subject's non-finite values are expected, if one is.
 
     The subject is NaN or infinite where ``convention``'s reference is finite
@@ -271,7 +292,7 @@ def explain_non_finite(subject: SubjectInfo, convention: spec.Knobs | None, case
     conforms with it (``conforms_with(change)``, the full checks; the
     certifier does not judge an element whose reference is non-finite too).
     """
-    for change in _candidates(subject, convention, case, dtype).values():
+    for change in _candidates(subject, convention, case, dtype, storage_dtypes).values():
         if conforms_with(change):
             return Diagnosis(f"most likely knob: {change.name} (with it, the reference is non-finite where the "
                              "subject is, and the case conforms)", change)
@@ -286,8 +307,9 @@ def _float32_values(values: np.ndarray) -> bool:
 
 
 def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
-                dtype: str) -> dict[str, Change]:
-    """Each single change :func:`explain` tries, by name."""
+                dtype: str, storage_dtypes: frozenset[str] = frozenset()) -> dict[str, Change]:
+    """Each single change :func:`explain` tries, by name; a state stored in a coarser dtype only where the
+    subject holds that dtype (``storage_dtypes``, read from it by the driver)."""
     rule = spec.get_rule(subject.rule)
     found: list[Change] = []
 
@@ -320,13 +342,13 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
     for flag in ("amsgrad", "maximize"):
         if case.hyper.get(flag) and flag not in subject.fixed:
             candidate(f"{flag} ignored (the subject accepts {flag}=True and runs without it)", {flag: False})
-    for state_dtype in STATE_DTYPES:
-        if tolerance.unit_roundoff(state_dtype) > tolerance.unit_roundoff(dtype):
-            candidate(f"optimizer state kept in {state_dtype} (reduced precision)", {"state_dtype": state_dtype})
-            if rule.second_moment:
-                candidate(f"second moment kept in {state_dtype} (reduced precision)",
-                          {"state_dtype": state_dtype,
-                           "state_fields": frozenset({rule.second_moment, "max_exp_avg_sq"})})
+    for state_dtype in sorted(storage_dtypes & set(STATE_DTYPES), key=tolerance.unit_roundoff):
+        if tolerance.unit_roundoff(state_dtype) <= tolerance.unit_roundoff(dtype):
+            continue
+        # the bounds a stored state widens are the same whichever field it is, so one change says it for all
+        stored = {field: state_dtype for field in rule.state_fields if subject.state_storage.get(field) != state_dtype}
+        if stored:
+            candidate(f"state stored in {state_dtype}", {"storage": stored})
     if dtype == "float64":
         candidate("hyperparameters rounded to float32 on the way in (as tensorflow#35938)",
                   _through_float32(case.hyper))
@@ -355,7 +377,8 @@ def _fitted_hidden(subject: SubjectInfo, convention: spec.Knobs | None, case: Ca
 
     def error(value: float) -> float:
         try:
-            free, _ = reference(subject.rule, convention, case, theta0, grads, **{name: value})
+            free, _ = reference(subject.rule, convention, case, theta0, grads, storage=subject.state_storage,
+                                **{name: value})
         except ValueError:
             return float("inf")
         return float(np.nanmax(np.abs(traj - free)))

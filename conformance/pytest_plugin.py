@@ -43,7 +43,8 @@ OPTIONS = {
 
 def in_plugin_terms(text: str) -> str:
     """``text`` with each ``certify`` flag named as this plugin takes it (``--dtype`` -> ``--optspec-dtype``)."""
-    plugin_flags = {flag.removeprefix("--optspec-"): flag for flag in (*OPTIONS, "--optspec-skips", "--optspec-hold")}
+    plugin_flags = {flag.removeprefix("--optspec-"): flag
+                    for flag in (*OPTIONS, "--optspec-skips", "--optspec-hold", "--optspec-state-dtype")}
     return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: plugin_flags.get(m.group(1), m.group(0)), text)
 
 
@@ -55,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--optspec-hold", action="append", metavar="NAME=VALUE",
                     help="the value of a hyperparameter the constructor does not take, e.g. weight_decay=0 "
                          "(repeat for each)")
+    group.addoption("--optspec-state-dtype", action="append", metavar="FIELD=DTYPE",
+                    help="a state field the subject stores in fewer bits than its parameters, e.g. "
+                         "exp_avg=bfloat16 (repeat for each)")
 
 
 def _options(config: pytest.Config, **overrides):
@@ -62,6 +66,7 @@ def _options(config: pytest.Config, **overrides):
 
     given = {field: config.getoption(flag) for flag, (field, _, _) in OPTIONS.items()}
     given["hold"] = tuple(config.getoption("--optspec-hold") or ()) or None
+    given["state_dtypes"] = tuple(config.getoption("--optspec-state-dtype") or ()) or None
     return CertifyOptions(**{**{k: v for k, v in given.items() if v is not None}, **overrides})
 
 

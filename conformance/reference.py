@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat.numpy as xp
@@ -39,8 +40,8 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
 
 def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False, step_lead: bool = False,
-              second_moment_lag: bool = False, previous_lr_decay: bool = False, state_dtype: str | None = None,
-              state_fields: frozenset[str] | None = None, states: list[Any] | None = None,
+              second_moment_lag: bool = False, previous_lr_decay: bool = False,
+              storage: Mapping[str, str] | None = None, states: list[Any] | None = None,
               **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
 
@@ -50,10 +51,12 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     (t = 2, 3, 4, ...); ``second_moment_lag``, a second moment's bias
     correction alone that lags by one after the first step (the first
     moment's is on time); ``previous_lr_decay``, a decoupled decay that reads the
-    previous step's learning rate (the first step's own at step 1);
-    ``state_dtype``, a state rounded to that dtype after every step (only its
-    ``state_fields``, if given).  ``states``, if given, receives the
-    reference's state after each step.
+    previous step's learning rate (the first step's own at step 1).
+    ``storage`` (state field -> dtype, :class:`spec.StateStorage`'s) stores
+    those fields of the state rounded to nearest-even in their dtype after
+    every step; the certifier passes the subject's, and the diagnosis tries
+    others.  ``states``, if given, receives the reference's state after each
+    step.
     """
     spec_rule = spec.get_rule(rule)
     hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
@@ -62,13 +65,12 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
         return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
                     step_lead=step_lead, second_moment_lag=second_moment_lag, previous_lr_decay=previous_lr_decay,
-                    state_dtype=state_dtype, state_fields=state_fields, states=states)
+                    storage=storage or {}, states=states)
 
 
 def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
          subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, second_moment_lag: bool,
-         previous_lr_decay: bool, state_dtype: str | None, state_fields: frozenset[str] | None,
-         states: list[Any] | None
+         previous_lr_decay: bool, storage: Mapping[str, str], states: list[Any] | None
          ) -> tuple[np.ndarray, np.ndarray | None]:
     state = spec_rule.init_state(xp, theta0, hyper)
     if step_lead:
@@ -85,10 +87,9 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
         theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
         if step_lag and t == 0:
             state = state._replace(step=0)
-        if state_dtype is not None:
-            state = state._replace(**{k: round_to_dtype(v, state_dtype) for k, v in state._asdict().items()
-                                      if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                                      and (state_fields is None or k in state_fields)})
+        if storage:  # a field another rule's state does not have (the diagnosis runs other rules) is left out
+            state = state._replace(**{field: round_to_dtype(getattr(state, field), dtype)
+                                      for field, dtype in storage.items() if field in state._fields})
         free.append(theta)
         if states is not None:
             states.append(state)

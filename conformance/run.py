@@ -20,6 +20,7 @@ from optspec.adapters.frameworks import has_part
 from optspec.conformance.certify import DEFAULT_TIME_LIMIT_S
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.hidden import held, parse_holds
+from optspec.conformance.state_storage import parse_state_dtypes, stored
 from optspec.conformance.isolation import Request, certify_isolated, start_workers
 from optspec.conformance.verdict import Certificate
 
@@ -52,6 +53,8 @@ class CertifyOptions:
       world_size: the number of ranks (devices of a mesh) of a sharded run (default 2).
       hold: ``NAME=VALUE`` items: the values of hyperparameters the subject's
         constructor does not take (:mod:`optspec.conformance.hidden`).
+      state_dtypes: ``FIELD=DTYPE`` items: the dtypes the subject stores state
+        fields in (:mod:`optspec.conformance.state_storage`).
     """
 
     framework: str
@@ -69,6 +72,7 @@ class CertifyOptions:
     sharding: str | None = None
     world_size: int | None = None
     hold: tuple[str, ...] = ()
+    state_dtypes: tuple[str, ...] = ()
 
     @property
     def resolved_sharding(self) -> adapters.Sharding | None:
@@ -137,8 +141,9 @@ def validate(options: CertifyOptions) -> None:
         _validate_launched(options, launched)
     if options.golden_dir is not None and not os.path.isdir(options.golden_dir):
         raise adapters.SetupError(f"--golden-dir {options.golden_dir!r} is not a directory")
-    if parse_holds(options.hold) and options.size is not None:
-        raise adapters.SetupError("--hold applies to a certification of cases: drop --size or --hold")
+    for flag, given in (("--hold", parse_holds(options.hold)), ("--state-dtype", parse_state_dtypes(options.state_dtypes))):
+        if given and options.size is not None:
+            raise adapters.SetupError(f"{flag} applies to a certification of cases: drop --size or {flag}")
 
 
 def _validate_launched(options: CertifyOptions, launched: adapters.Launched) -> None:
@@ -179,7 +184,9 @@ def certify_all(options: CertifyOptions, subjects: list[SubjectInfo] | None = No
     subjects = subjects if subjects is not None else subjects_of(options)
     for subject in subjects:
         # a convention the subject cannot take, or a value it cannot be held at, is refused here
-        Expectation.of(held(subject, parse_holds(options.hold), "declared with --hold"), options.convention)
+        declared = stored(held(subject, parse_holds(options.hold), "declared with --hold"),
+                          parse_state_dtypes(options.state_dtypes))
+        Expectation.of(declared, options.convention)
     requests = [_request(options, subject, options.convention, progress) for subject in subjects]
     yield from certify_isolated(subjects, requests, time_limit_s=options.time_limit_s)
 
@@ -217,7 +224,8 @@ def _request(options: CertifyOptions, subject: SubjectInfo, convention: str | No
         settings["steps"] = options.steps or 100
     else:
         settings |= {"examples": options.examples, "golden_dir": options.resolved_golden_dir,
-                     "time_limit_s": options.time_limit_s, "hold": parse_holds(options.hold)}
+                     "time_limit_s": options.time_limit_s, "hold": parse_holds(options.hold),
+                     "state_dtypes": parse_state_dtypes(options.state_dtypes)}
     return Request(options.framework, options.impl, options.rule, subject.name, options.size, settings,
                    options.resolved_sharding)
 

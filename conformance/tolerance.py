@@ -81,6 +81,23 @@ parameters, adds :math:`\lambda A_t \max_{s \le t-2}|\theta_s - \theta^{ref}_s|`
 (the deviations actually measured).  :math:`A_t` is evaluated along the
 float64 reference.
 
+**State stored in fewer bits.**  Where the subject stores a state field in a
+dtype of unit roundoff :math:`u_s > u` between steps (:mod:`optspec.spec.storage`),
+the reference stores it the same way, rounded to nearest-even; the two
+stored values differ only where the subject's own rounding of the value
+before storage moves it across a rounding boundary of the coarser dtype,
+by one unit of :math:`u_s` of the field.  That difference decays with the
+moment's :math:`eta` and recurs at each step, so the moments' history term
+takes :math:`u_s` in place of :math:`u`:
+
+.. math::
+
+    B^{(1)}_t = c\,igl(u\,(2|	heta_{t-1}| + K_0|\Delta_t|) + 2t\,u_s\,|\Delta_t|igr)
+
+(with the bias-correction condition number still at :math:`u`: β is not a
+state).  The parameters' own rounding stays at :math:`u`: a kernel that also
+rounds its parameters or its arithmetic to the coarser dtype still fails.
+
 Below the normal range rounding is absolute, and XLA on CPU flushes
 subnormals to zero, so each step also allows the smallest normal number of the
 dtype (``np.finfo(dtype).tiny``, scaled like the rest).
@@ -123,20 +140,23 @@ def bias_condition(step: Any, betas: tuple[float, float] | None) -> Any:
 
 
 def one_step_bound(theta_prev: np.ndarray, update: np.ndarray, step: Any, dtype: str,
-                   betas: tuple[float, float] | None = None) -> np.ndarray:
-    """:math:`B^{(1)}_t` elementwise, for 1-based ``step``; ``update`` is :math:`M_t` (or the step)."""
+                   betas: tuple[float, float] | None = None, state_dtype: str | None = None) -> np.ndarray:
+    """:math:`B^{(1)}_t` elementwise, for 1-based ``step``; ``update`` is :math:`M_t` (or the step);
+    ``state_dtype``, the coarsest dtype the subject stores a state field in, if coarser than ``dtype``."""
     u = unit_roundoff(dtype)
-    growth = OPS_PER_UPDATE + 2 * step + bias_condition(step, betas)
-    return SAFETY * (u * (2 * np.abs(theta_prev) + growth * np.abs(update)) + SMALLEST_NORMAL[dtype])
+    u_state = max(u, unit_roundoff(state_dtype)) if state_dtype is not None else u
+    growth = u * (OPS_PER_UPDATE + bias_condition(step, betas)) + u_state * 2 * step
+    return SAFETY * (u * 2 * np.abs(theta_prev) + growth * np.abs(update) + SMALLEST_NORMAL[dtype])
 
 
 def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
                       betas: tuple[float, float] | None = None,
                       update: np.ndarray | None = None,
-                      feedback: np.ndarray | None = None) -> np.ndarray:
+                      feedback: np.ndarray | None = None, state_dtype: str | None = None) -> np.ndarray:
     r""":math:`B^{(T)}_t` for every step: the one-step bounds along the reference, accumulated.
 
-    ``update`` is :math:`M_t` per step; by default the reference's own steps.
+    ``update`` is :math:`M_t` per step; by default the reference's own steps;
+    ``state_dtype`` as :func:`one_step_bound`'s.
     ``feedback`` is :math:`\lambda A_t` per step for an L2 rule (see above):
     the previous bound is then amplified by :math:`1 + \lambda A_t`; without
     it the bounds simply add up.
@@ -145,7 +165,7 @@ def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
     steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
     delta = np.abs(reference - previous)
     magnitude = delta if update is None else np.maximum(delta, update)
-    per_step = one_step_bound(previous, magnitude, steps, dtype, betas)
+    per_step = one_step_bound(previous, magnitude, steps, dtype, betas, state_dtype)
     if feedback is None:
         return np.cumsum(per_step, axis=0)
     bounds = np.empty_like(per_step)

@@ -12,6 +12,7 @@ from optspec.spec.rmsprop import RMSpropConvention
 from optspec.spec.rules import RULES, Rule, get_rule, preset_names
 from optspec.spec.run import learning_rates, run
 from optspec.spec.sgd import SGDConvention
+from optspec.spec.storage import StateStorage
 
 #: Bumped whenever a change to the spec changes a number it produces.
 SPEC_VERSION = "1.0.0"
@@ -27,6 +28,7 @@ __all__ = [
     "RMSpropConvention",
     "Rule",
     "SGDConvention",
+    "StateStorage",
     "get_rule",
     "learning_rates",
     "preset_names",

@@ -49,6 +49,7 @@ class Rule:
       off_values: the value of each hyperparameter that switches its effect
         off (weight decay's 0): the certifier tries it as the value a
         constructor that hides the hyperparameter behaves as.
+      state_type: the ``NamedTuple`` of its state (a ``step`` count and arrays).
     """
 
     name: str
@@ -67,6 +68,12 @@ class Rule:
     compiles: bool = False
     off_values: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: MappingProxyType({"weight_decay": 0.0}))
+    state_type: type | None = None
+
+    @property
+    def state_fields(self) -> tuple[str, ...]:
+        """The arrays of its state (:mod:`optspec.spec.storage` names them), without the step count."""
+        return tuple(field for field in getattr(self.state_type, "_fields", ()) if field != "step")
 
     @property
     def takes_convention(self) -> bool:
@@ -130,27 +137,30 @@ class Rule:
 
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
-        "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd, presets=sgd.PRESETS),
+        "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd, presets=sgd.PRESETS,
+                    state_type=sgd.SGDState),
         "sgdw": Rule(
             "sgdw", sgd.init, sgd.sgdw_step, sgd.SGDW_DEFAULTS, sgd.validate_sgdw,
-            takes_initial_lr=True, weight_decay="decoupled",
+            takes_initial_lr=True, weight_decay="decoupled", state_type=sgd.SGDState,
         ),
         "adagrad": Rule(
             "adagrad", adagrad.init, adagrad.step, adagrad.DEFAULTS, adagrad.validate,
             init_hyper=("initial_accumulator_value",), second_moment="sum", presets=adagrad.PRESETS,
+            state_type=adagrad.AdagradState,
         ),
         "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate,
-                        init_hyper=("convention",), second_moment="square_avg", presets=rmsprop.PRESETS),
+                        init_hyper=("convention",), second_moment="square_avg", presets=rmsprop.PRESETS,
+                        state_type=rmsprop.RMSpropState),
         "adam": Rule(
             "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
             second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments, presets=conventions.PRESETS,
-            inert_knobs=frozenset({"decay_scale", "decay_point"}), compiles=True,
+            inert_knobs=frozenset({"decay_scale", "decay_point"}), compiles=True, state_type=adam.AdamState,
         ),
         "adamw": Rule(
             "adamw", adam.init, adam.adamw_step, adam.ADAMW_DEFAULTS, adam.validate,
             takes_initial_lr=True, weight_decay="decoupled", second_moment="exp_avg_sq",
             corrected_moments=adam.corrected_moments, l2_counterpart="adam", presets=conventions.PRESETS,
-            compiles=True,
+            compiles=True, state_type=adam.AdamState,
         ),
     }
 )

@@ -1,0 +1,65 @@
+r"""State formats: the dtype each state tensor of a rule is stored in between steps.
+
+A kernel may keep its optimizer state in fewer bits than its parameters:
+optax's ``scale_by_adam(mu_dtype=jnp.bfloat16)`` (``optax/_src/transform.py``,
+``mu = otu.tree_cast(mu, mu_dtype)`` after the update is computed) keeps the
+first moment in bfloat16 beside float32 parameters; a kernel may keep
+:math:`v` in bfloat16 to halve its memory.  A :class:`StateStorage` names,
+per state field of a rule (:attr:`optspec.spec.Rule.state_fields`: ``exp_avg``,
+``exp_avg_sq``, ``max_exp_avg_sq`` for the Adam family), the float dtype it is
+stored in.  The order is the one optax's is: each step computes from the
+stored state in full precision, and the new state is then stored,
+
+.. math::
+
+    m_t = \beta_1\,\mathrm{fl}_s(m_{t-1}) + (1-\beta_1)\,g_t, \quad
+    \theta_t = \theta_{t-1} - \mathrm{lr}_t\,\hat m_t/(\ldots), \quad
+    \text{stored: } \mathrm{fl}_s(m_t)
+
+where :math:`\mathrm{fl}_s` rounds to nearest-even in the field's dtype.  A
+field not named is stored in the arithmetic's own precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+
+#: The float dtypes a state field may be stored in.
+FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class StateStorage:
+    """Each named state field with the float dtype it is stored in between steps.
+
+    Attributes:
+      dtypes: state field -> dtype name (of :data:`FLOAT_DTYPES`).
+    """
+
+    dtypes: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        for field, dtype in self.dtypes.items():
+            if dtype not in FLOAT_DTYPES:
+                raise ValueError(f"state field {field!r} stored in {dtype!r}: use one of {', '.join(FLOAT_DTYPES)}")
+        object.__setattr__(self, "dtypes", MappingProxyType(dict(self.dtypes)))
+
+    def __bool__(self) -> bool:
+        return bool(self.dtypes)
+
+    def checked(self, rule: str, fields: tuple[str, ...]) -> StateStorage:
+        """Itself, after checking that every field it names is one of ``fields``, ``rule``'s state (``ValueError``)."""
+        for field in self.dtypes:
+            if field not in fields:
+                raise ValueError(f"{field!r} is not a state field of rule {rule!r}: use one of {', '.join(fields)}")
+        return self
+
+    def merged(self, other: Mapping[str, str]) -> StateStorage:
+        """This storage with ``other``'s fields in their dtypes."""
+        return StateStorage({**self.dtypes, **other})
+
+    def describe(self) -> str:
+        """``exp_avg in bfloat16, exp_avg_sq in float16``."""
+        return ", ".join(f"{field} in {dtype}" for field, dtype in self.dtypes.items())
