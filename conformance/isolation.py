@@ -77,6 +77,7 @@ def _replay_key(subject: SubjectInfo, convention: Any, dtype: str, device: str |
     return repr((subject.name, subject.framework, subject.rule, subject.convention, sorted(subject.supports),
                  sorted(subject.fixed.items()), subject.devices, sorted(subject.not_tested.items()),
                  subject.holds_hyperparameters_in_dtype, subject.sharding, sorted(subject.own_defaults.items()),
+                 sorted(subject.state_storage.items()),
                  subject.build_batch is None, subject.drive_elsewhere is None, convention, dtype, device,
                  str(golden_dir)))
 
@@ -85,9 +86,12 @@ def _replay_inputs(subject: SubjectInfo, options: dict[str, Any]) -> tuple[Subje
     """The subject, convention and device that :func:`~optspec.conformance.certify.certify` replays the golden
     scenarios with (a mismatch costs only speed: :class:`_Aside` compares their :func:`_replay_key`)."""
     from optspec.conformance.hidden import held
+    from optspec.conformance.state_storage import stored
 
     if options.get("hold"):
         subject = held(subject, options["hold"], "declared with --hold")
+    if options.get("state_dtypes"):
+        subject = stored(subject, options["state_dtypes"])
     convention = Expectation.of(subject, options.get("convention")).convention
     if getattr(convention, "amsgrad", None) == "off" and not subject.fixed.get("amsgrad"):
         subject = dataclasses.replace(subject, supports=subject.supports - {"amsgrad"})

@@ -3,6 +3,8 @@ named by the diagnosis where the subject holds such state, and never put down to
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -51,11 +53,14 @@ def test_a_second_moment_in_bfloat16_is_named_with_its_declaration_and_no_other_
 
 
 @needs("torch")
-def test_declared_it_is_certified_in_its_own_set_up():
-    (subject,) = adapters.resolve_subject("torch", f"{PLUGIN}:AdamW_bf16_second_moment")
-    cert = certify(subject, dtype="float32", examples=10, state_dtypes=SECOND_MOMENT_IN_BF16)
-    assert cert.conforms, cert.failure
-    assert "state stored as declared: exp_avg_sq in bfloat16, max_exp_avg_sq in bfloat16" in cert.notes
+def test_declared_it_is_certified_in_its_own_set_up_golden_replay_included(tmp_path, capsys):
+    """Through the CLI: the cases in a worker, the golden replay in a second one, each storing the state so."""
+    declared = [word for field, dtype in SECOND_MOMENT_IN_BF16.items() for word in ("--state-dtype", f"{field}={dtype}")]
+    assert main(["certify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_bf16_second_moment", "--dtype",
+                 "float32", "--examples", "10", *declared, "--out", str(tmp_path)]) == 0, capsys.readouterr().out
+    (cert,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+    assert "state stored as declared: exp_avg_sq in bfloat16, max_exp_avg_sq in bfloat16" in cert["notes"]
+    assert any(outcome["passed"] for outcome in cert["golden"]), cert["golden"]
 
 
 @needs("torch")
