@@ -100,8 +100,12 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
        convention knob, a bias correction one step late or one step early, a
        decoupled decay that reads the previous step's learning rate, L2 in
        place of decoupled decay, no weight decay at all, an ignored
-       ``amsgrad`` or ``maximize``, the state kept in a reduced dtype, and (in
-       float64) hyperparameters rounded to float32, all or one;
+       ``amsgrad`` or ``maximize``, a hyperparameter the constructor hides at
+       a plausible or a fitted value (:mod:`optspec.conformance.hidden`),
+       the state stored in a coarser dtype the subject holds (judged by the
+       bounds alone, which it widens; named as a ``--state-dtype`` to
+       declare, never taken), and (in float64) hyperparameters rounded to
+       float32, all or one;
     2. each pair of the single changes that reduce the error (two knobs, or a
        knob and a defect model: :func:`combined`);
     3. every other rule of the spec, in each of its presets (:func:`_other_rules`).
@@ -116,8 +120,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     confidence.  Given ``failed``, the hint also quotes the error the failure
     line printed and what the change leaves of it at the same step and element.
 
-    When none explains it, reduced precision is offered as the explanation only
-    where the subject holds its parameters or state in a coarser dtype
+    When none explains it, arithmetic in a coarser dtype is offered as the
+    explanation only where the subject holds its parameters or state in it
     (``storage_dtypes``, read from the subject by the driver): then
     ``worst_ratio_in(d)`` (the case's worst error/bound with the tolerance
     model of dtype ``d``) is asked for that dtype, and if its bounds hold
