@@ -9,8 +9,10 @@ module imports nothing of the certifier or of the frameworks.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Sequence
 
 #: The environment variable naming the frameworks the fork server imports, comma-separated.
@@ -56,3 +58,16 @@ def start_early(argv: Sequence[str]) -> None:
             framework = item.partition("=")[2]
     if framework:
         start_workers(framework)
+
+
+def stop_server() -> None:
+    """Kills the fork server this process started, if any, as the command ends: one that ends early (a usage
+    error before any case) leaves no import running behind it, holding the terminal's output open."""
+    if not _SERVER_STARTED:
+        return
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

@@ -24,8 +24,16 @@ def run() -> int:
             start_early(sys.argv[1:])
         from optspec.conformance.cli import main
     except KeyboardInterrupt:
+        from optspec.conformance.workers import stop_server
+
+        stop_server()
         return interrupted()
-    return found.module.run(main) if found is not None else main()
+    try:
+        return found.module.run(main) if found is not None else main()
+    finally:
+        from optspec.conformance.workers import stop_server
+
+        stop_server()
 
 
 if __name__ == "__main__":  # a spawned worker imports this module as __mp_main__
