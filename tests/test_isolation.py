@@ -166,3 +166,12 @@ def test_the_fork_server_starts_before_the_cli_imports_for_a_certify_of_a_framew
     monkeypatch.setattr(workers, "start_workers", calls.append)
     workers.start_early(argv)
     assert calls == started
+
+
+def test_the_fork_server_started_for_a_command_is_killed_as_it_ends():
+    script = ("import os, signal\nfrom multiprocessing import forkserver\nfrom optspec.conformance import workers\n"
+              "workers.start_workers('numpy')\npid = forkserver._forkserver._forkserver_pid\nworkers.stop_server()\n"
+              "status = os.waitpid(pid, 0)[1]\nprint(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          check=False)
+    assert done.stdout.strip() == "True", done.stdout + done.stderr
