@@ -52,6 +52,8 @@ STARTUP_S = 180.0
 #: Seconds between two heartbeats of the golden replay's worker, and of a worker that waits for it: they
 #: show that it is alive (the evidence of a failure comes from the worker's own replay, never from these).
 ASIDE_BEAT_S = 0.25
+#: The golden steps a subject replays from which the replay runs in a second worker (torch's preset: 10 430).
+ASIDE_MIN_STEPS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +69,22 @@ class Request:
     sharding: adapters.Sharding | None = None
 
 
-def replayed_aside(request: Request) -> bool:
-    """Whether ``request``'s golden replay runs in the second worker: a certification of cases in one process."""
-    return request.size is None and request.sharding is None and request.options.get("golden_dir") is not None
+def replayed_aside(subject: SubjectInfo, request: Request) -> bool:
+    """Whether ``request``'s golden replay runs in the second worker: a certification of cases in one process
+    whose scenarios take at least :data:`ASIDE_MIN_STEPS` steps (a shorter replay costs less than a second
+    worker's construction and compilation of the subject: Keras' and optax's presets replay 50 to 110)."""
+    if request.size is not None or request.sharding is not None or request.options.get("golden_dir") is None:
+        return False
+    from optspec import spec
+    from optspec.conformance.golden import scenarios
+
+    try:
+        convention = Expectation.of(subject, request.options.get("convention")).convention
+    except Exception:  # the worker refuses it, in one line
+        return False
+    rule = spec.get_rule(subject.rule)
+    return sum(scenario["steps"] for scenario in scenarios() if scenario["rule"] == subject.rule and (
+        not rule.takes_convention or rule.resolve(scenario.get("convention")) == convention)) >= ASIDE_MIN_STEPS
 
 
 def _replay_key(subject: SubjectInfo, convention: Any, dtype: str, device: str | None, golden_dir: Any) -> str:
@@ -274,7 +289,7 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
     """Runs a worker over ``pending``, removing each subject from it once its certificate is yielded."""
     context = start_workers(pending[0][1].framework)
     receiver, sender = context.Pipe(duplex=False)
-    aside = [(index, request) for index, (_, request) in enumerate(pending) if replayed_aside(request)]
+    aside = [(index, request) for index, (subject, request) in enumerate(pending) if replayed_aside(subject, request)]
     replayer, aside_args = None, None
     if aside:
         replays, replayed = context.Pipe(duplex=False)

@@ -175,3 +175,17 @@ def test_the_fork_server_started_for_a_command_is_killed_as_it_ends():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
                           check=False)
     assert done.stdout.strip() == "True", done.stdout + done.stderr
+
+
+def test_only_a_long_golden_replay_runs_in_a_second_worker():
+    from optspec.conformance import golden, isolation
+
+    subject = _spec_adamw()
+
+    def request(convention, size=None):
+        return isolation.Request("numpy", "spec.adamw", None, subject.name, size,
+                                 {"golden_dir": str(golden.DEFAULT_DIR), "convention": convention})
+
+    assert isolation.replayed_aside(subject, request(None)), "torch's preset replays the 10 000 steps of long"
+    assert not isolation.replayed_aside(subject, request("optax")), "optax's replays 50 steps"
+    assert not isolation.replayed_aside(subject, request(None, size=1000)), "--size replays nothing"
