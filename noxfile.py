@@ -310,6 +310,6 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ALL_EXTRAS)
     _install_tf_keras(session)
     session.run("python", "-m", "tools.bench", *session.posargs)
-    session.run("python", "-m", "tools.bench_cli")
+    session.run("python", "-m", "tools.bench_cli", "--rounds", "3")
     session.run("python", "-m", "tools.bench_sharded")
     session.run("python", "-m", "tools.detection")
