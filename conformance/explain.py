@@ -106,8 +106,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
        bounds alone, which it widens; named as a ``--state-dtype`` to
        declare, never taken), and (in float64) hyperparameters rounded to
        float32, all or one;
-    2. each pair of the single changes that reduce the error (two knobs, or a
-       knob and a defect model: :func:`combined`);
+    2. each pair of the single changes (two knobs, a knob and a defect model,
+       a knob and a hidden value: :func:`combined`);
     3. every other rule of the spec, in each of its presets (:func:`_other_rules`).
 
     A change is a candidate when the reference with it leaves at most
@@ -157,10 +157,10 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     fitted = [_hidden_change(name, value, subject.rule, convention) for name in plausible_values(subject)
               if (value := _fitted_hidden(subject, convention, case, theta0, grads, traj, name)) is not None]
     singles = scored([*_candidates(subject, convention, case, dtype, storage_dtypes).values(), *fitted])
-    # a state stored in fewer bits moves the reference by its rounding, which the bounds then allow: it is
-    # judged by the bounds alone, not by how much nearer its reference is
-    improving = [change for score, _, change in singles if score < base or _widens_bounds(change)][:PAIRED]
-    pairs = scored([both for i, a in enumerate(improving) for b in improving[i + 1:]
+    # a change may move the reference further off alone and be half of a pair that explains it all (a hidden
+    # weight decay of 0 beside a knob), so the pairs are of the singles nearest the subject, whatever their error
+    nearest = [change for _, _, change in singles][:PAIRED]
+    pairs = scored([both for i, a in enumerate(nearest) for b in nearest[i + 1:]
                     if (both := combined(a, b, subject.rule, convention)) is not None])
     rules = scored(_other_rules(subject))
     # A change leaving more than the threshold of an error many times the bound cannot bring it within it;
@@ -207,8 +207,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     return Diagnosis(verdict)
 
 
-#: At most this many single changes, those that reduce the error most, are tried two at a time.
-PAIRED = 10
+#: At most this many single changes, those whose reference is nearest the subject's, are tried two at a time.
+PAIRED = 24
 
 
 def _widens_bounds(change: Change) -> bool:
