@@ -214,7 +214,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     certs = []
     for cert in run.certify_all(options, progress=certify.stderr_progress):
         what = (f"{args.size} elements x {options.steps or 100} steps" if args.size is not None
-                else f"{cert.cases_run} cases")
+                else f"{cert.cases_run} case{'' if cert.cases_run == 1 else 's'}")
         certs.append(cert)
         print(cert.headline(what))
         for line in cert.failure.lines() if cert.failure else []:

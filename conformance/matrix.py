@@ -38,9 +38,11 @@ MATRIX_LEGEND = (
 RULE_COLUMN = "rule"
 
 
-def matrix_cell(passed: bool, worst_ulps: float, own: bool) -> str:
-    """One cell: PASS with its ulps, or FAIL (own convention or rule: a bug) or differs (another preset)."""
-    text = f"PASS {worst_ulps:.2g}" if passed else ("FAIL" if own else "differs")
+def matrix_cell(passed: bool, worst_ulps: float | None, own: bool) -> str:
+    """One cell: PASS with its ulps (where a case measured them), or FAIL (own convention or rule: a bug) or
+    differs (another preset)."""
+    text = ("PASS" + (f" {worst_ulps:.2g}" if worst_ulps is not None else "")) if passed else (
+        "FAIL" if own else "differs")
     return text + ("*" if own else "")
 
 

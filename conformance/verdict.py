@@ -134,10 +134,11 @@ class Certificate:
         return self.conforms or not self.applicable
 
     @property
-    def worst_ulps(self) -> float:
-        """The worst trajectory error in ulps of the dtype over every case (0 where not measured)."""
+    def worst_ulps(self) -> float | None:
+        """The worst trajectory error in ulps of the dtype over every case, or None where no case measured it
+        (the only case run failed its one-step check)."""
         trajectory = self.checks.get("trajectory")
-        return (trajectory.worst_ulps or 0.0) if trajectory else 0.0
+        return trajectory.worst_ulps if trajectory else None
 
     def headline(self, what: str) -> str:
         """``CONFORMS: subject vs convention (what, dtype, worst n ulp, k of m golden scenarios replayed)``.
@@ -152,7 +153,8 @@ class Certificate:
             return f"{head} ({self.dtype}: {self.failure.check} before any case finished)"
         replayed = sum(g.applicable for g in self.golden)
         golden = f", {replayed} of {len(self.golden)} golden scenarios replayed" if self.golden else ""
-        return f"{head} ({what}, {self.dtype}, worst {self.worst_ulps:.3g} ulp{golden})"
+        ulps = f", worst {self.worst_ulps:.3g} ulp" if self.worst_ulps is not None else ""
+        return f"{head} ({what}, {self.dtype}{ulps}{golden})"
 
 
 def certificate(subject: SubjectInfo, expectation: Expectation, *, dtype: str, device: str, seed: int,
