@@ -25,10 +25,10 @@ from optspec.conformance.check import (
 )
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.hidden import behaves_as, held
-from optspec.conformance.state_storage import stored
 from optspec.conformance.reference import explicit_hyperparameters
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from optspec.conformance.seeded import seed_only_draws
+from optspec.conformance.state_storage import stored
 from optspec.conformance.verdict import (
     Certificate,
     CheckOutcome,

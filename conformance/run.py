@@ -20,8 +20,8 @@ from optspec.adapters.frameworks import has_part
 from optspec.conformance.certify import DEFAULT_TIME_LIMIT_S
 from optspec.conformance.expectation import Expectation
 from optspec.conformance.hidden import held, parse_holds
-from optspec.conformance.state_storage import parse_state_dtypes, stored
 from optspec.conformance.isolation import Request, certify_isolated, start_workers
+from optspec.conformance.state_storage import parse_state_dtypes, stored
 from optspec.conformance.verdict import Certificate
 
 

@@ -4,8 +4,8 @@ checks that did not run, a crash's headline, --out after a usage error, --help, 
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import re
 import subprocess
 import sys

@@ -3,7 +3,6 @@ the case is within the bounds with it, and a change that explains part of the er
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from optspec import adapters, spec

@@ -14,7 +14,7 @@ from optspec.conformance import golden
 from optspec.conformance.cases import NAMED_CASES, Case
 from optspec.conformance.certify import certify, drawn_cases, representable_cases
 from optspec.conformance.cli import main
-from optspec.conformance.reference import explicit_hyperparameters, reference, round_to_dtype
+from optspec.conformance.reference import round_to_dtype
 from optspec.conformance.representable import fit_to_dtype, held_hyperparameters, unrepresentable
 from tests.conftest import needs
 
