@@ -175,6 +175,7 @@ def docs(session: nox.Session) -> None:
     a broken link, a reference to nothing, or a CLI option the generated reference lacks fails it.  No framework
     is installed: the API pages read the docstrings from the source, and the CLI reference its parser."""
     session.install("-e", ".[docs]")
+    session.run("python", "-c", "from tools.docs_hooks import lay_out_api_sources; lay_out_api_sources()")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs,
                 env={"NO_MKDOCS_2_WARNING": "1"})  # Material's notice about MkDocs 2, printed on every build
 

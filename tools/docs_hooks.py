@@ -20,8 +20,16 @@ SCOREBOARD_PAGE = "ecosystem/scoreboard.html"
 
 
 def on_config(config):
+    """Lays out the API's sources (:func:`lay_out_api_sources`) for mkdocstrings."""
+    lay_out_api_sources()
+    return config
+
+
+def lay_out_api_sources() -> None:
     """Lays out the sources as the import namespace ``optspec`` (the repository keeps them at the top level, and
-    an editable install maps them with an import hook that griffe does not read) for mkdocstrings."""
+    an editable install maps them with an import hook that griffe does not read).  It runs before mkdocstrings
+    reads its paths (``nox -s docs`` calls it first): in a fresh clone, where the folder does not exist yet,
+    mkdocstrings would find the clone's own ``optspec/`` folder, which holds no subpackage, and no API page builds."""
     package = API_SOURCES / "optspec"
     package.mkdir(parents=True, exist_ok=True)
     for name, source in docs_reference.SOURCES.items():
@@ -30,7 +38,6 @@ def on_config(config):
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    return config
 
 
 def on_files(files, config):
