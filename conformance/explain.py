@@ -391,12 +391,17 @@ def _fitted_hidden(subject: SubjectInfo, convention: spec.Knobs | None, case: Ca
     best = int(np.argmin(errors))
     low, high = FIT_GRID[max(best - 1, 0)], FIT_GRID[min(best + 1, len(FIT_GRID) - 1)]
     ratio = (np.sqrt(5) - 1) / 2
-    for _ in range(25):
-        a, b = high - ratio * (high - low), low + ratio * (high - low)
-        if error(a) <= error(b):
-            high = b
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    error_a, error_b = error(a), error(b)
+    for _ in range(25):  # each step keeps one of the two points, so one new reference run a step
+        if error_a <= error_b:
+            high, b, error_b = b, a, error_a
+            a = high - ratio * (high - low)
+            error_a = error(a)
         else:
-            low = a
+            low, a, error_a = a, b, error_b
+            b = low + ratio * (high - low)
+            error_b = error(b)
     return float(f"{(low + high) / 2:.3g}")
 
 
