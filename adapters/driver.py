@@ -69,6 +69,12 @@ class Session(abc.ABC):
     def state(self) -> dict[str, np.ndarray]:
         """The optimizer state as NumPy, keyed ``"<tensor index>.<name>"``."""
 
+    def quantized_state(self) -> list[list[QuantizedState]]:
+        """Per parameter tensor, the state it holds as blockwise codes, in the kernel's order (the n-th is the
+        n-th state field of the rule); empty lists where its state is in floats, and ``[]`` where the session
+        cannot read it."""
+        return []
+
     def storage(self) -> list[Any]:
         """The parameters and optimizer state as the subject holds them (the framework's own arrays).
 
@@ -181,6 +187,25 @@ class View:
     name: str
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantizedState:
+    """One state tensor as a kernel holds it in 8 bits (:mod:`optspec.spec.quantized`): ``codes`` (the
+    tensor's shape, each an index into ``codebook``), ``absmax`` (one float32 scale per block of
+    ``block_size`` elements of the flattened tensor) and the ``codebook`` the kernel holds, all as NumPy."""
+
+    codes: np.ndarray
+    absmax: np.ndarray
+    codebook: np.ndarray
+    block_size: int
+
+    def dequantized(self) -> np.ndarray:
+        """``codebook[codes] * absmax`` of each element's block, in float32 as the kernel computes it, as
+        float64."""
+        flat = self.codes.reshape(-1).astype(np.int64)
+        scale = np.repeat(self.absmax.astype(np.float32), self.block_size)[:flat.size]
+        return (self.codebook.astype(np.float32)[flat] * scale).astype(np.float64).reshape(self.codes.shape)
+
+
 @dataclasses.dataclass
 class Trajectory:
     """What a subject produced: ``params[i]`` is ``(T, *shape_i)``.
@@ -192,7 +217,9 @@ class Trajectory:
     :data:`~optspec.adapters.namespaces.DTYPES`) its parameters and state were
     held in after the last step, and the 8-bit ones of quantized state
     (:func:`~optspec.adapters.namespaces.quantized`); empty where the session
-    does not say.
+    does not say.  ``quantized[t][i]`` is what tensor ``i`` held as blockwise
+    codes after step ``t + 1`` (:meth:`Session.quantized_state`); empty where
+    the session holds or shows none.
     """
 
     params: list[np.ndarray]
@@ -200,6 +227,7 @@ class Trajectory:
     states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     storage_dtypes: frozenset[str] = frozenset()
     views: list[View] = dataclasses.field(default_factory=list)
+    quantized: list[list[list[QuantizedState]]] = dataclasses.field(default_factory=list)
 
 
 class SubjectTimeout(Exception):
@@ -331,7 +359,8 @@ def drive_batch(
     out, index = [], 0
     for count in counts:
         out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at,
-                              storage_dtypes=whole.storage_dtypes))
+                              storage_dtypes=whole.storage_dtypes,
+                              quantized=[held[index:index + count] for held in whole.quantized]))
         index += count
     return out
 
@@ -376,6 +405,10 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
                     h.append(p)
                 if record_state:
                     result.states.append(session.state())
+                if index == 0 or result.quantized:  # read every step where the first step held codes
+                    held = session.quantized_state()
+                    if result.quantized or any(held):
+                        result.quantized.append(held)
                 if restore_at is not None and index + 1 == restore_at:
                     saved = session.save()
                     session = build(session.whole_params())

@@ -16,10 +16,10 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import tolerance
+from optspec.conformance import quantized_state, tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
-from optspec.conformance.reference import prepared, reference
+from optspec.conformance.reference import initial_state, prepared, reference
 from optspec.conformance.tolerance_inputs import l2_feedback, update_magnitude
 
 
@@ -157,9 +157,25 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     for index, (theta0, g, traj, tensor_dtype) in enumerate(zip(params0, grads, got.params, each_dtype)):
         traj = traj.astype(np.float64)
         states: list[Any] = []
+        resync_states: list[Any] = []
+        formats = quantized_state.formats_for(storage, rule, theta0.size)
+        if (why := quantized_state.unread(got, index, formats)) is not None:
+            raise adapters.SetupError(f"{subject.name}: {why}")
+        held = quantized_state.held_states(got, index, formats) if formats else None
+        float_storage = quantized_state.float_storage(storage, theta0.size)
         free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
-                                 storage=storage, **override)
-        state_dtype = coarsest_storage(storage, tensor_dtype)
+                                 storage=float_storage, held_states=held, resync_states=resync_states,
+                                 **override)
+        for field, (position, fmt) in formats.items():
+            initial = getattr(initial_state(rule, expected_convention, expected_case, theta0), field)
+            previous = [initial, *(h[field] for h in held[:-1])]
+            stored_wrong = quantized_state.check_stored(got.quantized, index, field, position, fmt, previous,
+                                                        [getattr(r, field) for r in resync_states])
+            if stored_wrong is not None:
+                _fail(result, "state", *stored_wrong)
+                if stop_at_failure:
+                    return result
+        state_dtype = coarsest_storage(float_storage, tensor_dtype)
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():

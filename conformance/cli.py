@@ -21,6 +21,7 @@ from optspec.conformance.hidden import held, parse_holds
 from optspec.conformance.interrupt import interrupted
 from optspec.conformance.progress import Progress
 from optspec.conformance.run import CertifyOptions
+from optspec.conformance.state_storage import parse_state_dtypes, stored
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +39,11 @@ _HOLD_HELP = ("the value of a hyperparameter the constructor does not take (a Py
               "weight_decay=0), which the spec's run uses and the constructor is never given; repeat for each "
               "(default: the spec's, or the one value the subject behaves as among 0 and its framework's default, "
               "which the certificate's notes then name)")
+_STATE_DTYPE_HELP = ("a state field the subject stores in fewer bits than its parameters (e.g. exp_avg=bfloat16, as "
+                     "optax's mu_dtype): the spec's run stores it so, and the bounds take that dtype's rounding for "
+                     "the state; or in an 8-bit blockwise format (exp_avg=bitsandbytes-dynamic-signed), or a whole "
+                     "state's format (bitsandbytes-8bit), checked step by step from the state the subject holds; "
+                     "repeat for each (default: every field in the arithmetic's precision)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,10 +83,7 @@ def parser() -> argparse.ArgumentParser:
     certify_parser = sub.choices["certify"]
     certify_parser.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE", help=_HOLD_HELP)
     certify_parser.add_argument("--state-dtype", action="append", default=[], metavar="FIELD=DTYPE",
-                                help="a state field the subject stores in fewer bits than its parameters (e.g. "
-                                     "exp_avg=bfloat16, as optax's mu_dtype): the spec's run stores it so, and the "
-                                     "bounds take that dtype's rounding for the state; repeat for each (default: "
-                                     "every field in the arithmetic's precision)")
+                                help=_STATE_DTYPE_HELP)
     certify_parser.add_argument("--convention", help="the preset of the subject's rule to hold it to "
                                                      "(default: its own; `optspec list` names each rule's)")
     certify_parser.add_argument("--size", type=int,
@@ -116,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=CertifyOptions.examples,
                    help=f"drawn cases of the certification that backs a fit (default {CertifyOptions.examples})")
     p.add_argument("--hold", action="append", default=[], metavar="NAME=VALUE", help=_HOLD_HELP)
+    p.add_argument("--state-dtype", action="append", default=[], metavar="FIELD=DTYPE", help=_STATE_DTYPE_HELP)
     golden = sub.add_parser("golden", help="verify the golden trajectories (regenerate them in a clone: "
                                            "nox -s golden)")
     golden.add_argument("action", choices=["verify"])
@@ -169,6 +173,7 @@ def validate(args: argparse.Namespace) -> None:
         if args.examples < 0:
             raise adapters.SetupError(f"--examples must be 0 or more (got {args.examples})")
         parse_holds(args.hold)
+        parse_state_dtypes(args.state_dtype)
     elif args.command == "matrix":
         if args.framework is not None:  # --sharding and --world-size as certify takes them
             run.validate(options_of(args))
@@ -231,6 +236,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
     if holds := parse_holds(args.hold):
         subject = held(subject, holds, "declared with --hold")
+    subject = stored(subject, parse_state_dtypes(args.state_dtype))
     found = identify(subject, dtype=args.dtype, examples=args.examples,
                      golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
     for line in found.lines():

@@ -190,7 +190,10 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     if eight_bit := sorted(d for d in storage_dtypes if quantized(d)):
         # its floating state beside them (float16 scales of 8-bit moments) is not what it computes in
         return Diagnosis(f"{verdict}; the subject holds state in 8 bits ({', '.join(eight_bit)}): quantized, "
-                         "which no dtype's tolerance model describes, so a run in another dtype would not certify it")
+                         "which no dtype's tolerance model describes, so a run in another dtype would not certify it; "
+                         "where it keeps blockwise codes in a format of the spec, declare it (--state-dtype "
+                         f"{' or '.join(spec.quantized.PRESETS)}, or FIELD=FORMAT with FORMAT one of "
+                         f"{', '.join(spec.quantized.FORMATS)}) and each step is checked from the state it holds")
     for arithmetic in COARSER_ARITHMETIC.get(dtype, ()) if worst_ratio_in is not None else ():
         if arithmetic not in storage_dtypes:
             continue

@@ -136,6 +136,18 @@ def _score(subject: SubjectInfo, convention: spec.Knobs, runs: list[tuple[Case, 
     return worst
 
 
+def _state_failure(subject: SubjectInfo, convention: spec.Knobs, runs: list[tuple[Case, list, list, Any]],
+                   dtype: str) -> str | None:
+    """The first failure of the check of a quantized state (:mod:`optspec.conformance.quantized_state`) in
+    ``runs``, which every convention of the rule shares; None where there is none."""
+    for case, params0, grads, got in runs:
+        result = check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
+                                  explain_failure=False)
+        if not result.passed and result.check == "state":
+            return result.failure
+    return None
+
+
 def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int = 100,
              golden_dir: str | None = None) -> Identification:
     """Scores every combination of the rule's knobs (a flag's knob after the rest), then certifies.
@@ -179,6 +191,9 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
                     key=lambda item: (item[0] > 1.0, -_judged(rule, item[2], runs) if item[0] <= 1.0 else 0,
                                       item[0], item[1]))
     best_error = scored[0][0]
+    if math.isinf(best_error) and (stored_wrong := _state_failure(subject, scored[0][2], runs, dtype)):
+        return Identification({}, None, math.inf, dtype, raised=f"its state is not held in its declared format: "
+                                                                  f"{stored_wrong}")
     fitting = [conv for error, _, conv in scored if error <= 1.0]
     in_preset = [c for c in fitting if rule.matching_presets(_knobs(c, core))]
     best = (in_preset or fitting or [scored[0][2]])[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat.numpy as xp
@@ -38,11 +38,20 @@ def round_to_dtype(x: Any, dtype: str) -> np.ndarray:
     return kept.astype(np.uint32).view(np.float32).astype(np.float64)
 
 
+def stored_as(x: np.ndarray, storage: str) -> np.ndarray:
+    """``x`` as a state field stored in ``storage`` holds it: rounded to that float dtype, or quantized and
+    dequantized in that format of :data:`spec.quantized.FORMATS`."""
+    if storage in spec.quantized.FORMATS:
+        return spec.quantized.FORMATS[storage].stored(x)
+    return round_to_dtype(x, storage)
+
+
 def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
               subject_traj: np.ndarray | None = None, *, step_lag: bool = False, step_lead: bool = False,
               second_moment_lag: bool = False, previous_lr_decay: bool = False,
               storage: Mapping[str, str] | None = None, states: list[Any] | None = None,
-              **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
+              held_states: Sequence[Mapping[str, np.ndarray]] | None = None,
+              resync_states: list[Any] | None = None, **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
 
     For :func:`optspec.conformance.explain.explain`, single defects can be
@@ -56,7 +65,11 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     those fields of the state rounded to nearest-even in their dtype after
     every step; the certifier passes the subject's, and the diagnosis tries
     others.  ``states``, if given, receives the reference's state after each
-    step.
+    step.  ``held_states[t]`` (state field -> array), if given, replaces
+    those fields after step ``t + 1``: the state a subject held there, read
+    from it, which both runs step on from (a quantized state is so checked
+    one step at a time, :mod:`optspec.conformance.quantized_state`);
+    ``resync_states``, if given, receives the state of each re-synced step.
     """
     spec_rule = spec.get_rule(rule)
     hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
@@ -65,13 +78,19 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
         return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
                     step_lead=step_lead, second_moment_lag=second_moment_lag, previous_lr_decay=previous_lr_decay,
-                    storage=storage or {}, states=states)
+                    storage=storage or {}, states=states, held_states=held_states, resync_states=resync_states)
+
+
+def initial_state(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray) -> Any:
+    """The state the spec's run of ``case`` starts ``theta0``'s tensor from."""
+    spec_rule = spec.get_rule(rule)
+    return spec_rule.init_state(xp, theta0, spec_rule.hyperparameters(convention, **case.hyper))
 
 
 def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
          subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, second_moment_lag: bool,
-         previous_lr_decay: bool, storage: Mapping[str, str], states: list[Any] | None
-         ) -> tuple[np.ndarray, np.ndarray | None]:
+         previous_lr_decay: bool, storage: Mapping[str, str], states: list[Any] | None,
+         held_states: Sequence[Mapping[str, np.ndarray]] | None, resync_states: list[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
     state = spec_rule.init_state(xp, theta0, hyper)
     if step_lead:
         state = state._replace(step=state.step + 1)
@@ -83,13 +102,18 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
             at_step = {**at_step, "second_moment_step": max(int(state.step), 1)}
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
-            resync.append(spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)[0])
+            resynced, resynced_state = spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)
+            resync.append(resynced)
+            if resync_states is not None:
+                resync_states.append(resynced_state)
         theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
         if step_lag and t == 0:
             state = state._replace(step=0)
         if storage:  # a field another rule's state does not have (the diagnosis runs other rules) is left out
-            state = state._replace(**{field: round_to_dtype(getattr(state, field), dtype)
+            state = state._replace(**{field: stored_as(getattr(state, field), dtype)
                                       for field, dtype in storage.items() if field in state._fields})
+        if held_states is not None and t < len(held_states):
+            state = state._replace(**held_states[t])
         free.append(theta)
         if states is not None:
             states.append(state)

@@ -10,7 +10,10 @@ tolerance model takes the coarser dtype's rounding for the state's history
 fails, the diagnosis tries each field stored in each coarser dtype the driver
 reads from the subject, and names the declaration that explains it; it is
 never taken without being declared, since a kernel that loses precision by
-mistake would then pass.
+mistake would then pass.  A field may be declared in a blockwise 8-bit
+format (:mod:`optspec.spec.quantized`; ``--state-dtype bitsandbytes-8bit``
+names bitsandbytes' two), checked from the state the subject holds
+(:mod:`optspec.conformance.quantized_state`).
 """
 
 from __future__ import annotations
@@ -23,20 +26,28 @@ from optspec.adapters.driver import SubjectInfo
 
 
 def parse_state_dtypes(texts: Sequence[str]) -> dict[str, str]:
-    """``FIELD=DTYPE`` items (``exp_avg=bfloat16``) as a mapping; a one-line :class:`adapters.SetupError` for an
-    item that is not of that form, a dtype that is not a float dtype, or a field given twice."""
+    """``FIELD=DTYPE`` items (``exp_avg=bfloat16``, ``exp_avg=bitsandbytes-dynamic-signed``) and whole-state
+    presets (``bitsandbytes-8bit``, :data:`spec.quantized.PRESETS`) as one mapping; a one-line
+    :class:`adapters.SetupError` for an item of neither form, a storage that is neither a float dtype nor a
+    quantized format, or a field given twice."""
+    storages = (*spec.storage.FLOAT_DTYPES, *spec.quantized.FORMATS)
     found: dict[str, str] = {}
     for text in texts:
         field, sep, dtype = (part.strip() for part in text.partition("="))
-        if not (sep and field.isidentifier() and dtype):
-            raise adapters.SetupError(f"--state-dtype {text!r} is not FIELD=DTYPE (e.g. --state-dtype "
-                                      "exp_avg=bfloat16)")
-        if dtype not in spec.storage.FLOAT_DTYPES:
-            raise adapters.SetupError(f"--state-dtype {text!r}: {dtype!r} is not one of "
-                                      f"{', '.join(spec.storage.FLOAT_DTYPES)}")
-        if field in found:
-            raise adapters.SetupError(f"--state-dtype {field} is given twice: give each state field once")
-        found[field] = dtype
+        if not sep and field in spec.quantized.PRESETS:
+            items = dict(spec.quantized.PRESETS[field])
+        elif sep and field.isidentifier() and dtype:
+            items = {field: dtype}
+        else:
+            raise adapters.SetupError(f"--state-dtype {text!r} is not FIELD=DTYPE or a state format (e.g. "
+                                      f"--state-dtype exp_avg=bfloat16, or one of "
+                                      f"{', '.join(spec.quantized.PRESETS)})")
+        for field, dtype in items.items():
+            if dtype not in storages:
+                raise adapters.SetupError(f"--state-dtype {text!r}: {dtype!r} is not one of {', '.join(storages)}")
+            if field in found:
+                raise adapters.SetupError(f"--state-dtype {field} is given twice: give each state field once")
+            found[field] = dtype
     return found
 
 

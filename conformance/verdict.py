@@ -18,7 +18,7 @@ from optspec.conformance.expectation import Expectation
 NOT_APPLICABLE = "not applicable"
 
 #: Checks that are not numeric: no error and bound to plot.
-NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation")
+NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation", "state")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,8 @@ class Failure:
 
     Attributes:
       check: the check that failed (``one_step``, ``trajectory``, ``scale_step``,
-        ``non-finite``, ``gradient-mutation``, ``crash``, ``hang``, ``raised``).
+        ``non-finite``, ``gradient-mutation``, ``state`` (a quantized state not stored in its format),
+        ``crash``, ``hang``, ``raised``).
       step: the 1-based step where it failed (0: before the first step).
       detail: what was seen, in one line.
       case: the failing case, as a description.

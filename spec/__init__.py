@@ -5,6 +5,7 @@ Every rule is a pair of pure functions over the Array API standard:
 -> (param, State)``.  :func:`run` drives a whole trajectory.
 """
 
+from optspec.spec import quantized
 from optspec.spec._knobs import Knobs
 from optspec.spec.adagrad import AdagradConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
@@ -32,6 +33,7 @@ __all__ = [
     "get_rule",
     "learning_rates",
     "preset_names",
+    "quantized",
     "resolve",
     "run",
 ]

@@ -16,8 +16,11 @@ stored state in full precision, and the new state is then stored,
     \theta_t = \theta_{t-1} - \mathrm{lr}_t\,\hat m_t/(\ldots), \quad
     \text{stored: } \mathrm{fl}_s(m_t)
 
-where :math:`\mathrm{fl}_s` rounds to nearest-even in the field's dtype.  A
-field not named is stored in the arithmetic's own precision.
+where :math:`\mathrm{fl}_s` rounds to nearest-even in the field's dtype, or,
+for a blockwise 8-bit format of :data:`optspec.spec.quantized.FORMATS`,
+quantizes and dequantizes it (:math:`\mathrm{fl}_Q`, in the same order:
+dequantize, update, quantize).  A field not named is stored in the
+arithmetic's own precision.
 """
 
 from __future__ import annotations
@@ -26,24 +29,28 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from optspec.spec import quantized
+
 #: The float dtypes a state field may be stored in.
 FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
 class StateStorage:
-    """Each named state field with the float dtype it is stored in between steps.
+    """Each named state field with the float dtype or quantized format it is stored in between steps.
 
     Attributes:
-      dtypes: state field -> dtype name (of :data:`FLOAT_DTYPES`).
+      dtypes: state field -> dtype name (of :data:`FLOAT_DTYPES`) or format name (of
+        :data:`optspec.spec.quantized.FORMATS`).
     """
 
     dtypes: Mapping[str, str] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         for field, dtype in self.dtypes.items():
-            if dtype not in FLOAT_DTYPES:
-                raise ValueError(f"state field {field!r} stored in {dtype!r}: use one of {', '.join(FLOAT_DTYPES)}")
+            if dtype not in FLOAT_DTYPES and dtype not in quantized.FORMATS:
+                raise ValueError(f"state field {field!r} stored in {dtype!r}: use one of "
+                                 f"{', '.join((*FLOAT_DTYPES, *quantized.FORMATS))}")
         object.__setattr__(self, "dtypes", MappingProxyType(dict(self.dtypes)))
 
     def __bool__(self) -> bool:
@@ -59,6 +66,10 @@ class StateStorage:
     def merged(self, other: Mapping[str, str]) -> StateStorage:
         """This storage with ``other``'s fields in their dtypes."""
         return StateStorage({**self.dtypes, **other})
+
+    def quantized(self) -> dict[str, quantized.BlockwiseFormat]:
+        """The fields stored in a blockwise quantized format, with it."""
+        return {field: quantized.FORMATS[name] for field, name in self.dtypes.items() if name in quantized.FORMATS}
 
     def describe(self) -> str:
         """``exp_avg in bfloat16, exp_avg_sq in float16``."""

@@ -20,6 +20,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -65,10 +66,13 @@ def measure(impl: Implementation, out: Path) -> Measured:
     from optspec.conformance.certify import certify
     from optspec.conformance.golden import DEFAULT_DIR as GOLDEN
     from optspec.conformance.identify import identify
+    from optspec.conformance.state_storage import parse_state_dtypes, stored
 
     start = time.monotonic()
     golden_dir = str(GOLDEN) if GOLDEN.is_dir() else None
     subject = adapters.resolve_subject(impl.framework, impl.impl, impl.rule)[0]
+    if impl.state:
+        subject = stored(subject, parse_state_dtypes(impl.state))
     found = identify(subject, dtype="float32", examples=impl.examples, golden_dir=golden_dir)
     said = found.lines()
     identified = said[-1]
@@ -83,7 +87,8 @@ def measure(impl: Implementation, out: Path) -> Measured:
     verdicts = tuple(_verdict(cert) for cert in certs)
     (out / f"{impl.slug}.json").write_text(report.to_json(certs))
     return Measured(name=impl.name, version=version(impl.package), identified=identified, knobs=knobs,
-                    fit=round(found.error_over_bound, 3), identify_said=tuple(said), verdicts=verdicts,
+                    fit=round(found.error_over_bound, 3) if math.isfinite(found.error_over_bound) else None,
+                    identify_said=tuple(said), verdicts=verdicts,
                     agrees=agreement(impl.reading, impl.rule, identified, knobs),
                     differs=differing_knobs(impl.claims, impl.rule, identified, knobs),
                     seconds=round(time.monotonic() - start, 1))

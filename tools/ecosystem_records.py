@@ -86,6 +86,7 @@ class Implementation:
       rule: the spec rule it implements.
       environment: the environment of its own it runs in (``mindspore``: NumPy 1), whose interpreter
         ``--python mindspore=PATH`` names; None for the scoreboard's own.
+      state: the state format it is certified in, as ``--state-dtype`` items (``bitsandbytes-8bit``).
     """
 
     name: str
@@ -100,6 +101,7 @@ class Implementation:
     backend: str | None = None
     rule: str = "adamw"
     environment: str | None = None
+    state: tuple[str, ...] = ()
 
     @property
     def slug(self) -> str:
@@ -180,7 +182,7 @@ class Measured:
       version: the package's installed version.
       identified: identify's last word: a preset, ``none`` (knobs fit, no preset has them) or ``unfit``.
       knobs: identify's knobs (empty where nothing fits).
-      fit: identify's error/bound (1 or less fits).
+      fit: identify's error/bound (1 or less fits); None where it is not finite (no convention was scored).
       identify_said: identify's lines, the evidence.
       verdicts: certify against the claimed convention, per dtype.
       agrees: whether identify's answer is the source's reading.
@@ -192,7 +194,7 @@ class Measured:
     version: str
     identified: str
     knobs: dict[str, Any]
-    fit: float
+    fit: float | None
     identify_said: tuple[str, ...]
     verdicts: tuple[Verdict, ...]
     agrees: bool

@@ -78,6 +78,18 @@ TORCH = (
          Citation("bitsandbytes/optim/optimizer.py", "502", "tensors of fewer than min_8bit_size (4096) elements "
                   "keep 32-bit state"),
          Citation(_BNB, "474-481", "the 32-bit step: torch's convention"))),
+    Implementation(
+        "bitsandbytes AdamW8bit (its 8-bit format declared)", "bitsandbytes", "torch", "bitsandbytes.optim:AdamW8bit",
+        "torch", Reading(None, outside="torch's AdamW step on its declared format, bitsandbytes-8bit, except that "
+                         "its CPU quantizer does not always store the nearest code: the binary search finds a code "
+                         "and only it and the next are compared"),
+        (Citation("bitsandbytes/optim/optimizer.py", "502-530", "below 4096 elements float32 state; above, uint8 "
+                  "state1/state2 with qmap1 'dynamic' (signed), qmap2 'udynamic', absmax per block of 256"),
+         Citation("bitsandbytes/backends/cpu/ops.py", "469-577", "dequantize, torch's AdamW step in float32, "
+                  "re-quantize"),
+         Citation("csrc/common.cpp (bitsandbytes' GitHub source)", "4-34", "quantize_block: the code found by "
+                  "BinAlgo<Scalar, float, Direct2>, then only it and the next compared")),
+        state=("bitsandbytes-8bit",)),
 )
 
 

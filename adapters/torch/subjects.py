@@ -13,9 +13,10 @@ import torch
 from optspec import spec
 from optspec.adapters import ranks
 from optspec.adapters.batching import Member
-from optspec.adapters.driver import Dtypes, Session, SubjectInfo, tensor_dtypes
+from optspec.adapters.driver import Dtypes, QuantizedState, Session, SubjectInfo, tensor_dtypes
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
+from optspec.adapters.torch import quantized_state
 from optspec.adapters.translation import Translation
 
 #: torch's names are the spec's.
@@ -90,6 +91,10 @@ class TorchSession(Session):
             for name, value in self._state().get(p, {}).items()
             if torch.is_tensor(value)
         }
+
+    def quantized_state(self) -> list[list[QuantizedState]]:
+        held = self._state()
+        return [quantized_state.read(held.get(p, {})) for p in self.tensors]
 
     def storage(self) -> list[Any]:
         return [*self.tensors, *(value for p in self.tensors for value in self._state().get(p, {}).values()

@@ -1,0 +1,153 @@
+r"""The check of a state held in a blockwise 8-bit format (:mod:`optspec.spec.quantized`), one step at a time.
+
+A free-running reference cannot follow a quantized kernel: where the value it
+quantizes lies within rounding of the boundary between two codes, a correct
+kernel may store either, and the trajectories part by a whole code from
+there on.  So a state declared quantized is checked from what the subject
+held (:attr:`~optspec.adapters.driver.Trajectory.quantized`): each step of
+the reference starts from the subject's dequantized state
+(:func:`held_states`, the one-step and trajectory checks then bound the
+parameters as for a float state), and the state the subject stored after the
+step is held to the format (:func:`check_stored`):
+
+- its codebook is the format's (to two float32 ulps: bitsandbytes builds its
+  map with ``torch.linspace``) and its block is the format's;
+- each block's scale is :math:`\max_i |e_i|` of the expected new state
+  :math:`e`, within :math:`\varepsilon_i`, the float32 rounding of computing
+  :math:`e_i` from the held state, :math:`\varepsilon_i = 8u\,(|s_i| + |e_i|)`
+  (:math:`s` the held state, :math:`u = 2^{-24}`; each field of the rules is
+  a sum of at most three rounded products of :math:`s_i` and the gradient,
+  each bounded by :math:`|s_i| + |e_i|`), plus its own rounding;
+- each code is one the scaled value :math:`e_i / a_k` rounds to, give or take
+  :math:`\delta_i = \varepsilon_i / a_k + 4u`: the nearest code to a value in
+  :math:`[e_i/a_k - \delta_i,\ e_i/a_k + \delta_i]`.  A code beyond that is
+  not a rounding choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from optspec import spec
+from optspec.adapters.driver import QuantizedState, Trajectory
+
+#: float32's unit roundoff, the precision quantizing kernels update their state in.
+U32 = 2.0**-24
+
+
+def formats_for(storage: Mapping[str, str], rule: str, size: int) -> dict[str, tuple[int, spec.quantized.BlockwiseFormat]]:
+    """The fields of ``storage`` held quantized in a tensor of ``size`` elements: field -> (its position in
+    the rule's state, its format)."""
+    fields = spec.get_rule(rule).state_fields
+    return {field: (fields.index(field), fmt) for field, fmt in spec.StateStorage(storage).quantized().items()
+            if field in fields and fmt.applies_to(size)}
+
+
+def float_storage(storage: Mapping[str, str], size: int) -> dict[str, str]:
+    """``storage`` as a tensor of ``size`` elements holds it between steps, where not read from the subject:
+    a quantized field of a tensor below its format's size in float32, one above it left out."""
+    out = {}
+    for field, name in storage.items():
+        fmt = spec.quantized.FORMATS.get(name)
+        if fmt is None:
+            out[field] = name
+        elif not fmt.applies_to(size):
+            out[field] = "float32"
+    return out
+
+
+def unread(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
+           ) -> str | None:
+    """Why the quantized state of tensor ``index`` cannot be checked (the driver read none of it), or None."""
+    if not formats:
+        return None
+    needed = max(position for position, _ in formats.values()) + 1
+    if not got.quantized or any(len(step[index]) < needed for step in got.quantized):
+        names = ", ".join(f"{field} in {fmt.name}" for field, (_, fmt) in formats.items())
+        return (f"its state is declared quantized ({names}) but its driver reads no 8-bit codes from it at "
+                "every step (bitsandbytes' layout is read: state1/qmap1/absmax1, ...): declare only what it "
+                "shows")
+    return None
+
+
+def held_states(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
+                ) -> list[dict[str, np.ndarray]]:
+    """For each step, the quantized fields tensor ``index`` held after it, dequantized."""
+    return [{field: step[index][position].dequantized() for field, (position, _) in formats.items()}
+            for step in got.quantized]
+
+
+def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: str, position: int,
+                 fmt: spec.quantized.BlockwiseFormat, previous: Sequence[np.ndarray],
+                 expected: Sequence[np.ndarray]) -> tuple[int, str] | None:
+    """The first step at which tensor ``index``'s ``field`` is not ``expected`` stored in ``fmt``, and why.
+
+    ``held[t][index][position]`` is what the subject stored after step ``t + 1``,
+    ``previous[t]`` the state that step started from (the subject's, dequantized; zeros at the first), and
+    ``expected[t]`` the spec's new state from there, in float64.
+    """
+    for t, (stored_after, before, value) in enumerate(zip(held, previous, expected)):
+        state = stored_after[index][position]
+        step, what = t + 1, f"{field} of tensor {index}"
+        if (why := _layout(state, fmt)) is not None:
+            return step, f"{what} at step {step}: {why}"
+        flat, before_flat = np.asarray(value, np.float64).reshape(-1), np.asarray(before, np.float64).reshape(-1)
+        rounding = 8 * U32 * (np.abs(before_flat) + np.abs(flat))
+        blocks = range(0, flat.size, fmt.block_size)
+        largest = np.array([np.abs(flat[k:k + fmt.block_size]).max(initial=0.0) for k in blocks])
+        allowed = np.array([rounding[k:k + fmt.block_size].max(initial=0.0) for k in blocks]) + U32 * largest
+        absmax = state.absmax.astype(np.float64).reshape(-1)
+        if absmax.size != largest.size:
+            return step, f"{what} at step {step}: {absmax.size} block scales for {largest.size} blocks"
+        if (np.abs(absmax - largest) > allowed).any():
+            unchanged = not absmax.any() if t == 0 else (
+                np.array_equal(absmax, held[t - 1][index][position].absmax.astype(np.float64).reshape(-1))
+                and np.array_equal(state.codes, held[t - 1][index][position].codes))
+            if unchanged:
+                return step, (f"{what} at step {step}: it stores the state this step started from: the state "
+                              "was quantized before the update, not after")
+            k = int(np.argmax(np.abs(absmax - largest) - allowed))
+            return step, (f"{what} at step {step}: block {k}'s scale is {float(absmax[k])!r} where the largest |value| "
+                          f"of its new state is {float(largest[k])!r} (allowed {allowed[k]:.3g}): the scale is not the "
+                          "absolute maximum of the state it scales")
+        scale = np.repeat(absmax, fmt.block_size)[:flat.size]
+        live = scale > 0
+        scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=live)
+        slack = np.divide(rounding, scale, out=np.zeros_like(flat), where=live) + 4 * U32
+        codebook = state.codebook.astype(np.float64)
+        midpoints = (codebook[:-1] + codebook[1:]) / 2
+        low = np.searchsorted(midpoints, scaled - slack, side="left")
+        high = np.searchsorted(midpoints, scaled + slack, side="right")
+        codes = state.codes.reshape(-1).astype(np.int64)
+        wrong = live & ((codes < low) | (codes > high))
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            nearest = int(np.searchsorted(midpoints, scaled[i], side="left"))
+            element = tuple(int(j) for j in np.unravel_index(i, np.shape(value)))
+            boundary = midpoints[nearest if codes[i] > nearest else nearest - 1]
+            gap = float(np.abs(scaled[i] - boundary))
+            count = int(wrong.sum())
+            return step, (f"{what} element {element} at step {step}: stored code {codes[i]} "
+                          f"({codebook[codes[i]]:.6g}), {abs(int(codes[i]) - nearest)} from code {nearest} "
+                          f"({codebook[nearest]:.6g}), the nearest to its new value {scaled[i]:.6g} of the "
+                          f"block's scale, which lies {gap:.3g} inside that code's interval, beyond its rounding "
+                          f"({slack[i]:.3g}); {count} of {flat.size} elements so at this step")
+    return None
+
+
+def _layout(state: QuantizedState, fmt: spec.quantized.BlockwiseFormat) -> str | None:
+    """Why ``state``'s codebook or block is not ``fmt``'s, or None."""
+    if state.block_size != fmt.block_size:
+        return f"blocks of {state.block_size} elements where {fmt.name} has {fmt.block_size}"
+    if not _same_codebook(state.codebook, fmt.codes()):
+        like = [name for name, other in spec.quantized.FORMATS.items()
+                if name != fmt.name and _same_codebook(state.codebook, other.codes())]
+        return f"its codebook is not {fmt.name}'s" + (f": it is {like[0]}'s" if like else "")
+    return None
+
+
+def _same_codebook(held: np.ndarray, codes: np.ndarray) -> bool:
+    held = np.asarray(held, np.float64)
+    return held.shape == codes.shape and bool((np.abs(held - codes) <= 2 * 2.0**-23 * np.abs(codes)).all())

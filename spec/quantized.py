@@ -1,0 +1,151 @@
+r"""Blockwise quantized state formats: a state field stored in 8 bits per element with one scale per block.
+
+A kernel such as bitsandbytes' ``AdamW8bit`` keeps :math:`m` and :math:`v` as
+8-bit codes.  The flattened tensor is cut into blocks of :math:`B` elements
+(the last one may be shorter); each block :math:`k` stores its scale, the
+absolute maximum :math:`a_k = \max_{i \in k} |x_i|` in float32, and each
+element the index :math:`c_i` of the code :math:`q_c` of a sorted codebook
+:math:`q_0 < \dots < q_{255}` nearest to its scaled value,
+
+.. math::
+
+    c_i = \arg\min_c \left|\frac{x_i}{a_k} - q_c\right|, \qquad
+    \mathrm{fl}_Q(x)_i = q_{c_i}\, a_k .
+
+Each step dequantizes the stored state, updates it in float32 and quantizes
+the result again (bitsandbytes ``backends/cpu/ops.py``,
+``_optimizer_update_8bit_blockwise_cpu``: "Dequantize states", the update,
+"Re-quantize states").  A tensor of fewer than ``min_size`` elements keeps its
+state in float32.
+
+A :class:`BlockwiseFormat` is that storage; :data:`FORMATS` names the real
+ones and :data:`PRESETS` the formats of a whole state, by the name
+``--state-dtype`` takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import numpy as np
+
+
+def _linspace_float32(start: float, end: float, steps: int) -> np.ndarray:
+    """An even grid of ``steps`` points of ``[start, end]`` in float32: within one float32 ulp of
+    ``torch.linspace(start, end, steps)``, which bitsandbytes' map is built with (the codebook a kernel
+    holds is read from it, :mod:`optspec.conformance.quantized_state`)."""
+    return np.linspace(start, end, steps).astype(np.float32)
+
+
+def dynamic_map(signed: bool, max_exponent_bits: int = 7, total_bits: int = 8) -> tuple[float, ...]:
+    r"""bitsandbytes' dynamic quantization map, sorted (``bitsandbytes/functional.py``,
+    ``create_dynamic_map``, 0.50.2 lines 296-348).
+
+    For each exponent :math:`i < 7`, the midpoints of an even grid of
+    :math:`[0.1, 1]` scaled by :math:`10^{i-6}` (and negated where
+    ``signed``), then :math:`0` and :math:`1`; the unsigned map, with one
+    fraction bit more per exponent, is padded with zeros to 256 codes.
+    """
+    data: list[float] = []
+    non_sign_bits = total_bits - 1
+    additional_items = 2 ** (non_sign_bits - max_exponent_bits) - 1
+    for i in range(max_exponent_bits):
+        items = 2 ** (i + non_sign_bits - max_exponent_bits) + 1 if signed else \
+            2 ** (i + non_sign_bits - max_exponent_bits + 1) + 1
+        boundaries = _linspace_float32(0.1, 1.0, items)
+        means = (boundaries[:-1] + boundaries[1:]) / np.float32(2.0)
+        scaled = (np.float32(10.0 ** (-(max_exponent_bits - 1) + i)) * means).astype(np.float32)
+        data += scaled.tolist() + ((-scaled).tolist() if signed else [])
+    if additional_items > 0:
+        boundaries = _linspace_float32(0.1, 1.0, additional_items + 1)
+        means = (boundaries[:-1] + boundaries[1:]) / np.float32(2.0)
+        scaled = (np.float32(10.0 ** (-(max_exponent_bits - 1) + max_exponent_bits - 1)) * means)
+        data += scaled.tolist() + ((-scaled).tolist() if signed else [])
+    data += [0.0, 1.0]
+    data += [0.0] * (2**total_bits - len(data))
+    return tuple(sorted(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockwiseFormat:
+    """A state field stored as 8-bit codes of ``codebook`` with a float32 absolute maximum per block.
+
+    Attributes:
+      name: what ``--state-dtype FIELD=NAME`` calls it.
+      codebook: the code values, sorted ascending (256 of them).
+      block_size: elements per block, the last block of a tensor possibly shorter.
+      min_size: a tensor of fewer elements keeps this state in float32.
+      source: where the format is defined (file and lines).
+    """
+
+    name: str
+    codebook: tuple[float, ...] = dataclasses.field(repr=False)
+    block_size: int
+    min_size: int
+    source: str
+
+    def describe(self) -> str:
+        """``8-bit blockwise, bitsandbytes' signed dynamic map, block 256, float32 below 4096 elements``."""
+        return (f"8-bit blockwise ({self.name}): block {self.block_size}, float32 below "
+                f"{self.min_size} elements")
+
+    def applies_to(self, size: int) -> bool:
+        """Whether a tensor of ``size`` elements keeps this state quantized (else in float32)."""
+        return size >= self.min_size
+
+    def codes(self) -> np.ndarray:
+        """The codebook as a float64 array."""
+        return np.asarray(self.codebook, np.float64)
+
+    def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, absmax)``: each element's nearest code to ``x / absmax`` of its block, the blocks' absmax
+        in float32 (an all-zero block has absmax 0 and code of 0)."""
+        flat = np.asarray(x, np.float64).reshape(-1)
+        absmax = np.array([np.abs(flat[k:k + self.block_size]).max(initial=0.0)
+                           for k in range(0, flat.size, self.block_size)]).astype(np.float32).astype(np.float64)
+        scale = np.repeat(absmax, self.block_size)[:flat.size]
+        scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=scale > 0)
+        return self.nearest(scaled).reshape(np.shape(x)), absmax
+
+    def nearest(self, scaled: np.ndarray) -> np.ndarray:
+        """The index of the code nearest each of ``scaled`` (the lower one on a tie)."""
+        codes = self.codes()
+        return np.searchsorted((codes[:-1] + codes[1:]) / 2, scaled, side="left").astype(np.int64)
+
+    def dequantize(self, codes: np.ndarray, absmax: np.ndarray) -> np.ndarray:
+        """``codebook[codes] * absmax`` of each element's block, rounded to float32 as the kernel's product is,
+        in float64."""
+        flat = np.asarray(codes).reshape(-1)
+        scale = np.repeat(np.asarray(absmax, np.float64), self.block_size)[:flat.size]
+        value = (self.codes()[flat].astype(np.float32) * scale.astype(np.float32)).astype(np.float64)
+        return value.reshape(np.shape(codes))
+
+    def stored(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as the state holds it between steps: quantized and dequantized, or rounded to float32 in a
+        tensor below :attr:`min_size`."""
+        x = np.asarray(x, np.float64)
+        if not self.applies_to(x.size):
+            return x.astype(np.float32).astype(np.float64)
+        return self.dequantize(*self.quantize(x))
+
+
+_BNB_SOURCE = ("bitsandbytes 0.50.2: optim/optimizer.py Optimizer2State.init_state (lines 492-530: "
+               "min_8bit_size=4096, blocksize 256, qmap1 'dynamic', qmap2 'udynamic'); functional.py "
+               "create_dynamic_map (lines 296-348); backends/cpu/ops.py _optimizer_update_8bit_blockwise_cpu "
+               "(lines 469-577: dequantize, update, re-quantize)")
+
+#: The quantized formats by name.
+FORMATS: Mapping[str, BlockwiseFormat] = MappingProxyType({
+    "bitsandbytes-dynamic-signed": BlockwiseFormat("bitsandbytes-dynamic-signed", dynamic_map(signed=True),
+                                                   256, 4096, _BNB_SOURCE),
+    "bitsandbytes-dynamic-unsigned": BlockwiseFormat("bitsandbytes-dynamic-unsigned", dynamic_map(signed=False),
+                                                     256, 4096, _BNB_SOURCE),
+})
+
+#: Whole state formats: each names the format of every field it quantizes.
+PRESETS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "bitsandbytes-8bit": MappingProxyType({"exp_avg": "bitsandbytes-dynamic-signed",
+                                           "exp_avg_sq": "bitsandbytes-dynamic-unsigned"}),
+})

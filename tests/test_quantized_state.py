@@ -1,0 +1,115 @@
+"""State held in a blockwise 8-bit format (issue #37): the spec's formats, and a kernel certified in its own
+format, step by step from the state it holds, with each defect of the format named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from optspec import adapters, spec
+from optspec.conformance.cli import main
+from optspec.conformance.state_storage import parse_state_dtypes
+from tests.conftest import needs
+
+PLUGIN = "tests.plugins.blockwise_subjects"
+SIGNED = spec.quantized.FORMATS["bitsandbytes-dynamic-signed"]
+UNSIGNED = spec.quantized.FORMATS["bitsandbytes-dynamic-unsigned"]
+
+
+def _certify(impl: str, *extra: str) -> list[str]:
+    return ["certify", "--framework", "torch", "--impl", f"{PLUGIN}:{impl}", "--dtype", "float32",
+            "--examples", "5", *extra]
+
+
+def test_the_dynamic_maps_are_256_sorted_codes_in_their_range():
+    for fmt, low in ((SIGNED, -1.0), (UNSIGNED, 0.0)):
+        codes = fmt.codes()
+        assert codes.size == 256 and np.all(np.diff(codes) >= 0), fmt.name
+        assert low <= codes[0] < codes[1] and codes[-1] == 1.0 and 0.0 in codes, fmt.name
+    assert np.count_nonzero(SIGNED.codes() < 0) == 127
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=700), st.sampled_from([SIGNED, UNSIGNED]))
+def test_each_element_is_stored_as_the_code_nearest_its_scaled_value(values, fmt):
+    x = np.abs(values) if fmt is UNSIGNED else np.asarray(values)
+    codes, absmax = fmt.quantize(x)
+    assert absmax.size == -(-x.size // fmt.block_size)
+    scale = np.repeat(absmax, fmt.block_size)[:x.size]
+    scaled = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    distance = np.abs(scaled[:, None] - fmt.codes()[None, :])
+    chosen = distance[np.arange(x.size), codes]
+    assert np.all(chosen <= distance.min(axis=1)), (x, codes)
+
+
+def test_a_tensor_below_the_formats_size_keeps_its_state_in_float32():
+    x = np.linspace(-1, 1, SIGNED.min_size - 1) / 3
+    assert np.array_equal(SIGNED.stored(x), x.astype(np.float32).astype(np.float64))
+    x = np.linspace(-1, 1, SIGNED.min_size) / 3
+    assert len(np.unique(SIGNED.stored(x))) <= 256 * (x.size // SIGNED.block_size)
+
+
+def test_a_whole_state_format_expands_to_its_fields_and_an_unknown_one_is_one_line():
+    assert parse_state_dtypes(["bitsandbytes-8bit"]) == {"exp_avg": "bitsandbytes-dynamic-signed",
+                                                         "exp_avg_sq": "bitsandbytes-dynamic-unsigned"}
+    with pytest.raises(adapters.SetupError, match="is not FIELD=DTYPE or a state format"):
+        parse_state_dtypes(["bitsandbytes-4bit"])
+    with pytest.raises(adapters.SetupError, match=r"'int8' is not one of float64, .*bitsandbytes-dynamic-signed"):
+        parse_state_dtypes(["exp_avg=int8"])
+    with pytest.raises(adapters.SetupError, match="exp_avg is given twice"):
+        parse_state_dtypes(["bitsandbytes-8bit", "exp_avg=bfloat16"])
+
+
+@needs("torch")
+def test_a_faithful_8bit_kernel_conforms_to_its_format_and_the_certificate_says_so(tmp_path, capsys):
+    assert main([*_certify("Blockwise8bitAdamW", "--state-dtype", "bitsandbytes-8bit"),
+                 "--out", str(tmp_path)]) == 0, capsys.readouterr().out
+    (cert,) = json.loads((tmp_path / "certificate.json").read_text())["certificates"]
+    assert ("state stored as declared: exp_avg in bitsandbytes-dynamic-signed, exp_avg_sq in "
+            "bitsandbytes-dynamic-unsigned") in cert["notes"], cert["notes"]
+
+
+@needs("torch")
+def test_undeclared_it_is_told_to_declare_its_format_and_the_advice_certifies_it(capsys):
+    assert main(_certify("Blockwise8bitAdamW")) == 1
+    out = capsys.readouterr().out
+    assert "holds state in 8 bits (uint8)" in out and "--state-dtype bitsandbytes-8bit" in out, out
+    assert main(_certify("Blockwise8bitAdamW", "--state-dtype", "bitsandbytes-8bit")) == 0, capsys.readouterr().out
+
+
+@needs("torch")
+@pytest.mark.parametrize(("impl", "named"), [
+    ("Block128", "exp_avg of tensor 0 at step 1: blocks of 128 elements where bitsandbytes-dynamic-signed has 256"),
+    ("SignedSecondMoment", "exp_avg_sq of tensor 0 at step 1: its codebook is not bitsandbytes-dynamic-unsigned's: "
+                           "it is bitsandbytes-dynamic-signed's"),
+    ("StaleScale", "the scale is not the absolute maximum of the state it scales"),
+    ("CodesBeforeUpdate", "it stores the state this step started from: the state was quantized before the update"),
+])
+def test_each_defect_of_the_format_is_rejected_by_name(impl, named, capsys):
+    assert main(_certify(impl, "--state-dtype", "bitsandbytes-8bit")) == 1
+    out = capsys.readouterr().out
+    assert "failed state at step" in out and named in out, out
+
+
+@needs("torch")
+def test_a_format_declared_for_a_kernel_whose_codes_cannot_be_read_is_a_usage_error(capsys):
+    argv = ["certify", "--framework", "torch", "--impl", "torch.optim.AdamW[foreach]", "--dtype", "float32",
+            "--examples", "5", "--state-dtype", "bitsandbytes-8bit"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "declared quantized" in err and "declare only what it shows" in err and len(err.strip().splitlines()) == 1, err
+
+
+@needs("torch")
+def test_identify_names_the_convention_of_a_faithful_kernel_and_the_state_defect_of_another(capsys):
+    identify = ["identify", "--framework", "torch", "--examples", "5", "--state-dtype", "bitsandbytes-8bit",
+                "--impl"]
+    assert main([*identify, f"{PLUGIN}:Blockwise8bitAdamW"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "torch"
+    assert main([*identify, f"{PLUGIN}:StaleScale"]) == 1
+    out = capsys.readouterr().out
+    assert "no convention fits: its state is not held in its declared format: exp_avg of tensor 0" in out, out
+    assert out.strip().splitlines()[-1] == "unfit"
