@@ -307,10 +307,12 @@ def golden_check(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: certification throughput per framework, the compiled spec against native AdamW, a default
     ``optspec certify`` end to end per framework split by stage, a case certified across 1, 2 and 4 ranks against
-    one process, and the certifier's detection power (the smallest defect it rejects, per dtype and knob)."""
+    one process, a quantized state's certification against a float one, and the certifier's detection power (the
+    smallest defect it rejects, per dtype and knob)."""
     session.install("-e", ALL_EXTRAS)
     _install_tf_keras(session)
     session.run("python", "-m", "tools.bench", *session.posargs)
     session.run("python", "-m", "tools.bench_cli", "--rounds", "3")
     session.run("python", "-m", "tools.bench_sharded")
+    session.run("python", "-m", "tools.bench_quantized")
     session.run("python", "-m", "tools.detection")

@@ -189,20 +189,21 @@ class View:
 
 @dataclasses.dataclass(frozen=True)
 class QuantizedState:
-    """One state tensor as a kernel holds it in 8 bits (:mod:`optspec.spec.quantized`): ``codes`` (the
-    tensor's shape, each an index into ``codebook``), ``absmax`` (one float32 scale per block of
-    ``block_size`` elements of the flattened tensor) and the ``codebook`` the kernel holds, all as NumPy."""
+    """One state tensor as a kernel holds it in 8 or 4 bits (:mod:`optspec.spec.quantized`): ``codes`` (the
+    tensor's shape, each an index into ``codebook``, unpacked), ``scales`` (one float32 scale per block of
+    ``block_size`` elements of the flattened tensor) and the ``codebook`` the kernel holds (sorted, each value
+    once), all as NumPy."""
 
     codes: np.ndarray
-    absmax: np.ndarray
+    scales: np.ndarray
     codebook: np.ndarray
     block_size: int
 
     def dequantized(self) -> np.ndarray:
-        """``codebook[codes] * absmax`` of each element's block, in float32 as the kernel computes it, as
+        """``codebook[codes] * scale`` of each element's block, in float32 as the kernel computes it, as
         float64."""
         flat = self.codes.reshape(-1).astype(np.int64)
-        scale = np.repeat(self.absmax.astype(np.float32), self.block_size)[:flat.size]
+        scale = np.repeat(self.scales.astype(np.float32), self.block_size)[:flat.size]
         return (self.codebook.astype(np.float32)[flat] * scale).astype(np.float64).reshape(self.codes.shape)
 
 

@@ -161,6 +161,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         formats = quantized_state.formats_for(storage, rule, theta0.size)
         if (why := quantized_state.unread(got, index, formats)) is not None:
             raise adapters.SetupError(f"{subject.name}: {why}")
+        formats = quantized_state.present(got, index, formats)
         held = quantized_state.held_states(got, index, formats) if formats else None
         float_storage = quantized_state.float_storage(storage, theta0.size)
         free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from optspec import spec
+from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.namespaces import quantized
 from optspec.conformance import tolerance
@@ -189,6 +189,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                     f"from {base:.3g} to {score:.3g}, still {ratio:.3g} times the bound")
     if eight_bit := sorted(d for d in storage_dtypes if quantized(d)):
         # its floating state beside them (float16 scales of 8-bit moments) is not what it computes in
+        if (fitted := _state_format(subject, convention, ratio_with)) is not None:
+            return fitted
         return Diagnosis(f"{verdict}; the subject holds state in 8 bits ({', '.join(eight_bit)}): quantized, "
                          "which no dtype's tolerance model describes, so a run in another dtype would not certify it; "
                          "where it keeps blockwise codes in a format of the spec, declare it (--state-dtype "
@@ -208,6 +210,34 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                          f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
                          f"{at_failing_step}")
     return Diagnosis(verdict)
+
+
+def _state_format(subject: SubjectInfo, convention: spec.Knobs | None,
+                  ratio_with: Callable[[Change], float]) -> Diagnosis | None:
+    """The state formats of :data:`spec.quantized.PRESETS` under which the whole case is within the bounds,
+    checked from the codes the subject holds (:mod:`optspec.conformance.quantized_state`), named; None where
+    none is, or the driver reads no codes from the subject."""
+    fields = spec.get_rule(subject.rule).state_fields
+    fitting: list[tuple[str, Change, float]] = []
+    for preset, formats in spec.quantized.PRESETS.items():
+        change = Change(f"state stored in the format {preset}", subject.rule, convention,
+                        {"storage": {f: name for f, name in formats.items() if f in fields}})
+        try:
+            ratio = ratio_with(change)
+        except adapters.SetupError:  # no codes read from the subject: no format can be checked
+            return None
+        if ratio <= 1:
+            fitting.append((preset, change, ratio))
+    if not fitting:
+        return None
+    (preset, change, ratio), names = fitting[0], [name for name, *_ in fitting]
+    described = "; ".join(spec.quantized.FORMATS[name].describe()
+                          for name in dict.fromkeys(spec.quantized.PRESETS[preset].values()))
+    which = f"the format {preset} ({described})" if len(names) == 1 else (
+        f"one of the formats {', '.join(names)}, which this case cannot tell apart ({preset}: {described})")
+    return Diagnosis(f"most likely: the subject stores its state in {which}: checked step by step from the "
+                     f"codes it holds, every step is within the bounds (worst {ratio:.2g} of the bound); if that "
+                     f"is its design, certify it in that set-up: --state-dtype {preset}", change)
 
 
 #: At most this many single changes, those whose reference is nearest the subject's, are tried two at a time.

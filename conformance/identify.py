@@ -25,6 +25,7 @@ from optspec.conformance import hidden
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
+from optspec.conformance.state_storage import stored
 from optspec.conformance.verdict import Certificate
 
 #: identify's dtype unless told otherwise: the conventions differ by far more than its rounding.
@@ -58,6 +59,8 @@ class Identification:
       held: the values of hyperparameters the constructor hides that the
         subject behaves as (:mod:`optspec.conformance.hidden`), where they
         are not the spec's defaults.
+      state_format: the whole-state format of :data:`spec.quantized.PRESETS` the subject stores its state in,
+        found from the codes it holds, where it declared none.
     """
 
     knobs: dict[str, Any]
@@ -69,6 +72,7 @@ class Identification:
     certificate: Certificate | None = dataclasses.field(default=None, repr=False)
     held: dict[str, Any] = dataclasses.field(default_factory=dict)
     raised: str | None = None
+    state_format: str | None = None
 
     @property
     def fits(self) -> bool:
@@ -96,6 +100,8 @@ class Identification:
                  f"certified: {self.certified}"]
                 + [f"held: {k}={v!r} (the constructor takes no {k}; the subject behaves as this value)"
                    for k, v in self.held.items()]
+                + ([f"state: {self.state_format} (the format it stores its state in, checked from the codes it "
+                    f"holds: --state-dtype {self.state_format})"] if self.state_format else [])
                 + [f"knob: {k}={show(v)}" for k, v in self.knobs.items()]
                 + [self.preset or "none"])
 
@@ -181,6 +187,8 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         return Identification({}, None, math.inf, dtype, raised=str(exc))
     candidates = [base.replace(**dict(zip(core, values)))
                   for values in itertools.product(*(knob_values[k] for k in core))]
+    if state_format := _state_format(subject, candidates, runs, dtype):
+        subject = stored(subject, dict(spec.quantized.PRESETS[state_format]))
     if found_held := _hidden_values(subject, candidates, runs, dtype):
         subject = hidden.held(subject, found_held, "the constructor takes none; identify found the subject behaves "
                               "as it")
@@ -224,7 +232,7 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         preferred = [name for name in (subject.convention, describe(subject.framework).native_convention)
                      if name in matching]
         preset = (preferred or matching)[0]
-    found = Identification(knobs, preset, float(best_error), dtype, held=found_held)
+    found = Identification(knobs, preset, float(best_error), dtype, held=found_held, state_format=state_format)
     if best_error > 1.0:
         return found
     held = best.replace(**{k: v for k, v in knobs.items() if k in FLAG_KNOBS and v in knob_values[k]})
@@ -240,6 +248,23 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         found.rejection = (f"failed {cert.failure.check} at step {cert.failure.step} of case "
                            f"{cert.failure.case.split(':')[0]}: {cert.failure.detail}")
     return found
+
+
+def _state_format(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list[tuple[Case, list, list, Any]],
+                  dtype: str) -> str | None:
+    """The whole-state format (:data:`spec.quantized.PRESETS`) under which some convention fits the runs,
+    checked from the codes the subject holds, where it declares none, holds codes, and nothing fits without
+    one; None otherwise."""
+    if spec.StateStorage(subject.state_storage).quantized() or not any(got.quantized for *_, got in runs):
+        return None
+    if min(_score(subject, conv, runs, dtype) for conv in candidates) <= 1.0:
+        return None
+    fields = spec.get_rule(subject.rule).state_fields
+    for preset, formats in spec.quantized.PRESETS.items():
+        declared = stored(subject, {f: name for f, name in formats.items() if f in fields})
+        if min(_score(declared, conv, runs, dtype) for conv in candidates) <= 1.0:
+            return preset
+    return None
 
 
 def _hidden_values(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list[tuple[Case, list, list, Any]],

@@ -1,4 +1,4 @@
-r"""The check of a state held in a blockwise 8-bit format (:mod:`optspec.spec.quantized`), one step at a time.
+r"""The check of a state held in a blockwise quantized format (:mod:`optspec.spec.quantized`), one step at a time.
 
 A free-running reference cannot follow a quantized kernel: where the value it
 quantizes lies within rounding of the boundary between two codes, a correct
@@ -12,16 +12,17 @@ step is held to the format (:func:`check_stored`):
 
 - its codebook is the format's (to two float32 ulps: bitsandbytes builds its
   map with ``torch.linspace``) and its block is the format's;
-- each block's scale is :math:`\max_i |e_i|` of the expected new state
-  :math:`e`, within :math:`\varepsilon_i`, the float32 rounding of computing
-  :math:`e_i` from the held state, :math:`\varepsilon_i = 8u\,(|s_i| + |e_i|)`
-  (:math:`s` the held state, :math:`u = 2^{-24}`; each field of the rules is
-  a sum of at most three rounded products of :math:`s_i` and the gradient,
-  each bounded by :math:`|s_i| + |e_i|`), plus its own rounding;
-- each code is one the scaled value :math:`e_i / a_k` rounds to, give or take
-  :math:`\delta_i = \varepsilon_i / a_k + 4u`: the nearest code to a value in
-  :math:`[e_i/a_k - \delta_i,\ e_i/a_k + \delta_i]`.  A code beyond that is
-  not a rounding choice.
+- each block's scale is :math:`\max(\max_i |e_i|, \mathrm{floor}) / \max_c |q_c|`
+  of the expected new state :math:`e`, within the rounding of its largest
+  element, :math:`\varepsilon_i = 8u\,(|s_i| + |e_i|)`, the float32 rounding
+  of computing :math:`e_i` from the held state :math:`s` (:math:`u = 2^{-24}`;
+  each field of the rules is a sum of at most three rounded products of
+  :math:`s_i` and the gradient, each bounded by :math:`|s_i| + |e_i|`), plus
+  two roundings of its own;
+- each code is one the scaled value :math:`e_i / s_k` rounds to, give or take
+  :math:`\delta_i = \varepsilon_i / s_k + 4u\,(1 + |e_i / s_k|)`: the nearest
+  code to a value in :math:`[e_i/s_k - \delta_i,\ e_i/s_k + \delta_i]`.  A
+  code beyond that is not a rounding choice.
 """
 
 from __future__ import annotations
@@ -60,16 +61,20 @@ def float_storage(storage: Mapping[str, str], size: int) -> dict[str, str]:
 
 def unread(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
            ) -> str | None:
-    """Why the quantized state of tensor ``index`` cannot be checked (the driver read none of it), or None."""
-    if not formats:
+    """Why the quantized state of tensor ``index`` cannot be checked (the driver read no codes of it), or None."""
+    if not formats or (got.quantized and all(step[index] for step in got.quantized)):
         return None
-    needed = max(position for position, _ in formats.values()) + 1
-    if not got.quantized or any(len(step[index]) < needed for step in got.quantized):
-        names = ", ".join(f"{field} in {fmt.name}" for field, (_, fmt) in formats.items())
-        return (f"its state is declared quantized ({names}) but its driver reads no 8-bit codes from it at "
-                "every step (bitsandbytes' layout is read: state1/qmap1/absmax1, ...): declare only what it "
-                "shows")
-    return None
+    names = ", ".join(f"{field} in {fmt.name}" for field, (_, fmt) in formats.items())
+    return (f"its state is declared quantized ({names}) but its driver reads no quantized codes from it at every "
+            "step (bitsandbytes' layout and torchao's state subclasses are read): declare only what it shows")
+
+
+def present(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
+            ) -> dict[str, tuple[int, spec.quantized.BlockwiseFormat]]:
+    """The fields of ``formats`` the subject holds in tensor ``index``: a kernel keeps no AMSGrad maximum
+    without AMSGrad, so a declared one it does not hold is not checked."""
+    held = min((len(step[index]) for step in got.quantized), default=0)
+    return {field: (position, fmt) for field, (position, fmt) in formats.items() if position < held}
 
 
 def held_states(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
@@ -85,9 +90,10 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
     """The first step at which tensor ``index``'s ``field`` is not ``expected`` stored in ``fmt``, and why.
 
     ``held[t][index][position]`` is what the subject stored after step ``t + 1``,
-    ``previous[t]`` the state that step started from (the subject's, dequantized; zeros at the first), and
-    ``expected[t]`` the spec's new state from there, in float64.
+    ``previous[t]`` the state that step started from (the subject's, dequantized; the spec's initial one at
+    the first), and ``expected[t]`` the spec's new state from there, in float64.
     """
+    largest_code = float(np.abs(fmt.codes()).max())
     for t, (stored_after, before, value) in enumerate(zip(held, previous, expected)):
         state = stored_after[index][position]
         step, what = t + 1, f"{field} of tensor {index}"
@@ -96,26 +102,24 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
         flat, before_flat = np.asarray(value, np.float64).reshape(-1), np.asarray(before, np.float64).reshape(-1)
         rounding = 8 * U32 * (np.abs(before_flat) + np.abs(flat))
         blocks = range(0, flat.size, fmt.block_size)
-        largest = np.array([np.abs(flat[k:k + fmt.block_size]).max(initial=0.0) for k in blocks])
-        allowed = np.array([rounding[k:k + fmt.block_size].max(initial=0.0) for k in blocks]) + U32 * largest
-        absmax = state.absmax.astype(np.float64).reshape(-1)
-        if absmax.size != largest.size:
-            return step, f"{what} at step {step}: {absmax.size} block scales for {largest.size} blocks"
-        if (np.abs(absmax - largest) > allowed).any():
-            unchanged = not absmax.any() if t == 0 else (
-                np.array_equal(absmax, held[t - 1][index][position].absmax.astype(np.float64).reshape(-1))
-                and np.array_equal(state.codes, held[t - 1][index][position].codes))
-            if unchanged:
+        due = fmt.scales(flat)
+        allowed = (np.array([rounding[k:k + fmt.block_size].max(initial=0.0) for k in blocks])
+                   + 2 * U32 * due * largest_code) / largest_code
+        scales = state.scales.astype(np.float64).reshape(-1)
+        if scales.size != due.size:
+            return step, f"{what} at step {step}: {scales.size} block scales for {due.size} blocks"
+        if (np.abs(scales - due) > allowed).any():
+            if _unchanged(held, t, index, position):
                 return step, (f"{what} at step {step}: it stores the state this step started from: the state "
                               "was quantized before the update, not after")
-            k = int(np.argmax(np.abs(absmax - largest) - allowed))
-            return step, (f"{what} at step {step}: block {k}'s scale is {float(absmax[k])!r} where the largest |value| "
-                          f"of its new state is {float(largest[k])!r} (allowed {allowed[k]:.3g}): the scale is not the "
-                          "absolute maximum of the state it scales")
-        scale = np.repeat(absmax, fmt.block_size)[:flat.size]
+            k = int(np.argmax(np.abs(scales - due) - allowed))
+            return step, (f"{what} at step {step}: block {k}'s scale is {float(scales[k])!r} where its new state "
+                          f"gives {float(due[k])!r} (allowed {allowed[k]:.3g}): the scale is not the absolute "
+                          "maximum of the state it scales")
+        scale = np.repeat(scales, fmt.block_size)[:flat.size]
         live = scale > 0
         scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=live)
-        slack = np.divide(rounding, scale, out=np.zeros_like(flat), where=live) + 4 * U32
+        slack = np.divide(rounding, scale, out=np.zeros_like(flat), where=live) + 4 * U32 * (1 + np.abs(scaled))
         codebook = state.codebook.astype(np.float64)
         midpoints = (codebook[:-1] + codebook[1:]) / 2
         low = np.searchsorted(midpoints, scaled - slack, side="left")
@@ -127,14 +131,23 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
             nearest = int(np.searchsorted(midpoints, scaled[i], side="left"))
             element = tuple(int(j) for j in np.unravel_index(i, np.shape(value)))
             boundary = midpoints[nearest if codes[i] > nearest else nearest - 1]
-            gap = float(np.abs(scaled[i] - boundary))
-            count = int(wrong.sum())
             return step, (f"{what} element {element} at step {step}: stored code {codes[i]} "
                           f"({codebook[codes[i]]:.6g}), {abs(int(codes[i]) - nearest)} from code {nearest} "
                           f"({codebook[nearest]:.6g}), the nearest to its new value {scaled[i]:.6g} of the "
-                          f"block's scale, which lies {gap:.3g} inside that code's interval, beyond its rounding "
-                          f"({slack[i]:.3g}); {count} of {flat.size} elements so at this step")
+                          f"block's scale, which lies {abs(scaled[i] - boundary):.3g} inside that code's interval, "
+                          f"beyond its rounding ({slack[i]:.3g}); {int(wrong.sum())} of {flat.size} elements so at "
+                          "this step")
     return None
+
+
+def _unchanged(held: Sequence[Sequence[QuantizedState]], t: int, index: int, position: int) -> bool:
+    """Whether the state stored after step ``t + 1`` is the one that step started from (all zero at the
+    first)."""
+    now = held[t][index][position]
+    if t == 0:
+        return not now.scales.any()
+    before = held[t - 1][index][position]
+    return np.array_equal(now.scales, before.scales) and np.array_equal(now.codes, before.codes)
 
 
 def _layout(state: QuantizedState, fmt: spec.quantized.BlockwiseFormat) -> str | None:

@@ -68,84 +68,140 @@ def dynamic_map(signed: bool, max_exponent_bits: int = 7, total_bits: int = 8) -
     return tuple(sorted(data))
 
 
+def e4m3fn_values() -> tuple[float, ...]:
+    """Every finite value of float8 E4M3FN (``torch.float8_e4m3fn``: 4 exponent bits of bias 7, 3 mantissa
+    bits, no infinities, largest 448), sorted, zero once."""
+    values = {0.0}
+    for exponent in range(16):
+        for mantissa in range(8):
+            if exponent == 15 and mantissa == 7:  # the NaN pattern
+                continue
+            value = (mantissa / 8) * 2.0**-6 if exponent == 0 else (1 + mantissa / 8) * 2.0 ** (exponent - 7)
+            values |= {value, -value}
+    return tuple(sorted(values))
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockwiseFormat:
-    """A state field stored as 8-bit codes of ``codebook`` with a float32 absolute maximum per block.
+    r"""A state field stored as codes of ``codebook`` with a float32 scale per block.
+
+    Each block's scale is :math:`s_k = \max(\max_{i \in k}|x_i|,\ \mathrm{floor}) / \max_c |q_c|`, each
+    element's code the one nearest :math:`x_i / s_k`, and the value held :math:`q_{c_i} s_k`.
 
     Attributes:
       name: what ``--state-dtype FIELD=NAME`` calls it.
-      codebook: the code values, sorted ascending (256 of them).
+      codebook: the code values, sorted ascending, each once.
+      bits: bits per code.
       block_size: elements per block, the last block of a tensor possibly shorter.
       min_size: a tensor of fewer elements keeps this state in float32.
+      whole_blocks: whether a tensor whose size is not a multiple of the block keeps it in float32.
+      scale_floor: the smallest absolute maximum a scale is taken from (0: none).
       source: where the format is defined (file and lines).
     """
 
     name: str
     codebook: tuple[float, ...] = dataclasses.field(repr=False)
+    bits: int
     block_size: int
     min_size: int
-    source: str
+    whole_blocks: bool
+    scale_floor: float
+    source: str = dataclasses.field(repr=False)
 
     def describe(self) -> str:
-        """``8-bit blockwise, bitsandbytes' signed dynamic map, block 256, float32 below 4096 elements``."""
-        return (f"8-bit blockwise ({self.name}): block {self.block_size}, float32 below "
-                f"{self.min_size} elements")
+        """``bitsandbytes-dynamic-signed: 8-bit codes, blocks of 256, float32 below 4096 elements``."""
+        whole = f" or not a multiple of {self.block_size}" if self.whole_blocks else ""
+        return (f"{self.name}: {self.bits}-bit codes, blocks of {self.block_size}, float32 below "
+                f"{self.min_size} elements{whole}")
 
     def applies_to(self, size: int) -> bool:
         """Whether a tensor of ``size`` elements keeps this state quantized (else in float32)."""
-        return size >= self.min_size
+        return size >= self.min_size and not (self.whole_blocks and size % self.block_size)
 
     def codes(self) -> np.ndarray:
         """The codebook as a float64 array."""
         return np.asarray(self.codebook, np.float64)
 
-    def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, absmax)``: each element's nearest code to ``x / absmax`` of its block, the blocks' absmax
-        in float32 (an all-zero block has absmax 0 and code of 0)."""
+    def scales(self, x: np.ndarray) -> np.ndarray:
+        """Each block's scale for ``x`` (flattened), in float32, as float64."""
         flat = np.asarray(x, np.float64).reshape(-1)
         absmax = np.array([np.abs(flat[k:k + self.block_size]).max(initial=0.0)
-                           for k in range(0, flat.size, self.block_size)]).astype(np.float32).astype(np.float64)
-        scale = np.repeat(absmax, self.block_size)[:flat.size]
+                           for k in range(0, flat.size, self.block_size)])
+        largest = np.float32(np.abs(self.codes()).max())
+        return (np.maximum(absmax, self.scale_floor).astype(np.float32) / largest).astype(np.float64)
+
+    def quantize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, scales)``: each element's index of the code nearest ``x / scale`` of its block, and the
+        blocks' scales (an all-zero block without a floor has scale 0 and the code nearest 0)."""
+        flat = np.asarray(x, np.float64).reshape(-1)
+        scales = self.scales(flat)
+        scale = np.repeat(scales, self.block_size)[:flat.size]
         scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=scale > 0)
-        return self.nearest(scaled).reshape(np.shape(x)), absmax
+        return self.nearest(scaled).reshape(np.shape(x)), scales
 
     def nearest(self, scaled: np.ndarray) -> np.ndarray:
         """The index of the code nearest each of ``scaled`` (the lower one on a tie)."""
         codes = self.codes()
         return np.searchsorted((codes[:-1] + codes[1:]) / 2, scaled, side="left").astype(np.int64)
 
-    def dequantize(self, codes: np.ndarray, absmax: np.ndarray) -> np.ndarray:
-        """``codebook[codes] * absmax`` of each element's block, rounded to float32 as the kernel's product is,
+    def dequantize(self, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """``codebook[codes] * scale`` of each element's block, rounded to float32 as the kernel's product is,
         in float64."""
         flat = np.asarray(codes).reshape(-1)
-        scale = np.repeat(np.asarray(absmax, np.float64), self.block_size)[:flat.size]
+        scale = np.repeat(np.asarray(scales, np.float64), self.block_size)[:flat.size]
         value = (self.codes()[flat].astype(np.float32) * scale.astype(np.float32)).astype(np.float64)
         return value.reshape(np.shape(codes))
 
     def stored(self, x: np.ndarray) -> np.ndarray:
         """``x`` as the state holds it between steps: quantized and dequantized, or rounded to float32 in a
-        tensor below :attr:`min_size`."""
+        tensor the format leaves in float32."""
         x = np.asarray(x, np.float64)
         if not self.applies_to(x.size):
             return x.astype(np.float32).astype(np.float64)
         return self.dequantize(*self.quantize(x))
 
 
-_BNB_SOURCE = ("bitsandbytes 0.50.2: optim/optimizer.py Optimizer2State.init_state (lines 492-530: "
-               "min_8bit_size=4096, blocksize 256, qmap1 'dynamic', qmap2 'udynamic'); functional.py "
-               "create_dynamic_map (lines 296-348); backends/cpu/ops.py _optimizer_update_8bit_blockwise_cpu "
-               "(lines 469-577: dequantize, update, re-quantize)")
+_BNB = ("bitsandbytes 0.50.2: optim/optimizer.py Optimizer2State.init_state (lines 492-530: min_8bit_size=4096, "
+        "blocksize 256, qmap1 'dynamic', qmap2 'udynamic'); functional.py create_dynamic_map (lines 296-348); "
+        "backends/cpu/ops.py _optimizer_update_8bit_blockwise_cpu (lines 469-577: dequantize, update, re-quantize)")
+_TORCHAO = ("torchao 0.18.0: optim/adam.py _AdamBase._new_buffer (lines 74-76: at least 4096 elements and a "
+            "multiple of the block), single_param_adam (lines 180-205: the float32 update, then copy_ into the "
+            "state); optim/quant_utils.py scale_tensor (absmax clipped at 1e-12) and quantize_*_with_qmap "
+            "(the nearest code, a tie up)")
+
+
+def _signed4() -> tuple[float, ...]:
+    """torchao's 4-bit signed map: bitsandbytes' dynamic map with 3 exponent bits of 4, without padding
+    (``optim/subclass_4bit.py`` ``get_qmap_signed``; ``quant_utils.py`` ``create_dynamic_map``)."""
+    return tuple(sorted(set(dynamic_map(signed=True, max_exponent_bits=3, total_bits=4))))
+
 
 #: The quantized formats by name.
-FORMATS: Mapping[str, BlockwiseFormat] = MappingProxyType({
-    "bitsandbytes-dynamic-signed": BlockwiseFormat("bitsandbytes-dynamic-signed", dynamic_map(signed=True),
-                                                   256, 4096, _BNB_SOURCE),
-    "bitsandbytes-dynamic-unsigned": BlockwiseFormat("bitsandbytes-dynamic-unsigned", dynamic_map(signed=False),
-                                                     256, 4096, _BNB_SOURCE),
-})
+FORMATS: Mapping[str, BlockwiseFormat] = MappingProxyType({fmt.name: fmt for fmt in (
+    BlockwiseFormat("bitsandbytes-dynamic-signed", dynamic_map(signed=True), 8, 256, 4096, False, 0.0, _BNB),
+    BlockwiseFormat("bitsandbytes-dynamic-unsigned", dynamic_map(signed=False), 8, 256, 4096, False, 0.0, _BNB),
+    BlockwiseFormat("torchao-8bit-signed", dynamic_map(signed=True), 8, 256, 4096, True, 1e-12,
+                    _TORCHAO + "; optim/subclass_8bit.py (create_dynamic_map(signed=True), block 256)"),
+    BlockwiseFormat("torchao-8bit-unsigned", dynamic_map(signed=False), 8, 256, 4096, True, 1e-12,
+                    _TORCHAO + "; optim/subclass_8bit.py (create_dynamic_map(signed=False), block 256)"),
+    BlockwiseFormat("torchao-4bit-signed", _signed4(), 4, 128, 4096, True, 1e-12,
+                    _TORCHAO + "; optim/subclass_4bit.py (create_dynamic_map(True, 3, 4), block 128)"),
+    BlockwiseFormat("torchao-4bit-unsigned", tuple(np.linspace(0, 1, 17, dtype=np.float32)[1:].tolist()), 4, 128,
+                    4096, True, 1e-12, _TORCHAO + "; optim/subclass_4bit.py (linspace(0, 1, 17)[1:]: linear, "
+                    "no zero, block 128)"),
+    BlockwiseFormat("torchao-fp8", e4m3fn_values(), 8, 256, 4096, True, 1e-12,
+                    _TORCHAO + "; optim/subclass_fp8.py quantize_fp8 (scale = absmax / 448, codes cast to "
+                    "float8_e4m3fn, block 256)"),
+)})
 
 #: Whole state formats: each names the format of every field it quantizes.
 PRESETS: Mapping[str, Mapping[str, str]] = MappingProxyType({
     "bitsandbytes-8bit": MappingProxyType({"exp_avg": "bitsandbytes-dynamic-signed",
                                            "exp_avg_sq": "bitsandbytes-dynamic-unsigned"}),
+    "torchao-8bit": MappingProxyType({"exp_avg": "torchao-8bit-signed", "exp_avg_sq": "torchao-8bit-unsigned",
+                                      "max_exp_avg_sq": "torchao-8bit-unsigned"}),
+    "torchao-4bit": MappingProxyType({"exp_avg": "torchao-4bit-signed", "exp_avg_sq": "torchao-4bit-unsigned",
+                                      "max_exp_avg_sq": "torchao-4bit-unsigned"}),
+    "torchao-fp8": MappingProxyType({"exp_avg": "torchao-fp8", "exp_avg_sq": "torchao-fp8",
+                                     "max_exp_avg_sq": "torchao-fp8"}),
 })

@@ -73,10 +73,7 @@ def test_a_faithful_8bit_kernel_conforms_to_its_format_and_the_certificate_says_
 
 
 @needs("torch")
-def test_undeclared_it_is_told_to_declare_its_format_and_the_advice_certifies_it(capsys):
-    assert main(_certify("Blockwise8bitAdamW")) == 1
-    out = capsys.readouterr().out
-    assert "holds state in 8 bits (uint8)" in out and "--state-dtype bitsandbytes-8bit" in out, out
+def test_the_advised_format_certifies_it(capsys):
     assert main(_certify("Blockwise8bitAdamW", "--state-dtype", "bitsandbytes-8bit")) == 0, capsys.readouterr().out
 
 
@@ -113,3 +110,35 @@ def test_identify_names_the_convention_of_a_faithful_kernel_and_the_state_defect
     out = capsys.readouterr().out
     assert "no convention fits: its state is not held in its declared format: exp_avg of tensor 0" in out, out
     assert out.strip().splitlines()[-1] == "unfit"
+    assert main([*identify[:-3], "--impl", f"{PLUGIN}:Blockwise8bitAdamW"]) == 0  # no format declared
+    out = capsys.readouterr().out
+    assert "state: bitsandbytes-8bit (the format it stores its state in" in out, out
+    assert out.strip().splitlines()[-1] == "torch"
+
+
+@needs("torch")
+def test_the_fp8_codebook_is_every_finite_float8_e4m3fn_value():
+    import torch
+
+    patterns = torch.arange(256, dtype=torch.uint8).view(torch.float8_e4m3fn).float().numpy().astype(np.float64)
+    assert spec.quantized.FORMATS["torchao-fp8"].codebook == tuple(np.unique(patterns[np.isfinite(patterns)]))
+
+
+def test_the_4bit_maps_are_16_codes_and_the_unsigned_one_has_no_zero():
+    signed, unsigned = (spec.quantized.FORMATS[f"torchao-4bit-{kind}"] for kind in ("signed", "unsigned"))
+    assert len(signed.codebook) == len(unsigned.codebook) == 16
+    assert 0.0 in signed.codebook and 0.0 not in unsigned.codebook and unsigned.codebook[0] == 1 / 16
+
+
+def test_a_format_of_whole_blocks_leaves_a_tensor_of_a_partial_block_in_float32():
+    fmt = spec.quantized.FORMATS["torchao-8bit-signed"]
+    assert fmt.applies_to(4096) and not fmt.applies_to(4096 + 1) and not fmt.applies_to(4096 - 256)
+    assert SIGNED.applies_to(4096 + 1)
+
+
+@needs("torch")
+def test_undeclared_a_kernel_of_a_known_format_is_told_its_format(capsys):
+    assert main(_certify("Blockwise8bitAdamW")) == 1
+    out = capsys.readouterr().out
+    assert "most likely: the subject stores its state in one of the formats bitsandbytes-8bit, torchao-8bit" in out
+    assert "certify it in that set-up: --state-dtype bitsandbytes-8bit" in out, out

@@ -78,9 +78,9 @@ def measure(impl: Implementation, out: Path) -> Measured:
     identified = said[-1]
     knobs = dict(found.knobs) if identified != "unfit" else {}
     # identify certified its fit in float32 with these examples: where that is the claim, its certificate is
-    # the one certify would give
-    reused = found.certificate if found.certificate is not None and found.certificate.convention == impl.claims \
-        else None
+    # the one certify would give, unless identify found a state format, which certify never takes undeclared
+    reused = found.certificate if (found.certificate is not None and found.certificate.convention == impl.claims
+                                   and found.state_format is None) else None
     certs = [reused if reused is not None and dtype == reused.dtype else
              certify(subject, convention=impl.claims, dtype=dtype, examples=impl.examples, golden_dir=golden_dir)
              for dtype in impl.dtypes]

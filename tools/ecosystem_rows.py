@@ -63,6 +63,22 @@ TORCH = (
         (Citation("torchao/optim/adam.py", "309", "AdamW8bit: the _AdamBase step on 8-bit state"),
          Citation("torchao/optim/adam.py", "74-76", "state quantized only for tensors of >= 4096 elements "
                   "(and a multiple of the block size); smaller ones keep float32 state"))),
+    *(Implementation(
+        f"torchao {cls} (its {preset} format declared)", "torchao", "torch", f"torchao.optim:{cls}", "torch",
+        Reading("torch"),
+        (Citation("torchao/optim/adam.py", "74-76", "state quantized in tensors of >= 4096 elements and a multiple "
+                  "of the block; smaller ones keep float32 state"),
+         Citation("torchao/optim/adam.py", "162-205", "torch's AdamW step in float32 from the dequantized state; "
+                  "copy_ quantizes the new state"),
+         Citation(f"torchao/optim/{module}", lines, codes)),
+        dtypes=("float32", "bfloat16"), examples=10, state=(preset,))
+      for cls, preset, module, lines, codes in (
+          ("AdamW8bit", "torchao-8bit", "subclass_8bit.py", "31-38, 104-117",
+           "bitsandbytes' dynamic maps, signed for m and unsigned for v, block 256"),
+          ("AdamW4bit", "torchao-4bit", "subclass_4bit.py", "34-41, 115-130",
+           "a 4-bit dynamic map for m, 16 linear codes without zero for v, block 128, two codes a byte"),
+          ("AdamWFp8", "torchao-fp8", "subclass_fp8.py", "19-28", "float8_e4m3fn codes, scale absmax/448 per "
+           "block of 256"))),
     Implementation(
         "bitsandbytes AdamW", "bitsandbytes", "torch", "bitsandbytes.optim:AdamW", "torch",
         Reading("torch", amsgrad="ignored"),

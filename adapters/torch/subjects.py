@@ -97,8 +97,9 @@ class TorchSession(Session):
         return [quantized_state.read(held.get(p, {})) for p in self.tensors]
 
     def storage(self) -> list[Any]:
-        return [*self.tensors, *(value for p in self.tensors for value in self._state().get(p, {}).values()
-                                 if torch.is_tensor(value))]
+        # a tensor subclass of quantized state (torchao's) reads as the parameter's dtype: its codes say what it holds
+        return [*self.tensors, *(getattr(value, "codes", value) for p in self.tensors
+                                 for value in self._state().get(p, {}).values() if torch.is_tensor(value))]
 
     def _state(self) -> Mapping[Any, Mapping[str, Any]]:
         """The per-parameter state this process holds (under ZeRO, its local optimizer's)."""

@@ -32,6 +32,7 @@ class Blockwise8bitAdamW(torch.optim.Optimizer):
     """AdamW (torch's convention) with 8-bit blockwise m and v; the class attributes inject one defect each."""
 
     block_size = 256
+    min_size: int | None = MIN_SIZE  # None: float32 state at every size
     signed_second_moment = False  # v quantized with the signed map
     stale_scale = False  # each block's scale kept from the first step
     codes_before_update = False  # stores the codes of the state this step started from
@@ -61,7 +62,7 @@ class Blockwise8bitAdamW(torch.optim.Optimizer):
                 if p.grad is None:
                     continue
                 g, state = p.grad.float(), self.state[p]
-                quantized = p.numel() >= MIN_SIZE
+                quantized = self.min_size is not None and p.numel() >= self.min_size
                 if not state:
                     state["step"] = 0
                     if quantized:
@@ -110,3 +111,9 @@ class StaleScale(Blockwise8bitAdamW):
 
 class CodesBeforeUpdate(Blockwise8bitAdamW):
     codes_before_update = True
+
+
+class FloatStateAdamW(Blockwise8bitAdamW):
+    """The same kernel with its state in float32 at every size: the float counterpart a benchmark compares."""
+
+    min_size = None
