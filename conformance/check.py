@@ -162,6 +162,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         if (why := quantized_state.unread(got, index, formats)) is not None:
             raise adapters.SetupError(f"{subject.name}: {why}")
         formats = quantized_state.present(got, index, formats)
+        if formats and (undecodable := quantized_state.malformed(got, index, theta0.shape, formats)):
+            return _fail(result, "state", *undecodable)
         held = quantized_state.held_states(got, index, formats) if formats else None
         float_storage = quantized_state.float_storage(storage, theta0.size)
         free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,

@@ -77,6 +77,30 @@ def present(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.q
     return {field: (position, fmt) for field, (position, fmt) in formats.items() if position < held}
 
 
+def malformed(got: Trajectory, index: int, shape: tuple[int, ...],
+              formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]) -> tuple[int, str] | None:
+    """The first step at which a quantized state of tensor ``index`` (of ``shape``) cannot be decoded, and
+    why: codes of another shape or beyond its codebook, a block of no elements, a scale count that is not the
+    blocks', a scale that is not finite and not negative.  Checked before anything is dequantized."""
+    size = int(np.prod(shape))
+    for t, step in enumerate(got.quantized):
+        for field, (position, _) in formats.items():
+            state, at = step[index][position], f"{field} of tensor {index} at step {t + 1}"
+            if state.codes.shape != tuple(shape):
+                return t + 1, f"{at}: codes of shape {state.codes.shape} for a tensor of shape {tuple(shape)}"
+            if state.block_size < 1:
+                return t + 1, f"{at}: blocks of {state.block_size} elements"
+            if state.codes.size and (state.codes.min() < 0 or state.codes.max() >= state.codebook.size):
+                return t + 1, (f"{at}: code {int(state.codes.max())} of a codebook of {state.codebook.size} "
+                               "values")
+            if state.scales.size != -(-size // state.block_size):
+                return t + 1, (f"{at}: {state.scales.size} block scales for {-(-size // state.block_size)} "
+                               f"blocks of {state.block_size}")
+            if not (np.isfinite(state.scales).all() and (state.scales >= 0).all()):
+                return t + 1, f"{at}: a block scale of {float(state.scales[~(np.isfinite(state.scales) & (state.scales >= 0))][0])!r}"
+    return None
+
+
 def held_states(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
                 ) -> list[dict[str, np.ndarray]]:
     """For each step, the quantized fields tensor ``index`` held after it, dequantized."""

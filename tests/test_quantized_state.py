@@ -92,6 +92,17 @@ def test_each_defect_of_the_format_is_rejected_by_name(impl, named, capsys):
 
 
 @needs("torch")
+@pytest.mark.parametrize(("impl", "named"), [
+    ("CodesBeyondItsCodebook", "exp_avg of tensor 0 at step 1: code 2"),
+    ("ScalesOfNoBlock", "exp_avg of tensor 0 at step 1: blocks of 0 elements"),
+])
+def test_a_state_that_cannot_be_decoded_is_rejected_in_one_line_before_any_is_dequantized(impl, named, capsys):
+    assert main(_certify(impl, "--state-dtype", "bitsandbytes-8bit")) == 1
+    out = capsys.readouterr().out
+    assert "failed state at step 1" in out and named in out and "Traceback" not in out, out
+
+
+@needs("torch")
 def test_a_format_declared_for_a_kernel_whose_codes_cannot_be_read_is_a_usage_error(capsys):
     argv = ["certify", "--framework", "torch", "--impl", "torch.optim.AdamW[foreach]", "--dtype", "float32",
             "--examples", "5", "--state-dtype", "bitsandbytes-8bit"]

@@ -64,9 +64,13 @@ def _torchao(value: Any) -> QuantizedState | None:
 
 
 def _indexed(codes: np.ndarray, scales: np.ndarray, codebook: np.ndarray, block: int) -> QuantizedState:
-    """The state with its codebook sorted and each value once, its codes indices into that."""
+    """The state with its codebook sorted and each value once, its codes indices into that; codes beyond the
+    codebook are kept as they are, for the check to name (:func:`optspec.conformance.quantized_state.malformed`)."""
+    codes = codes.astype(np.int64)
+    if codes.size and codes.max() >= codebook.size:
+        return QuantizedState(codes, scales, codebook, block)
     values, index = np.unique(codebook, return_inverse=True)
-    return QuantizedState(index.reshape(-1)[codes.astype(np.int64)], scales, values, block)
+    return QuantizedState(index.reshape(-1)[codes], scales, values, block)
 
 
 def _block_size(size: int, blocks: int) -> int:

@@ -117,3 +117,28 @@ class FloatStateAdamW(Blockwise8bitAdamW):
     """The same kernel with its state in float32 at every size: the float counterpart a benchmark compares."""
 
     min_size = None
+
+
+class CodesBeyondItsCodebook(Blockwise8bitAdamW):
+    """A hostile one: its first moment's codebook has 16 values, and its codes run to 255."""
+
+    def step(self, closure=None):
+        for state in self.state.values():  # it steps with its whole map, and shows a 16-value one
+            if "qmap1" in state:
+                state["qmap1"] = self.signed
+        super().step(closure)
+        for state in self.state.values():
+            if "qmap1" in state:
+                state["qmap1"] = state["qmap1"][::16].clone()
+        return None
+
+
+class ScalesOfNoBlock(Blockwise8bitAdamW):
+    """A hostile one: it says its blocks have no elements."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        for state in self.state.values():
+            if "state1" in state:
+                state["blocksize"] = 0
+        return None
