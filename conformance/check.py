@@ -16,7 +16,7 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import quantized_state, tolerance
+from optspec.conformance import quantized_state, rounding, tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
 from optspec.conformance.reference import initial_state, prepared, reference
@@ -217,6 +217,15 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                            tolerance.trajectory_bounds(theta0, free, tensor_dtype, betas, update=parts,
                                                        feedback=feedback, state_dtype=state_dtype)),
         }
+        if spec.StateStorage(storage).param_rounding() == "stochastic" and rounding.applies_to(tensor_dtype):
+            magnitude = np.maximum(np.abs(resync - previous), parts)
+            # the kernel steps in float32: a state stored in its parameters' dtype is coarser than that
+            slack = rounding.slack(previous, magnitude, steps, coarsest_storage(float_storage, "float32"))
+            if (biased := rounding.check_stochastic(resync, traj, slack, tensor_dtype,
+                                                    _tensor_name(got, index))) is not None:
+                _fail(result, "rounding", *biased)
+                if stop_at_failure:
+                    return result
         error = np.abs(traj - free)
         if error.size:
             scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]), axis=0)

@@ -50,7 +50,7 @@ def float_storage(storage: Mapping[str, str], size: int) -> dict[str, str]:
     """``storage`` as a tensor of ``size`` elements holds it between steps, where not read from the subject:
     a quantized field of a tensor below its format's size in float32, one above it left out."""
     out = {}
-    for field, name in storage.items():
+    for field, name in spec.StateStorage(storage).state_fields().items():
         fmt = spec.quantized.FORMATS.get(name)
         if fmt is None:
             out[field] = name

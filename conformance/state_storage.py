@@ -26,7 +26,8 @@ from optspec.adapters.driver import SubjectInfo
 
 
 def parse_state_dtypes(texts: Sequence[str]) -> dict[str, str]:
-    """``FIELD=DTYPE`` items (``exp_avg=bfloat16``, ``exp_avg=bitsandbytes-dynamic-signed``) and whole-state
+    """``FIELD=DTYPE`` items (``exp_avg=bfloat16``, ``exp_avg=bitsandbytes-dynamic-signed``, and
+    ``params=stochastic``: the parameters rounded stochastically, :mod:`optspec.conformance.rounding`) and whole-state
     presets (``bitsandbytes-8bit``, :data:`spec.quantized.PRESETS`) as one mapping; a one-line
     :class:`adapters.SetupError` for an item of neither form, a storage that is neither a float dtype nor a
     quantized format, or a field given twice."""
@@ -43,7 +44,10 @@ def parse_state_dtypes(texts: Sequence[str]) -> dict[str, str]:
                                       f"--state-dtype exp_avg=bfloat16, or one of "
                                       f"{', '.join(spec.quantized.PRESETS)})")
         for field, dtype in items.items():
-            if dtype not in storages:
+            if field == spec.storage.PARAMS and dtype not in spec.storage.PARAM_ROUNDINGS:
+                raise adapters.SetupError(f"--state-dtype {text!r}: the parameters may be declared rounded "
+                                          f"{', '.join(spec.storage.PARAM_ROUNDINGS)} (params=stochastic)")
+            if field != spec.storage.PARAMS and dtype not in storages:
                 raise adapters.SetupError(f"--state-dtype {text!r}: {dtype!r} is not one of {', '.join(storages)}")
             if field in found:
                 raise adapters.SetupError(f"--state-dtype {field} is given twice: give each state field once")

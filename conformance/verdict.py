@@ -18,7 +18,7 @@ from optspec.conformance.expectation import Expectation
 NOT_APPLICABLE = "not applicable"
 
 #: Checks that are not numeric: no error and bound to plot.
-NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation", "state")
+NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation", "state", "rounding")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Failure:
     Attributes:
       check: the check that failed (``one_step``, ``trajectory``, ``scale_step``,
         ``non-finite``, ``gradient-mutation``, ``state`` (a quantized state not stored in its format),
+        ``rounding`` (parameters declared rounded stochastically that are not),
         ``crash``, ``hang``, ``raised``).
       step: the 1-based step where it failed (0: before the first step).
       detail: what was seen, in one line.

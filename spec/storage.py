@@ -21,6 +21,11 @@ for a blockwise 8-bit format of :data:`optspec.spec.quantized.FORMATS`,
 quantizes and dequantizes it (:math:`\mathrm{fl}_Q`, in the same order:
 dequantize, update, quantize).  A field not named is stored in the
 arithmetic's own precision.
+
+The parameters themselves are stored too, rounded to nearest by default;
+``params`` names how they are rounded where a kernel rounds them otherwise
+(:data:`PARAM_ROUNDINGS`: ``stochastic``, checked in bfloat16 and float16 by
+:mod:`optspec.conformance.rounding`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from optspec.spec import quantized
 
 #: The float dtypes a state field may be stored in.
 FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
+#: The name that stands for the parameters, and the roundings they may be stored with.
+PARAMS = "params"
+PARAM_ROUNDINGS = ("stochastic",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +56,9 @@ class StateStorage:
 
     def __post_init__(self) -> None:
         for field, dtype in self.dtypes.items():
-            if dtype not in FLOAT_DTYPES and dtype not in quantized.FORMATS:
+            if field == PARAMS and dtype not in PARAM_ROUNDINGS:
+                raise ValueError(f"{PARAMS} rounded {dtype!r}: use one of {', '.join(PARAM_ROUNDINGS)}")
+            if field != PARAMS and dtype not in FLOAT_DTYPES and dtype not in quantized.FORMATS:
                 raise ValueError(f"state field {field!r} stored in {dtype!r}: use one of "
                                  f"{', '.join((*FLOAT_DTYPES, *quantized.FORMATS))}")
         object.__setattr__(self, "dtypes", MappingProxyType(dict(self.dtypes)))
@@ -59,18 +69,28 @@ class StateStorage:
     def checked(self, rule: str, fields: tuple[str, ...]) -> StateStorage:
         """Itself, after checking that every field it names is one of ``fields``, ``rule``'s state (``ValueError``)."""
         for field in self.dtypes:
-            if field not in fields:
-                raise ValueError(f"{field!r} is not a state field of rule {rule!r}: use one of {', '.join(fields)}")
+            if field not in fields and field != PARAMS:
+                raise ValueError(f"{field!r} is not a state field of rule {rule!r}: use one of "
+                                 f"{', '.join((*fields, PARAMS))}")
         return self
 
     def merged(self, other: Mapping[str, str]) -> StateStorage:
         """This storage with ``other``'s fields in their dtypes."""
         return StateStorage({**self.dtypes, **other})
 
+    def state_fields(self) -> dict[str, str]:
+        """The state fields it names, without the parameters' rounding."""
+        return {field: dtype for field, dtype in self.dtypes.items() if field != PARAMS}
+
+    def param_rounding(self) -> str:
+        """How the parameters are rounded: ``nearest`` unless named."""
+        return self.dtypes.get(PARAMS, "nearest")
+
     def quantized(self) -> dict[str, quantized.BlockwiseFormat]:
         """The fields stored in a blockwise quantized format, with it."""
         return {field: quantized.FORMATS[name] for field, name in self.dtypes.items() if name in quantized.FORMATS}
 
     def describe(self) -> str:
-        """``exp_avg in bfloat16, exp_avg_sq in float16``."""
-        return ", ".join(f"{field} in {dtype}" for field, dtype in self.dtypes.items())
+        """``exp_avg in bfloat16, exp_avg_sq in float16``, ``params rounded stochastically``."""
+        return ", ".join(f"{field} rounded {dtype}ally" if field == PARAMS else f"{field} in {dtype}"
+                         for field, dtype in self.dtypes.items())

@@ -57,6 +57,16 @@ TORCH = (
          Citation("torchao/optim/adam.py", "183", "p -= lr*wd*p before the step"),
          Citation("torchao/optim/adam.py", "187-204", "m/bc1 / (sqrt(v/bc2) + eps): epsilon corrected"))),
     Implementation(
+        "torchao _AdamW (bf16_stochastic_round, declared)", "torchao", "torch",
+        "torchao.optim:_AdamW[bf16_stochastic_round=True]", "torch", Reading("torch"),
+        (Citation("torchao/optim/adam.py", "74-85", "below the quantized sizes (all of _AdamW's: block_size=inf) the "
+                  "state is zeros_like(p): bfloat16 for bfloat16 parameters"),
+         Citation("torchao/optim/adam.py", "180-207", "p_f32 stepped in float32, then p.copy_(_fp32_to_bf16_sr(p_f32))"),
+         Citation("torchao/optim/quant_utils.py", "121-150", "_fp32_to_bf16_sr: away from zero where 16 random bits fall below "
+                  "the 16 bits bfloat16 drops: stochastic rounding")),
+        dtypes=("bfloat16",), examples=10,
+        state=("params=stochastic", "exp_avg=bfloat16", "exp_avg_sq=bfloat16", "max_exp_avg_sq=bfloat16")),
+    Implementation(
         "torchao AdamW8bit", "torchao", "torch", "torchao.optim:AdamW8bit", "torch",
         Reading(None, outside="moments quantized to 8 bits, block by block, in tensors of 4096 elements or more; "
                 "torch's convention below"),

@@ -1,0 +1,62 @@
+"""torch AdamWs (torch's convention) that step in float32 and store bfloat16 parameters, each rounded its own
+way: stochastically (up with probability the dropped 16 bits over 2^16, written here from that definition),
+by truncation (a "stochastic" rounding that never rounds away from zero), or to nearest."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class StochasticRoundingAdamW(torch.optim.Optimizer):
+    rounding = "stochastic"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def load_state_dict(self, state_dict):
+        """As torch's, but the float32 state stays float32 (torch casts it to the parameters' bfloat16)."""
+        super().load_state_dict(state_dict)
+        params = [p for group in self.param_groups for p in group["params"]]
+        for index, saved in state_dict["state"].items():
+            self.state[params[index]].update({k: v.clone() for k, v in saved.items() if torch.is_tensor(v)})
+
+    def _stored(self, exact: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if dtype != torch.bfloat16 or self.rounding == "nearest":
+            return exact.to(dtype)
+        bits = exact.view(torch.int32)
+        dropped = bits & 0xFFFF
+        away = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32) < dropped
+        if self.rounding == "truncate":
+            away = torch.zeros_like(away)
+        kept = (bits & -65536) + away.to(torch.int32) * 65536
+        return kept.view(torch.float32).to(torch.bfloat16)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g, state = p.grad.float(), self.state[p]
+                if not state:
+                    state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(g), torch.zeros_like(g)
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                exact = p.float().mul_(1 - lr * wd)
+                exact.addcdiv_(m, (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps), value=-lr / (1 - beta1**t))
+                p.copy_(self._stored(exact, p.dtype))
+        return None
+
+
+class TruncatingAdamW(StochasticRoundingAdamW):
+    rounding = "truncate"
+
+
+class NearestAdamW(StochasticRoundingAdamW):
+    rounding = "nearest"
