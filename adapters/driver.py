@@ -212,7 +212,8 @@ class Trajectory:
     """What a subject produced: ``params[i]`` is ``(T, *shape_i)``.
 
     ``mutated_at`` is the first step at which the subject changed the gradient
-    it was given, or None.  A sharded subject's trajectory has one entry
+    it was given, or None; ``mutated_to``, what each gradient of that step
+    held after it.  A sharded subject's trajectory has one entry
     of ``params`` per :class:`View` in ``views`` (what each rank held), in
     place of one per tensor.  ``storage_dtypes`` are the floating dtypes (of
     :data:`~optspec.adapters.namespaces.DTYPES`) its parameters and state were
@@ -225,6 +226,7 @@ class Trajectory:
 
     params: list[np.ndarray]
     mutated_at: int | None = None
+    mutated_to: list[np.ndarray] = dataclasses.field(default_factory=list)
     states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
     storage_dtypes: frozenset[str] = frozenset()
     views: list[View] = dataclasses.field(default_factory=list)
@@ -360,6 +362,7 @@ def drive_batch(
     out, index = [], 0
     for count in counts:
         out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at,
+                              mutated_to=whole.mutated_to[index:index + count],
                               storage_dtypes=whole.storage_dtypes,
                               quantized=[held[index:index + count] for held in whole.quantized]))
         index += count
@@ -401,6 +404,7 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
                     np.array_equal(b, to_numpy(g), equal_nan=True) for b, g in zip(before, fed)
                 ):
                     result.mutated_at = index + 1
+                    result.mutated_to = [to_numpy(g) for g in fed]
                 current = session.params()
                 for h, p in zip(history, current):
                     h.append(p)

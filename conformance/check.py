@@ -153,7 +153,9 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
     mixed = of_several_dtypes or len(set(each_dtype)) > 1
     if got.mutated_at is not None:
         return _fail(result, "gradient-mutation", got.mutated_at,
-                     f"the subject changed the gradient it was given at step {got.mutated_at}")
+                     f"the subject changed the gradient it was given at step {got.mutated_at}"
+                     + _scratch(params0, got, each_dtype,
+                                case.lrs[got.mutated_at - 1] * float(case.hyper.get("weight_decay") or 0.0)))
     for index, (theta0, g, traj, tensor_dtype) in enumerate(zip(params0, grads, got.params, each_dtype)):
         traj = traj.astype(np.float64)
         states: list[Any] = []
@@ -326,6 +328,28 @@ def _worst_ratio_in(subject: SubjectInfo, case: Case, params0: list[np.ndarray],
     """The case's worst error/bound over every tensor and check with ``dtype``'s tolerance model (inf for NaN)."""
     return _worst(check_trajectory(subject, case, params0, grads, got, convention=convention, dtype=dtype,
                                    stored=stored, explain_failure=False, stop_at_failure=False))
+
+
+def _scratch(params0: list[np.ndarray], got: adapters.Trajectory, each_dtype: list[str], decay: float) -> str:
+    r"""What a gradient the subject changed holds, where it is the parameters' change at that step
+    (:math:`\theta_{t-1} - \theta_t`, to its dtype's rounding, give or take the decay's part
+    ``decay`` :math:`\cdot|\theta_{t-1}|`, which a kernel may apply first): the scratch space of Kahan
+    summation."""
+    step = got.mutated_at
+    if not got.mutated_to or got.views or len(got.mutated_to) != len(params0):
+        return ""
+    for theta0, traj, held, dtype in zip(params0, got.params, got.mutated_to, each_dtype):
+        before = theta0 if step == 1 else traj[step - 2]
+        change = np.asarray(before, np.float64) - traj[step - 1].astype(np.float64)
+        allowed = tolerance.unit_roundoff(dtype) * np.abs(change) + 2 * decay * np.abs(before)
+        if held.shape != change.shape or not np.any(change) or (
+                np.abs(held.astype(np.float64) - change) > allowed).any():
+            return ""
+    return (": each gradient holds the parameters' change at that step, theta_(t-1) - theta_t (give or take the "
+            "weight decay's part), as Kahan "
+            "summation's scratch space does (optimi's kahan_sum: grad.copy_(param), then grad.sub_(param)); a "
+            "kernel may not write into the gradient it is given (gradient accumulation, another optimizer or a "
+            "clipping hook reads it): keep the scratch in a buffer of its own")
 
 
 def _worst_ratio_with(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],

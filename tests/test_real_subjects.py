@@ -71,7 +71,9 @@ def test_torch_optimi_kahan_summation_in_bfloat16_is_rejected_for_writing_into_t
     pytest.importorskip("optimi")
     argv = ["certify", "--framework", "torch", "--impl", "optimi:AdamW", "--dtype", "bfloat16", "--examples", "0"]
     assert main(argv) == 1
-    assert "the subject changed the gradient it was given at step 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the subject changed the gradient it was given at step 1: each gradient holds the parameters' change" in out
+    assert "as Kahan summation's scratch space does" in out, out
 
 
 # torchao 0.18.0, torchao/optim/adam.py:406-430 (_AdamW: block_size=inf, so float32 state),

@@ -82,3 +82,14 @@ def test_a_kernel_that_steps_in_bfloat16_declared_stochastic_is_rejected(capsys)
     assert main(_certify("torch.optim.AdamW[foreach]")) == 1
     out = capsys.readouterr().out
     assert "failed rounding at step" in out and "not a bfloat16 neighbour of the exact value" in out, out
+
+
+@needs("torch")
+def test_a_gradient_used_as_kahan_scratch_is_named_and_another_change_is_not(capsys):
+    argv = ["certify", "--framework", "torch", "--dtype", "bfloat16", "--examples", "0", "--impl"]
+    assert main([*argv, f"{PLUGIN}:KahanScratchAdamW"]) == 1
+    out = capsys.readouterr().out
+    assert "changed the gradient it was given at step 1: each gradient holds the parameters' change" in out, out
+    assert main([*argv, "tests.plugins.torch_subjects:AdamW_mutate_grad"]) == 1
+    out = capsys.readouterr().out
+    assert "changed the gradient it was given at step 1" in out and "Kahan" not in out, out

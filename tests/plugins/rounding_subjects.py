@@ -60,3 +60,31 @@ class TruncatingAdamW(StochasticRoundingAdamW):
 
 class NearestAdamW(StochasticRoundingAdamW):
     rounding = "nearest"
+
+
+class KahanScratchAdamW(StochasticRoundingAdamW):
+    """Kahan-compensated bfloat16 parameters, the compensation kept in a buffer and the gradient used as scratch
+    for it (as torch-optimi's ``kahan_sum``)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                g, state = p.grad.float(), self.state[p]
+                if not state:
+                    state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(g), torch.zeros_like(g)
+                    state["kahan_comp"] = torch.zeros_like(p)
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                p.mul_(1 - lr * wd)
+                update = -lr / (1 - beta1**t) * m / ((v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps))
+                comp = state["kahan_comp"]
+                comp.add_(update.to(comp.dtype))
+                p.grad.copy_(p)
+                p.add_(comp)
+                comp.add_(p.grad.sub_(p))
+        return None
