@@ -224,8 +224,8 @@ def _state_format(subject: SubjectInfo, convention: spec.Knobs | None,
                         {"storage": {f: name for f, name in formats.items() if f in fields}})
         try:
             ratio = ratio_with(change)
-        except adapters.SetupError:  # no codes read from the subject: no format can be checked
-            return None
+        except adapters.SetupError:  # the subject holds no codes where this format would: it does not fit
+            continue
         if ratio <= 1:
             fitting.append((preset, change, ratio))
     if not fitting:

@@ -262,8 +262,13 @@ def _state_format(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list
     fields = spec.get_rule(subject.rule).state_fields
     for preset, formats in spec.quantized.PRESETS.items():
         declared = stored(subject, {f: name for f, name in formats.items() if f in fields})
-        if min(_score(declared, conv, runs, dtype) for conv in candidates) <= 1.0:
-            return preset
+        try:
+            # the stored codes are judged alike under every convention: a format they break is passed over
+            if _state_failure(declared, candidates[0], runs, dtype) is None and any(
+                    _score(declared, conv, runs, dtype) <= 1.0 for conv in candidates):
+                return preset
+        except adapters.SetupError:  # it holds no codes where this format would: it does not fit
+            continue
     return None
 
 

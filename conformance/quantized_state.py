@@ -84,7 +84,7 @@ def malformed(got: Trajectory, index: int, shape: tuple[int, ...],
     blocks', a scale that is not finite and not negative.  Checked before anything is dequantized."""
     size = int(np.prod(shape))
     for t, step in enumerate(got.quantized):
-        for field, (position, _) in formats.items():
+        for field, (position, fmt) in formats.items():
             state, at = step[index][position], f"{field} of tensor {index} at step {t + 1}"
             if state.codes.shape != tuple(shape):
                 return t + 1, f"{at}: codes of shape {state.codes.shape} for a tensor of shape {tuple(shape)}"
@@ -97,7 +97,10 @@ def malformed(got: Trajectory, index: int, shape: tuple[int, ...],
                 return t + 1, (f"{at}: {state.scales.size} block scales for {-(-size // state.block_size)} "
                                f"blocks of {state.block_size}")
             if not (np.isfinite(state.scales).all() and (state.scales >= 0).all()):
-                return t + 1, f"{at}: a block scale of {float(state.scales[~(np.isfinite(state.scales) & (state.scales >= 0))][0])!r}"
+                bad = float(state.scales[~(np.isfinite(state.scales) & (state.scales >= 0))][0])
+                beyond = (f": {fmt.name} holds its scales in {fmt.scale_dtype}, and the block's largest |value| "
+                          f"is beyond its range" if bad == np.inf and fmt.scale_dtype != "float32" else "")
+                return t + 1, f"{at}: a block scale of {bad!r}{beyond}"
     return None
 
 
@@ -132,20 +135,25 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
         scales = state.scales.astype(np.float64).reshape(-1)
         if scales.size != due.size:
             return step, f"{what} at step {step}: {scales.size} block scales for {due.size} blocks"
-        if (np.abs(scales - due) > allowed).any():
+        held_root, due_root, allowed_root = _as_held(scales, due, allowed, fmt)
+        if (np.abs(held_root - due_root) > allowed_root).any():
             if _unchanged(held, t, index, position):
                 return step, (f"{what} at step {step}: it stores the state this step started from: the state "
                               "was quantized before the update, not after")
-            k = int(np.argmax(np.abs(scales - due) - allowed))
+            k = int(np.argmax(np.abs(held_root - due_root) - allowed_root))
             return step, (f"{what} at step {step}: block {k}'s scale is {float(scales[k])!r} where its new state "
                           f"gives {float(due[k])!r} (allowed {allowed[k]:.3g}): the scale is not the absolute "
                           "maximum of the state it scales")
         scale = np.repeat(scales, fmt.block_size)[:flat.size]
         live = scale > 0
         scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=live)
-        slack = np.divide(rounding, scale, out=np.zeros_like(flat), where=live) + 4 * U32 * (1 + np.abs(scaled))
+        # the codes were computed with the float32 scale, before it was rounded to the dtype it is held in
+        moved = np.repeat(fmt.scale_root * np.divide(allowed_root, due_root, out=np.zeros_like(due_root),
+                                                      where=due_root > 0), fmt.block_size)[:flat.size]
+        slack = (np.divide(rounding, scale, out=np.zeros_like(flat), where=live)
+                 + (4 * U32 + moved) * (1 + np.abs(scaled)))
         codebook = state.codebook.astype(np.float64)
-        midpoints = (codebook[:-1] + codebook[1:]) / 2
+        midpoints = fmt.decision_boundaries()
         low = np.searchsorted(midpoints, scaled - slack, side="left")
         high = np.searchsorted(midpoints, scaled + slack, side="right")
         codes = state.codes.reshape(-1).astype(np.int64)
@@ -162,6 +170,19 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
                           f"beyond its rounding ({slack[i]:.3g}); {int(wrong.sum())} of {flat.size} elements so at "
                           "this step")
     return None
+
+
+def _as_held(scales: np.ndarray, due: np.ndarray, allowed: np.ndarray, fmt: spec.quantized.BlockwiseFormat
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scales as the kernel holds them (their :attr:`~spec.quantized.BlockwiseFormat.scale_root`-th
+    root), the due ones so, and what each may differ by: ``allowed`` carried into the root, its float32
+    rounding, and half a unit in the last place of the dtype it is held in."""
+    root = fmt.scale_root
+    held_root, due_root = scales ** (1 / root), due ** (1 / root)
+    carried = allowed / (root * np.maximum(due_root, np.finfo(np.float64).tiny) ** (root - 1))
+    stored = 0.0 if fmt.scale_dtype == "float32" else np.spacing(
+        np.abs(due_root).astype(fmt.scale_dtype)).astype(np.float64) / 2
+    return held_root, due_root, carried + 2 * U32 * due_root + stored
 
 
 def _unchanged(held: Sequence[Sequence[QuantizedState]], t: int, index: int, position: int) -> bool:

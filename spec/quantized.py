@@ -1,4 +1,4 @@
-r"""Blockwise quantized state formats: a state field stored in 8 bits per element with one scale per block.
+r"""Blockwise quantized state formats: a state field stored as 8- or 4-bit codes with one scale per block.
 
 A kernel such as bitsandbytes' ``AdamW8bit`` keeps :math:`m` and :math:`v` as
 8-bit codes.  The flattened tensor is cut into blocks of :math:`B` elements
@@ -97,6 +97,12 @@ class BlockwiseFormat:
       whole_blocks: whether a tensor whose size is not a multiple of the block keeps it in float32.
       scale_floor: the smallest absolute maximum a scale is taken from (0: none).
       source: where the format is defined (file and lines).
+      boundaries: where the code chosen changes from each code to the next, where not the midpoints of the
+        codebook (a kernel that rounds in a companded space, as FlashAdamW's).
+      scale_dtype: the dtype the scale is held in beside the codes; the codes are computed with the float32
+        scale before it is rounded to it (FlashAdamW's float16 scales).
+      scale_root: the scale is held as its ``scale_root``-th root (FlashAdamW keeps its second moment's as
+        the largest square root, 2); 1 for the scale itself.
     """
 
     name: str
@@ -107,12 +113,16 @@ class BlockwiseFormat:
     whole_blocks: bool
     scale_floor: float
     source: str = dataclasses.field(repr=False)
+    boundaries: tuple[float, ...] | None = dataclasses.field(default=None, repr=False)
+    scale_dtype: str = "float32"
+    scale_root: int = 1
 
     def describe(self) -> str:
         """``bitsandbytes-dynamic-signed: 8-bit codes, blocks of 256, float32 below 4096 elements``."""
         whole = f" or not a multiple of {self.block_size}" if self.whole_blocks else ""
-        return (f"{self.name}: {self.bits}-bit codes, blocks of {self.block_size}, float32 below "
-                f"{self.min_size} elements{whole}")
+        kept = f"float32 below {self.min_size} elements{whole}" if self.min_size > 1 else "every tensor quantized"
+        scales = "" if self.scale_dtype == "float32" else f", scales in {self.scale_dtype}"
+        return f"{self.name}: {self.bits}-bit codes, blocks of {self.block_size}{scales}, {kept}"
 
     def applies_to(self, size: int) -> bool:
         """Whether a tensor of ``size`` elements keeps this state quantized (else in float32)."""
@@ -139,10 +149,16 @@ class BlockwiseFormat:
         scaled = np.divide(flat, scale, out=np.zeros_like(flat), where=scale > 0)
         return self.nearest(scaled).reshape(np.shape(x)), scales
 
-    def nearest(self, scaled: np.ndarray) -> np.ndarray:
-        """The index of the code nearest each of ``scaled`` (the lower one on a tie)."""
+    def decision_boundaries(self) -> np.ndarray:
+        """Where the code chosen changes from each code to the next: :attr:`boundaries`, or the midpoints."""
+        if self.boundaries is not None:
+            return np.asarray(self.boundaries, np.float64)
         codes = self.codes()
-        return np.searchsorted((codes[:-1] + codes[1:]) / 2, scaled, side="left").astype(np.int64)
+        return (codes[:-1] + codes[1:]) / 2
+
+    def nearest(self, scaled: np.ndarray) -> np.ndarray:
+        """The index of the code each of ``scaled`` rounds to (the lower one on a tie)."""
+        return np.searchsorted(self.decision_boundaries(), scaled, side="left").astype(np.int64)
 
     def dequantize(self, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """``codebook[codes] * scale`` of each element's block, rounded to float32 as the kernel's product is,
@@ -176,6 +192,29 @@ def _signed4() -> tuple[float, ...]:
     return tuple(sorted(set(dynamic_map(signed=True, max_exponent_bits=3, total_bits=4))))
 
 
+def _softsign_codes() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    r"""FlashAdamW's first-moment codes and boundaries: int8 codes :math:`c` of :math:`y = 2x/(1+|x|)`
+    rounded to :math:`c/127`, so that code :math:`c` holds :math:`x = y/(2-|y|)` and the boundary to the next
+    lies at :math:`y = (c + 1/2)/127` (``quantize_state``/``dequantize_state`` with ``softsign``)."""
+    def value(y: np.ndarray) -> np.ndarray:
+        return y / (2 - np.abs(y))
+    codes = np.arange(-127, 128) / 127
+    return tuple(value(codes).tolist()), tuple(value((np.arange(-127, 127) + 0.5) / 127).tolist())
+
+
+def _sqrt_codes() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    r"""FlashAdamW's second-moment codes and boundaries: uint8 codes :math:`c` of :math:`\sqrt{v}` over its
+    group's largest, rounded to :math:`c/255`, so that code :math:`c` holds :math:`(c/255)^2` of the squared
+    scale (``sqrt=True``)."""
+    return (tuple(((np.arange(256) / 255) ** 2).tolist()), tuple((((np.arange(255) + 0.5) / 255) ** 2).tolist()))
+
+
+_FLASH = ("pytorch-optimizer 4.1.0: pytorch_optimizer/optimizer/flash_adamw.py quantize_state and dequantize_state "
+          "(lines 33-95: groups of GROUP_SIZE=32 zero-padded, scale absmax clamped at 1e-12 and stored in float16, "
+          "codes rounded to nearest), _state_spec (lines 98-101: exp_avg signed with softsign, exp_avg_sq unsigned "
+          "of its square root), step (lines 397-419: the float32 update, then store_state)")
+
+
 #: The quantized formats by name.
 FORMATS: Mapping[str, BlockwiseFormat] = MappingProxyType({fmt.name: fmt for fmt in (
     BlockwiseFormat("bitsandbytes-dynamic-signed", dynamic_map(signed=True), 8, 256, 4096, False, 0.0, _BNB),
@@ -192,6 +231,10 @@ FORMATS: Mapping[str, BlockwiseFormat] = MappingProxyType({fmt.name: fmt for fmt
     BlockwiseFormat("torchao-fp8", e4m3fn_values(), 8, 256, 4096, True, 1e-12,
                     _TORCHAO + "; optim/subclass_fp8.py quantize_fp8 (scale = absmax / 448, codes cast to "
                     "float8_e4m3fn, block 256)"),
+    BlockwiseFormat("flash-adamw-softsign", _softsign_codes()[0], 8, 32, 1, False, 1e-12, _FLASH,
+                    boundaries=_softsign_codes()[1], scale_dtype="float16"),
+    BlockwiseFormat("flash-adamw-sqrt", _sqrt_codes()[0], 8, 32, 1, False, 1e-24, _FLASH,
+                    boundaries=_sqrt_codes()[1], scale_dtype="float16", scale_root=2),
 )})
 
 #: Whole state formats: each names the format of every field it quantizes.
@@ -204,4 +247,5 @@ PRESETS: Mapping[str, Mapping[str, str]] = MappingProxyType({
                                       "max_exp_avg_sq": "torchao-4bit-unsigned"}),
     "torchao-fp8": MappingProxyType({"exp_avg": "torchao-fp8", "exp_avg_sq": "torchao-fp8",
                                      "max_exp_avg_sq": "torchao-fp8"}),
+    "flash-adamw": MappingProxyType({"exp_avg": "flash-adamw-softsign", "exp_avg_sq": "flash-adamw-sqrt"}),
 })

@@ -153,3 +153,20 @@ def test_undeclared_a_kernel_of_a_known_format_is_told_its_format(capsys):
     out = capsys.readouterr().out
     assert "most likely: the subject stores its state in one of the formats bitsandbytes-8bit, torchao-8bit" in out
     assert "certify it in that set-up: --state-dtype bitsandbytes-8bit" in out, out
+
+
+@given(st.lists(st.floats(-1, 1), min_size=1, max_size=64))
+def test_flash_adamw_codes_round_in_its_companded_space(values):
+    """pytorch-optimizer's quantize_state: round(127 * 2x/(1+|x|)) for the first moment, round(255 sqrt(v)) for
+    the second, each of the value over its group's scale."""
+    x = np.asarray(values)
+    softsign = spec.quantized.FORMATS["flash-adamw-softsign"]
+    expected = np.round(127 * 2 * x / (1 + np.abs(x)))
+    near_tie = np.abs(np.abs(127 * 2 * x / (1 + np.abs(x))) % 1 - 0.5) < 1e-9
+    chosen = softsign.nearest(x) - 127
+    assert np.all((chosen == expected) | near_tie), (x, chosen, expected)
+    root = spec.quantized.FORMATS["flash-adamw-sqrt"]
+    v = x**2
+    expected = np.round(255 * np.sqrt(v))
+    near_tie = np.abs((255 * np.sqrt(v)) % 1 - 0.5) < 1e-9
+    assert np.all((root.nearest(v) == expected) | near_tie)

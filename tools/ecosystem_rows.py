@@ -217,6 +217,17 @@ TORCH_MORE = (
                   "of 32 with float16 scales"),
          Citation(f"{_PO}/flash_adamw.py", "402-415", "p *= 1 - lr*wd before the step; lr*(m/bc1)/(sqrt(v/bc2) + eps)"))),
     Implementation(
+        "pytorch-optimizer FlashAdamW (its flash-adamw format declared)", "pytorch-optimizer", "torch",
+        f"{_FLASH}[amsgrad=False,maximize=False]",
+        "torch", Reading(None, outside="torch's AdamW step on its declared format, flash-adamw, whose float16 group "
+                         "scales overflow where a group's largest |m| or sqrt(v) passes 65504"),
+        (Citation(f"{_PO}/flash_adamw.py", "33-95", "groups of 32, scale absmax clamped at 1e-12, codes rounded to "
+                  "nearest, the scale stored as float16: scales.to(torch.float16)"),
+         Citation(f"{_PO}/flash_adamw.py", "98-101", "exp_avg signed with softsign, exp_avg_sq unsigned of its square "
+                  "root"),
+         Citation(f"{_PO}/flash_adamw.py", "397-419", "the float32 step from the dequantized state, then store_state")),
+        state=("flash-adamw",)),
+    Implementation(
         "pytorch-optimizer FlashAdamW (quantize=False)", "pytorch-optimizer", "torch", f"{_FLASH}[quantize=False]",
         "torch",
         Reading(None, outside="torch's knobs, but maximize=True negates the gradient it was given in place, which "

@@ -14,7 +14,14 @@ Two layouts are read, each state in the order the optimizer's state holds it:
   ``subclass_4bit.py``, ``subclass_fp8.py``, 0.18.0), whose ``.dtype`` reads
   as the parameter's: ``codes`` (uint8 indices, two 4-bit ones per byte high
   nibble first, or ``float8_e4m3fn`` values), ``scale`` per block, ``qmap``
-  (none for FP8: the codebook is every finite E4M3FN value), ``block_size``.
+  (none for FP8: the codebook is every finite E4M3FN value), ``block_size``;
+- pytorch-optimizer's ``FlashAdamW`` (``pytorch_optimizer/optimizer/flash_adamw.py``,
+  4.1.0): ``{name}::quantized`` codes and ``{name}::scales`` (float16, one a
+  group of ``GROUP_SIZE`` = 32), with no codebook held: an ``int8`` code
+  :math:`c` holds :math:`y/(2-|y|)`, :math:`y = c/127`, of its scale (the
+  first moment's softsign), a ``uint8`` one :math:`(c/255)^2` of its squared
+  scale (the second moment, stored as its square root), as its
+  ``dequantize_state`` computes them (lines 70-95).
 """
 
 from __future__ import annotations
@@ -28,11 +35,31 @@ import torch
 from optspec.adapters.driver import QuantizedState
 from optspec.adapters.namespaces import to_numpy
 
+#: FlashAdamW's group (``GROUP_SIZE``, ``flash_adamw.py``): it holds no block size.
+FLASH_ADAMW_GROUP = 32
+
 
 def read(state: Mapping[str, Any]) -> list[QuantizedState]:
     """The quantized states of one parameter's ``state``, in order; ``[]`` where it holds none."""
-    held = _bitsandbytes(state)
-    return held or [q for value in state.values() if (q := _torchao(value)) is not None]
+    return (_bitsandbytes(state) or _flash_adamw(state)
+            or [q for value in state.values() if (q := _torchao(value)) is not None])
+
+
+def _flash_adamw(state: Mapping[str, Any]) -> list[QuantizedState]:
+    held = []
+    for key, codes in state.items():
+        name, _, kind = str(key).partition("::")
+        scales = state.get(f"{name}::scales")
+        if kind != "quantized" or not (torch.is_tensor(codes) and torch.is_tensor(scales)):
+            continue
+        scale = scales.float()
+        if codes.dtype == torch.int8:
+            y = torch.arange(-127, 128, dtype=torch.float32) / 127.0
+            codebook, index = y / (2.0 - y.abs()), codes.to(torch.int64) + 127
+        else:
+            codebook, index, scale = (torch.arange(256, dtype=torch.float32) / 255.0) ** 2, codes.to(torch.int64), scale**2
+        held.append(QuantizedState(to_numpy(index), to_numpy(scale), to_numpy(codebook), FLASH_ADAMW_GROUP))
+    return held
 
 
 def _bitsandbytes(state: Mapping[str, Any]) -> list[QuantizedState]:
