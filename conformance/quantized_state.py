@@ -66,7 +66,8 @@ def unread(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.qu
         return None
     names = ", ".join(f"{field} in {fmt.name}" for field, (_, fmt) in formats.items())
     return (f"its state is declared quantized ({names}) but its driver reads no quantized codes from it at every "
-            "step (bitsandbytes' layout and torchao's state subclasses are read): declare only what it shows")
+            "step (bitsandbytes' layout, torchao's state subclasses and FlashAdamW's are read): declare only what it "
+            "shows")
 
 
 def present(got: Trajectory, index: int, formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]
@@ -81,7 +82,7 @@ def malformed(got: Trajectory, index: int, shape: tuple[int, ...],
               formats: Mapping[str, tuple[int, spec.quantized.BlockwiseFormat]]) -> tuple[int, str] | None:
     """The first step at which a quantized state of tensor ``index`` (of ``shape``) cannot be decoded, and
     why: codes of another shape or beyond its codebook, a block of no elements, a scale count that is not the
-    blocks', a scale that is not finite and not negative.  Checked before anything is dequantized."""
+    blocks', a scale that is not finite or is negative.  Checked before anything is dequantized."""
     size = int(np.prod(shape))
     for t, step in enumerate(got.quantized):
         for field, (position, fmt) in formats.items():

@@ -170,3 +170,12 @@ def test_flash_adamw_codes_round_in_its_companded_space(values):
     expected = np.round(255 * np.sqrt(v))
     near_tie = np.abs((255 * np.sqrt(v)) % 1 - 0.5) < 1e-9
     assert np.all((root.nearest(v) == expected) | near_tie)
+
+
+@needs("torch")
+def test_a_quantized_format_across_ranks_is_refused_before_any_work(capsys):
+    argv = ["certify", "--framework", "torch", "--impl", f"{PLUGIN}:Blockwise8bitAdamW", "--sharding", "ddp",
+            "--state-dtype", "bitsandbytes-8bit"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "a quantized state format is not checked across ranks yet" in err and len(err.strip().splitlines()) == 1
