@@ -78,20 +78,25 @@ def test_the_suggested_commands_include_the_advised_dtype():
     ]
 
 
-# pytorch-optimizer 4.1.0, pytorch_optimizer/optimizer/flash_adamw.py:33-65, 109-119: FlashAdamW holds m and v
-# in 8 bits (int8, uint8) with float16 group scales by default; the float16 tensors are scales, not its
-# arithmetic, and certified in float16 it passes.
+# pytorch-optimizer 4.1.0, pytorch_optimizer/optimizer/flash_adamw.py:33-101: FlashAdamW holds m and v as 8-bit
+# codes (int8 softsign, uint8 of the square root) in groups of 32 with float16 scales; the float16 tensors are
+# scales, not its arithmetic, and certified in float16 it passes.  It is told its format, never a dtype, and the
+# advised declaration checks it from the codes it holds.
 @needs("torch")
-def test_an_optimizer_of_8_bit_state_is_told_so_and_advised_no_dtype_that_would_pass_it(capsys):
+def test_an_optimizer_of_8_bit_state_is_told_its_format_and_advised_no_dtype_that_would_pass_it(capsys):
     pytest.importorskip("pytorch_optimizer")
     argv = ["certify", "--framework", "torch", "--impl", "pytorch_optimizer:FlashAdamW[amsgrad=False,maximize=False]",
             "--dtype", "float32", "--examples", "20"]
     assert main(argv) == 1
     output = capsys.readouterr().out
-    assert "the subject holds state in 8 bits (int8, uint8): quantized" in output, output
+    assert "most likely: the subject stores its state in the format flash-adamw" in output, output
+    assert "certify it in that set-up: --state-dtype flash-adamw" in output, output
     commands = suggested_commands(argv, output)
     assert all("--dtype" not in line or "reproduce:" in line for line in output.splitlines()), output
     for command in commands:
         if command != argv:
             assert main(command) != 0, f"the output advised `optspec {shlex.join(command)}`, which passes:\n{output}"
             capsys.readouterr()
+    main([*argv, "--state-dtype", "flash-adamw"])  # the declaration: every step checked from the codes it holds
+    declared = capsys.readouterr().out
+    assert declared.startswith("CONFORMS") or "failed state at step" in declared, declared
