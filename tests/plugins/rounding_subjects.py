@@ -22,6 +22,17 @@ class StochasticRoundingAdamW(torch.optim.Optimizer):
         for index, saved in state_dict["state"].items():
             self.state[params[index]].update({k: v.clone() for k, v in saved.items() if torch.is_tensor(v)})
 
+    @staticmethod
+    def _moments(state: dict, g: torch.Tensor, beta1: float, beta2: float) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """The step count and float32 moments after this step's gradient ``g`` (created at the first)."""
+        if not state:
+            state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(g), torch.zeros_like(g)
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        return state["step"], m, v
+
     def _stored(self, exact: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if dtype != torch.bfloat16 or self.rounding == "nearest":
             return exact.to(dtype)
@@ -41,13 +52,7 @@ class StochasticRoundingAdamW(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g, state = p.grad.float(), self.state[p]
-                if not state:
-                    state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(g), torch.zeros_like(g)
-                state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                t, m, v = self._moments(self.state[p], p.grad.float(), beta1, beta2)
                 exact = p.float().mul_(1 - lr * wd)
                 exact.addcdiv_(m, (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps), value=-lr / (1 - beta1**t))
                 p.copy_(self._stored(exact, p.dtype))
@@ -72,14 +77,9 @@ class KahanScratchAdamW(StochasticRoundingAdamW):
             beta1, beta2 = group["betas"]
             lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
             for p in group["params"]:
-                g, state = p.grad.float(), self.state[p]
-                if not state:
-                    state["step"], state["exp_avg"], state["exp_avg_sq"] = 0, torch.zeros_like(g), torch.zeros_like(g)
-                    state["kahan_comp"] = torch.zeros_like(p)
-                state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                state = self.state[p]
+                t, m, v = self._moments(state, p.grad.float(), beta1, beta2)
+                state.setdefault("kahan_comp", torch.zeros_like(p))
                 p.mul_(1 - lr * wd)
                 update = -lr / (1 - beta1**t) * m / ((v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps))
                 comp = state["kahan_comp"]
