@@ -376,6 +376,13 @@ def _without_fixed(subject: SubjectInfo, hyper: Mapping[str, Any]) -> dict[str, 
     return {k: v for k, v in hyper.items() if k not in subject.fixed}
 
 
+def _unchanged(before: np.ndarray, fed: Any) -> bool:
+    """Whether the gradient ``fed`` to a step still holds the values ``before`` it (NaN equal to NaN)."""
+    after = fed if type(fed) is np.ndarray else to_numpy(fed)
+    return (before.dtype == after.dtype and before.tobytes() == after.tobytes()) or np.array_equal(
+        before, after, equal_nan=True)
+
+
 def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequence[np.ndarray],
           grads: Sequence[np.ndarray], lrs: list[Any], restore_at: int | None,
           time_limit_s: float | None, record_state: bool, label: str) -> Trajectory:
@@ -400,9 +407,7 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
                 fed = session.feed([g[index] for g in grads])
                 before = [to_numpy(g) for g in fed]
                 session.step(fed, lrs[index], index)
-                if result.mutated_at is None and not all(
-                    np.array_equal(b, to_numpy(g), equal_nan=True) for b, g in zip(before, fed)
-                ):
+                if result.mutated_at is None and not all(map(_unchanged, before, fed)):
                     result.mutated_at = index + 1
                     result.mutated_to = [to_numpy(g) for g in fed]
                 current = session.params()

@@ -75,6 +75,8 @@ def dtype_name(x: Any) -> str:
 def to_numpy(x: Any) -> np.ndarray:
     """Any framework's array as a NumPy array; reduced types become float32.  A torch DTensor gives this
     rank's local part."""
+    if type(x) is np.ndarray and x.dtype.kind != "V":
+        return x.copy()
     if hasattr(x, "to_local"):
         x = x.to_local()
     if hasattr(x, "detach"):
@@ -89,6 +91,6 @@ def to_numpy(x: Any) -> np.ndarray:
     except (TypeError, ValueError, RuntimeError):
         # The buffer protocol has no bfloat16 (MLX exports through it): float32, of the array's own module.
         out = np.asarray(x.astype(sys.modules[type(x).__module__].float32))
-    if out.dtype.kind == "V" or str(out.dtype) == "bfloat16":
+    if out.dtype.kind == "V":  # ml_dtypes' bfloat16 and float8 types
         out = out.astype(np.float32)
     return out.copy()

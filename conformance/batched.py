@@ -9,7 +9,10 @@ then checked exactly as :func:`conformance.check.run_case` checks it.
 A batch is a fast screen, not the verdict: when any case fails, or the
 subject cannot be batched (it raises, mutates its input, or couples
 elements), :func:`run_batched` returns None, and the caller runs the cases
-one by one, where hypothesis shrinks the failure to a minimal case.
+one by one, where hypothesis shrinks the failure to a minimal case.  A
+subject with no batched driver is screened one case at a time
+(:func:`run_each`): the drawn cases are then generated once per machine
+(:mod:`~optspec.conformance.drawn_cache`), not by hypothesis at each run.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from optspec import adapters, spec
 from optspec.adapters.batching import Member, batch_key
 from optspec.adapters.driver import SubjectInfo, Trajectory
 from optspec.conformance.cases import Case
-from optspec.conformance.check import CheckResult, check_trajectory, prepared
+from optspec.conformance.check import CheckResult, check_trajectory, prepared, run_case
 
 #: Members per subject: enough to amortise a framework's per-call overhead.
 MAX_MEMBERS = 256
@@ -51,6 +54,24 @@ def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec
                 if not result.passed:
                     return None
                 results[i] = result
+    return results
+
+
+def run_each(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec.Knobs | None, dtype: str,
+             device: str | None, time_limit_s: float | None) -> list[CheckResult] | None:
+    """Every case's :class:`CheckResult` in order, each case run on its own, or None as soon as one fails or
+    the subject raises (hypothesis then runs them again, and shrinks the failure or sets a refused value
+    aside)."""
+    results = []
+    for case in cases:
+        try:
+            result = run_case(subject, case, convention=convention, dtype=dtype, device=device,
+                              time_limit_s=time_limit_s)
+        except adapters.SubjectError:
+            return None
+        if not result.passed:
+            return None
+        results.append(result)
     return results
 
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
-from optspec.conformance.batched import run_batched
+from optspec.conformance import drawn_cache
+from optspec.conformance.batched import run_batched, run_each
 from optspec.conformance.cases import COMPANION_DTYPES, Case, named_cases_for, random_cases
 from optspec.conformance.check import (
     CheckResult,
@@ -129,8 +130,9 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         if skipped:
             notes.append(f"{len(skipped)} of {len(skipped) + len(cases)} drawn cases were not run: they leave "
                          f"{dtype}'s range (first: {skipped[0]})")
-        screened = run_batched(subject, cases, convention=convention, dtype=dtype, device=device,
-                               time_limit_s=time_limit_s)
+        screen = run_batched if subject.build_batch is not None else run_each
+        screened = screen(subject, cases, convention=convention, dtype=dtype, device=device,
+                          time_limit_s=time_limit_s)
         for result in screened or []:
             record(result)
     if failure is None and examples > 0 and screened is None:
@@ -315,6 +317,9 @@ def drawn_cases(subject: SubjectInfo, dtype: str, examples: int, seed_value: int
 
 @functools.lru_cache(maxsize=16)
 def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int) -> tuple[Case, ...]:
+    name = drawn_cache.key(supports, dtype, examples, seed_value)
+    if (kept := drawn_cache.load(name)) is not None:
+        return kept
     cases: list[Case] = []
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=False, derandomize=False,
@@ -326,6 +331,7 @@ def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int)
 
     with seed_only_draws():
         collect()
+    drawn_cache.save(name, cases)
     return tuple(cases)
 
 

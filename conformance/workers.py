@@ -61,12 +61,14 @@ def start_early(argv: Sequence[str]) -> None:
 
 
 def stop_server() -> None:
-    """Kills the fork server this process started, if any, as the command ends: one that ends early (a usage
-    error before any case) leaves no import running behind it, holding the terminal's output open."""
+    """Kills the fork server this process started, if any: as the command ends (one that ends early, a usage
+    error before any case, leaves no import running behind it, holding the terminal's output open), or as a
+    rank of a launcher finds it needs none.  A later :func:`start_workers` starts a fresh one."""
     if not _SERVER_STARTED:
         return
     from multiprocessing import forkserver
 
+    _SERVER_STARTED.clear()
     pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
     if pid:
         with contextlib.suppress(OSError):

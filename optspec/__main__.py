@@ -15,13 +15,14 @@ def run() -> int:
               file=sys.stderr)
         return 2
     try:
+        from optspec.conformance.workers import start_early, stop_server
+
+        start_early(sys.argv[1:])  # the workers' fork server imports while the CLI does
         from optspec.adapters import launched
 
-        found = launched()  # by torchrun: this process is one of the ranks it started
-        if found is None:  # the workers' fork server imports while the CLI does
-            from optspec.conformance.workers import start_early
-
-            start_early(sys.argv[1:])
+        found = launched()  # by torchrun: this process is one of the ranks it started, and starts no worker
+        if found is not None:
+            stop_server()
         from optspec.conformance.cli import main
     except KeyboardInterrupt:
         from optspec.conformance.workers import stop_server
