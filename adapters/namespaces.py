@@ -6,6 +6,7 @@ Each function checks its arguments once and hands over to the framework's
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -65,11 +66,20 @@ def asarray(framework: str, x: np.ndarray, dtype: str, device: str | None = None
     return part(framework, "arrays").asarray(x, target, check_device(framework, device))
 
 
+#: dtype -> its name, for the dtypes met so far (the drivers ask at every step).
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
 def dtype_name(x: Any) -> str:
     """The name of ``x``'s dtype in any framework (``float32``, ``bfloat16``, ``int64``, ...)."""
     dtype = getattr(x, "dtype", None)
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: a dtype that cannot be hashed
+        return _DTYPE_NAMES[dtype]
     name = getattr(dtype, "name", None)
-    return str(name if isinstance(name, str) else dtype).rpartition(".")[2].lower()  # torch.float32, Paddle FLOAT32
+    name = str(name if isinstance(name, str) else dtype).rpartition(".")[2].lower()  # torch.float32, Paddle FLOAT32
+    with contextlib.suppress(TypeError):
+        _DTYPE_NAMES[dtype] = name
+    return name
 
 
 def to_numpy(x: Any) -> np.ndarray:

@@ -35,7 +35,7 @@ MAX_MEMBERS = 256
 def run_batched(subject: SubjectInfo, cases: Sequence[Case], *, convention: spec.Knobs | None, dtype: str,
                 device: str | None, time_limit_s: float | None) -> list[CheckResult] | None:
     """Every case's :class:`CheckResult` in order, or None if any case fails or batching fails."""
-    if subject.build_batch is None:
+    if subject.build_batch is None or not spec.get_rule(subject.rule).elementwise:
         return None
     ready = [prepared(subject, case, dtype) for case in cases]
     groups: dict[tuple, list[int]] = defaultdict(list)

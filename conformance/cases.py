@@ -1,6 +1,6 @@
 """Cases: a gradient stream over several tensors with a schedule and hyperparameters.
 
-Hypothesis draws random cases (:func:`random_cases`); :data:`NAMED_CASES` are a
+Hypothesis draws random cases (:func:`optspec.conformance.strategies.random_cases`); :data:`NAMED_CASES` are a
 few discriminating steps that separate the conventions deliberately.
 """
 
@@ -12,11 +12,8 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
 
 from optspec.adapters.driver import Dtypes, Sharding, SubjectInfo
-from optspec.conformance import strategies as cs
-from optspec.conformance.representable import beta_near_one, normal_range
 
 
 @dataclasses.dataclass
@@ -75,66 +72,6 @@ class Case:
 #: with (bfloat16 weights beside float32 norms and biases; float32 beside a float64 run).
 COMPANION_DTYPES: Mapping[str, str] = MappingProxyType(
     {"float64": "float32", "float32": "bfloat16", "bfloat16": "float32", "float16": "float32"})
-
-
-#: Gradient magnitudes whose squares stay normal in each dtype (beyond them
-#: g**2 under- or overflows and a comparison measures the dtype, not the rule).
-MAGNITUDES = {
-    "float64": (cs.TINY, cs.HUGE),
-    "float32": (1e-15, 1e15),
-    "float16": (1e-2, 16.0),
-    "bfloat16": (1e-15, 1e15),
-}
-
-
-def gradient_magnitudes(dtype: str, hyper: Mapping[str, Any], steps: int) -> tuple[float, float]:
-    r"""The range of nonzero gradient magnitudes for a case in ``dtype`` with ``hyper``.
-
-    A second moment holds :math:`(1-\beta_2)\beta_2^{t-1}g^2` of a gradient
-    seen :math:`t` steps ago, which must stay a normal number
-    (:mod:`optspec.conformance.representable`): the floor is
-    :math:`\sqrt{\mathrm{tiny}\cdot 2^4/((1-\beta)\beta^{T-1})}`, rounded up to a
-    power of ten so that few distinct ranges are drawn.
-    """
-    low, high = MAGNITUDES[dtype]
-    decay = [b for b in (hyper.get("betas", (0.0, None))[1], hyper.get("alpha")) if b is not None]
-    for beta in decay:
-        weight = (1 - beta) * beta ** max(steps - 1, 0)
-        if weight > 0:
-            floor = np.sqrt(normal_range(dtype).low / weight)
-            low = max(low, float(10.0 ** np.ceil(np.log10(floor))))
-    return low, max(high, low)
-
-
-@st.composite
-def random_cases(draw: st.DrawFn, supports: frozenset[str], dtype: str = "float64",
-                 max_steps: int = 10) -> Case:
-    """A case over the hyperparameters in ``supports`` (a subject's :attr:`~SubjectInfo.supports`).
-
-    Its values stay inside ``dtype``'s range: gradients by
-    :func:`gradient_magnitudes`, and ``eps`` among the values the dtype holds.
-    """
-    tensor_shapes = draw(cs.shapes(), label="shapes")
-    steps = draw(st.integers(1, max_steps), label="steps")
-    hyper = draw(cs.hyperparameters(supports - {"convention"}), label="hyper")
-    if "eps" in hyper and hyper["eps"] < normal_range(dtype).tiny:
-        hyper["eps"] = draw(st.sampled_from([e for e in cs.EPS_VALUES if e >= normal_range(dtype).tiny]),
-                            label="eps")
-    if "betas" in hyper and any(beta_near_one(b, dtype) for b in hyper["betas"]):
-        # A subject that holds beta in its dtype (Keras) would have a bias correction of 0:
-        # such a beta is redrawn from the plain values of its own range that the dtype keeps below 1.
-        hyper["betas"] = tuple(
-            draw(st.sampled_from([v for v in values if not beta_near_one(v, dtype)]), label=f"beta{i}")
-            if beta_near_one(beta, dtype) else beta
-            for i, (beta, values) in enumerate(zip(hyper["betas"], cs.BETA_VALUES), start=1))
-    params0 = [draw(cs.parameters(s)) for s in tensor_shapes]
-    magnitudes = gradient_magnitudes(dtype, hyper, steps)
-    grads = [draw(cs.gradient_stream(s, steps, magnitudes)) for s in tensor_shapes]
-    lr = draw(cs.HYPER_STRATEGIES["lr"], label="lr")
-    lrs = draw(cs.schedule(steps, lr), label="schedule")
-    restore_at = draw(st.one_of(st.none(), st.integers(1, steps - 1)) if steps > 1 else st.none(),
-                      label="restore_at")
-    return Case(params0, grads, lrs, hyper, restore_at)
 
 
 def _signed(rng: np.random.Generator, shape: tuple[int, ...], scale: float | np.ndarray) -> np.ndarray:

@@ -10,13 +10,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.conformance import drawn_cache
 from optspec.conformance.batched import run_batched, run_each
-from optspec.conformance.cases import COMPANION_DTYPES, Case, named_cases_for, random_cases
+from optspec.conformance.cases import COMPANION_DTYPES, Case, named_cases_for
 from optspec.conformance.check import (
     CheckResult,
     check_run,
@@ -136,6 +135,11 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         for result in screened or []:
             record(result)
     if failure is None and examples > 0 and screened is None:
+        # hypothesis is imported where it runs (a certification whose screen passes never needs it)
+        from hypothesis import HealthCheck, Phase, assume, given, reject, seed, settings
+
+        from optspec.conformance.strategies import random_cases
+
         shrunk: list[CheckResult] = []
         refused: set[str] = set()  # the drawn values a constructor refuses, whose cases are not run
 
@@ -320,6 +324,10 @@ def _drawn(supports: frozenset[str], dtype: str, examples: int, seed_value: int)
     name = drawn_cache.key(supports, dtype, examples, seed_value)
     if (kept := drawn_cache.load(name)) is not None:
         return kept
+    from hypothesis import HealthCheck, Phase, given, seed, settings
+
+    from optspec.conformance.strategies import random_cases
+
     cases: list[Case] = []
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=False, derandomize=False,

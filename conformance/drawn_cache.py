@@ -24,7 +24,8 @@ import ast
 import contextlib
 import functools
 import hashlib
-import importlib
+import importlib.metadata
+import importlib.util
 import io
 import json
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ from optspec.conformance.cases import Case
 
 #: The modules whose source decides what a seed draws: the strategies, the case's form and range, the
 #: hypothesis settings of the draw, and the hiding of local constants.
-DRAWING_MODULES = ("optspec.conformance.cases", "optspec.conformance.strategies",
+DRAWING_MODULES = ("optspec.conformance.strategies", "optspec.conformance.cases",
                    "optspec.conformance.representable", "optspec.conformance.seeded",
                    "optspec.conformance.certify")
 
@@ -50,15 +51,13 @@ FORMAT = 1
 def _sources_digest() -> str:
     digest = hashlib.sha256()
     for name in DRAWING_MODULES:
-        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+        digest.update(Path(importlib.util.find_spec(name).origin).read_bytes())  # found, not imported
     return digest.hexdigest()
 
 
 def key(supports: frozenset[str], dtype: str, examples: int, seed_value: int) -> str:
     """The name of a draw: everything it depends on, hashed."""
-    import hypothesis
-
-    named = json.dumps([FORMAT, hypothesis.__version__, np.__version__, _sources_digest(), sorted(supports),
+    named = json.dumps([FORMAT, importlib.metadata.version("hypothesis"), np.__version__, _sources_digest(), sorted(supports),
                         dtype, examples, seed_value])
     return hashlib.sha256(named.encode()).hexdigest()[:32]
 

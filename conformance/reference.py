@@ -102,11 +102,18 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
             at_step = {**at_step, "second_moment_step": max(int(state.step), 1)}
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
-            resynced, resynced_state = spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)
+            if spec_rule.elementwise:  # one step of both, stacked: the free run's and the re-synced one's
+                both, both_state = spec_rule.step(xp, np.stack([theta, previous]), grads[t], state, lr=lr,
+                                                  **at_step)
+                (theta, resynced), (state, resynced_state) = both, _rows(both_state, theta0.ndim)
+            else:
+                resynced, resynced_state = spec_rule.step(xp, previous, grads[t], state, lr=lr, **at_step)
+                theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
             resync.append(resynced)
             if resync_states is not None:
                 resync_states.append(resynced_state)
-        theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
+        else:
+            theta, state = spec_rule.step(xp, theta, grads[t], state, lr=lr, **at_step)
         if step_lag and t == 0:
             state = state._replace(step=0)
         if storage:  # a field another rule's state does not have (the diagnosis runs other rules) is left out
@@ -118,6 +125,17 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
         if states is not None:
             states.append(state)
     return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
+
+
+def _rows(state: Any, ndim: int) -> tuple[Any, Any]:
+    """The states of the two parameters an elementwise step took stacked: each array that the stacking
+    reached (one more axis than a parameter) split in two, the others (a step count, a first moment that
+    reads only gradients) shared."""
+    first, second = {}, {}
+    for field, value in zip(state._fields, state):
+        if getattr(value, "ndim", 0) == ndim + 1:
+            first[field], second[field] = value[0], value[1]
+    return state._replace(**first), state._replace(**second)
 
 
 def prepared(subject: SubjectInfo, case: Case, dtype: Dtypes) -> tuple[Case, list[np.ndarray], list[np.ndarray]]:

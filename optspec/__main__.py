@@ -1,5 +1,6 @@
 """``optspec`` and ``python -m optspec``: the CLI, with Ctrl-C handled from the first import on."""
 
+import contextlib
 import os
 import sys
 
@@ -37,5 +38,21 @@ def run() -> int:
         stop_server()
 
 
+def script() -> None:
+    """The ``optspec`` command: :func:`run`, then the process ends with its exit code as soon as its output
+    is flushed, without tearing the interpreter down (with torch imported that takes about a second, and
+    every file it writes is already in place, written atomically).  A rank of a framework's launcher ends
+    as usual: its launcher's own teardown runs."""
+    code = run()
+    from optspec.adapters import launched
+
+    if launched() is not None:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: the exit code still goes out
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # a spawned worker imports this module as __mp_main__
-    sys.exit(run())
+    script()

@@ -50,6 +50,13 @@ class Rule:
         off (weight decay's 0): the certifier tries it as the value a
         constructor that hides the hyperparameter behaves as.
       state_type: the ``NamedTuple`` of its state (a ``step`` count and arrays).
+      elementwise: whether each element's step reads that element alone (of
+        the parameter, the gradient and each state array) and the step's
+        scalars: the step then broadcasts, so that parameters stacked on a
+        leading axis over one state step as each would alone, bit for bit
+        (the certifier's reference steps the free-running and the re-synced
+        parameters so, and its drawn cases share one subject).  A rule that
+        reads a whole tensor (a norm, a factored moment) is not.
     """
 
     name: str
@@ -69,6 +76,7 @@ class Rule:
     off_values: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: MappingProxyType({"weight_decay": 0.0}))
     state_type: type | None = None
+    elementwise: bool = False
 
     @property
     def state_fields(self) -> tuple[str, ...]:
@@ -138,29 +146,29 @@ class Rule:
 RULES: Mapping[str, Rule] = MappingProxyType(
     {
         "sgd": Rule("sgd", sgd.init, sgd.sgd_step, sgd.SGD_DEFAULTS, sgd.validate_sgd, presets=sgd.PRESETS,
-                    state_type=sgd.SGDState),
+                    state_type=sgd.SGDState, elementwise=True),
         "sgdw": Rule(
             "sgdw", sgd.init, sgd.sgdw_step, sgd.SGDW_DEFAULTS, sgd.validate_sgdw,
-            takes_initial_lr=True, weight_decay="decoupled", state_type=sgd.SGDState,
+            takes_initial_lr=True, weight_decay="decoupled", state_type=sgd.SGDState, elementwise=True,
         ),
         "adagrad": Rule(
             "adagrad", adagrad.init, adagrad.step, adagrad.DEFAULTS, adagrad.validate,
             init_hyper=("initial_accumulator_value",), second_moment="sum", presets=adagrad.PRESETS,
-            state_type=adagrad.AdagradState,
+            state_type=adagrad.AdagradState, elementwise=True,
         ),
         "rmsprop": Rule("rmsprop", rmsprop.init, rmsprop.step, rmsprop.DEFAULTS, rmsprop.validate,
                         init_hyper=("convention",), second_moment="square_avg", presets=rmsprop.PRESETS,
-                        state_type=rmsprop.RMSpropState),
+                        state_type=rmsprop.RMSpropState, elementwise=True),
         "adam": Rule(
             "adam", adam.init, adam.adam_step, adam.ADAM_DEFAULTS, adam.validate,
             second_moment="exp_avg_sq", corrected_moments=adam.corrected_moments, presets=conventions.PRESETS,
-            inert_knobs=frozenset({"decay_scale", "decay_point"}), compiles=True, state_type=adam.AdamState,
+            inert_knobs=frozenset({"decay_scale", "decay_point"}), compiles=True, state_type=adam.AdamState, elementwise=True,
         ),
         "adamw": Rule(
             "adamw", adam.init, adam.adamw_step, adam.ADAMW_DEFAULTS, adam.validate,
             takes_initial_lr=True, weight_decay="decoupled", second_moment="exp_avg_sq",
             corrected_moments=adam.corrected_moments, l2_counterpart="adam", presets=conventions.PRESETS,
-            compiles=True, state_type=adam.AdamState,
+            compiles=True, state_type=adam.AdamState, elementwise=True,
         ),
     }
 )

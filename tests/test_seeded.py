@@ -19,7 +19,7 @@ DRAW = textwrap.dedent("""
     from hypothesis.internal.conjecture import providers
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from optspec import adapters
-    from optspec.conformance.cases import random_cases
+    from optspec.conformance.strategies import random_cases
     from optspec.conformance.certify import drawn_cases
     from optspec.conformance.seeded import seed_only_draws
 

@@ -18,6 +18,11 @@ what the parent does around it, less what the workers run side by side (the
 golden replay runs in a second worker beside the cases, so it may be
 negative).
 
+``whole`` reads what optspec keeps between runs (the drawn cases, JAX's
+compilations: :mod:`optspec.adapters.caches`), filled by one untimed run
+before; ``first`` is the same command on a machine that has run none, its
+cache empty.
+
 ``floor`` is what no certifier can go below, timed in another fresh process:
 the framework's own import, the subject's construction (torch imports
 ``torch._dynamo`` there) and the golden ``long`` scenario's 10 000 steps
@@ -35,12 +40,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from optspec.adapters.caches import CACHE_VARIABLE
 
 #: The subject per framework: what ``optspec certify --framework F --impl X`` takes.
 SUBJECTS = (
@@ -148,27 +157,36 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> tuple[float, subpro
 def measure(framework: str, impl: str, rounds: int = 1) -> dict:
     """``whole`` (the CLI from outside) and ``floor``, the median of ``rounds`` runs each (alternating which
     goes first), and the in-process stages of one default certify of ``impl``."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    caches = Path(tempfile.mkdtemp(prefix="optspec-bench-cache-"))
+    env = dict(os.environ, PYTHONWARNINGS="ignore", **{CACHE_VARIABLE: str(caches / "kept")})
     module = FRAMEWORK_MODULE[framework]
     whole_argv = [*optspec_command(), "certify", "--framework", framework, "--impl", impl]
     floor_argv = [sys.executable, "-c", _FLOOR, framework, impl, module, FLOOR_SCENARIO]
-    wholes, floors, exits = [], [], set()
-    for index in range(rounds):
-        for which in (("whole", "floor") if index % 2 == 0 else ("floor", "whole")):
-            if which == "whole":
-                seconds, done = _run(whole_argv, env, f"optspec certify of {impl}")
-                wholes.append(seconds)
+    wholes, firsts, floors, exits = [], [], [], set()
+    try:
+        _run(whole_argv, env, f"optspec certify of {impl}")  # fills the cache that "whole" reads
+        for index in range(rounds):
+            for which in (("whole", "first", "floor") if index % 2 == 0 else ("floor", "first", "whole")):
+                if which == "floor":
+                    _, done = _run(floor_argv, env, f"the floor run of {impl}")
+                    floors.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+                    continue
+                empty = {CACHE_VARIABLE: str(caches / f"empty-{index}")} if which == "first" else {}
+                seconds, done = _run(whole_argv, {**env, **empty}, f"optspec certify of {impl}")
+                (firsts if which == "first" else wholes).append(seconds)
                 exits.add(done.returncode)
-            else:
-                _, done = _run(floor_argv, env, f"the floor run of {impl}")
-                floors.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
-    _, staged = _run([sys.executable, "-c", _IN_PROCESS, framework, impl, module], env,
-                     f"the in-process run of {impl}")
+        _, staged = _run([sys.executable, "-c", _IN_PROCESS, framework, impl, module], env,
+                         f"the in-process run of {impl}")
+    finally:
+        shutil.rmtree(caches, ignore_errors=True)
     inside = json.loads(staged.stdout.strip().splitlines()[-1])
     whole_s, floor_s = round(statistics.median(wholes), 2), round(statistics.median(floors), 2)
     seconds = {stage: round(inside["seconds"].get(stage, 0.0), 2) for stage in (*STAGES, "other")}
+    first_s = round(statistics.median(firsts), 2)
     return {"framework": framework, "subject": impl, "exit": max(exits), "rounds": rounds, "whole_s": whole_s,
-            "whole_runs_s": [round(x, 2) for x in wholes], "floor_s": floor_s,
+            "whole_runs_s": [round(x, 2) for x in wholes], "first_s": first_s,
+            "first_runs_s": [round(x, 2) for x in firsts], "first_overhead_s": round(first_s - floor_s, 2),
+            "floor_s": floor_s,
             "floor_runs_s": [round(x, 2) for x in floors], "overhead_s": round(whole_s - floor_s, 2),
             "overhead_target_s": OVERHEAD_TARGET_S, "in_process_s": round(sum(seconds.values()), 2),
             "seconds": seconds, "passes": inside["passes"], "cases": inside["cases"],
@@ -187,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     columns = [*STAGES, "other", "isolation"]
     print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'floor':>6} {'overhead':>8} "
-          f"{'target':>6}  " + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
+          f"{'target':>6} {'first':>6} {'overhead':>8}  " + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
     rows = []
     for framework, impl in SUBJECTS:
         try:
@@ -200,14 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(row)
         cells = {**row["seconds"], "isolation": row["isolation_s"]}
         print(f"{impl:<28} {row['exit']:>4} {row['whole_s']:>6.2f} {row['floor_s']:>6.2f} {row['overhead_s']:>8.2f} "
-              f"{OVERHEAD_TARGET_S:>6.1f}  " + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
+              f"{OVERHEAD_TARGET_S:>6.1f} {row['first_s']:>6.2f} {row['first_overhead_s']:>8.2f}  " + " ".join(f"{cells[c]:>{max(len(c), 6)}.2f}" for c in columns))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "cli.json", json.dumps({"overhead_target_s": OVERHEAD_TARGET_S, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out / 'cli.json'} (whole: the CLI timed from outside; floor: the framework's import, the "
           f"subject's construction and the golden {FLOOR_SCENARIO!r} scenario's steps, unchecked, which no "
           "certifier goes below; overhead = whole - floor, its target on an idle 2-core machine beside it; "
-          "the stages: the same certify in one process; isolation = whole - their sum)")
+          "first: the same command with optspec's cache empty, and its overhead; the stages: the same certify in "
+          "one process; isolation = whole - their sum)")
     return 0
 
 
