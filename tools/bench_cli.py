@@ -38,6 +38,7 @@ are timed once).  Results go to ``bench_results/cli.json``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -193,6 +194,17 @@ def measure(framework: str, impl: str, rounds: int = 1) -> dict:
             "isolation_s": round(whole_s - sum(seconds.values()), 2)}
 
 
+def _compile_bytecode() -> None:
+    """optspec's modules compiled to bytecode, as installing its wheel leaves them: an editable install run
+    with ``PYTHONDONTWRITEBYTECODE`` would otherwise compile them from source in every process it times."""
+    import compileall
+
+
+    for package in ("optspec", "optspec.spec", "optspec.adapters", "optspec.conformance"):
+        for folder in importlib.import_module(package).__path__:
+            compileall.compile_dir(folder, quiet=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from optspec import adapters
     from optspec.conformance.atomic import write_text
@@ -203,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="runs of whole and of floor per framework, alternating; the median is printed")
     args = parser.parse_args(argv)
+    _compile_bytecode()
     columns = [*STAGES, "other", "isolation"]
     print(f"{'default certify, end to end':<28} {'exit':>4} {'whole':>6} {'floor':>6} {'overhead':>8} "
           f"{'target':>6} {'first':>6} {'overhead':>8}  " + " ".join(f"{c:>{max(len(c), 6)}}" for c in columns))
