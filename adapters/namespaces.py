@@ -73,8 +73,10 @@ _DTYPE_NAMES: dict[Any, str] = {}
 def dtype_name(x: Any) -> str:
     """The name of ``x``'s dtype in any framework (``float32``, ``bfloat16``, ``int64``, ...)."""
     dtype = getattr(x, "dtype", None)
-    with contextlib.suppress(KeyError, TypeError):  # TypeError: a dtype that cannot be hashed
+    try:
         return _DTYPE_NAMES[dtype]
+    except (KeyError, TypeError):  # TypeError: a dtype that cannot be hashed
+        pass
     name = getattr(dtype, "name", None)
     name = str(name if isinstance(name, str) else dtype).rpartition(".")[2].lower()  # torch.float32, Paddle FLOAT32
     with contextlib.suppress(TypeError):
