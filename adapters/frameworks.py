@@ -286,10 +286,17 @@ def _stderr_without(noise: tuple[str, ...]) -> Iterator[None]:
                 sys.stderr.flush()
 
 
+#: (framework, name) -> its imported part (the drivers ask several times a step).
+_PARTS: dict[tuple[str, str], ModuleType] = {}
+
+
 def part(framework: str, name: str) -> ModuleType:
     """``optspec.adapters.<framework>.<name>`` (``arrays``, ``subjects``, ...), after the framework imported."""
+    if framework in _IMPORTED and (found := _PARTS.get((framework, name))) is not None:
+        return found
     import_framework(framework)
-    return importlib.import_module(f"optspec.adapters.{framework}.{name}")
+    found = _PARTS[framework, name] = importlib.import_module(f"optspec.adapters.{framework}.{name}")
+    return found
 
 
 def has_part(framework: str, name: str) -> bool:

@@ -63,7 +63,9 @@ def framework_dtype(framework: str, dtype: str) -> Any:
 def asarray(framework: str, x: np.ndarray, dtype: str, device: str | None = None) -> Any:
     """``x`` as an array of ``framework`` on ``device``, in ``dtype``: a fresh copy."""
     target = framework_dtype(framework, dtype)
-    return part(framework, "arrays").asarray(x, target, check_device(framework, device))
+    # every framework has a CPU: the drivers feed each step's gradients without asking again
+    chosen = "cpu" if device is None or device == "cpu" else check_device(framework, device)
+    return part(framework, "arrays").asarray(x, target, chosen)
 
 
 #: dtype -> its name, for the dtypes met so far (the drivers ask at every step).

@@ -16,10 +16,10 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import quantized_state, rounding, tolerance
+from optspec.conformance import free_run, quantized_state, rounding, tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
-from optspec.conformance.reference import initial_state, prepared, reference
+from optspec.conformance.reference import initial_state, prepared, reference, resynced
 from optspec.conformance.tolerance_inputs import l2_feedback, update_magnitude
 
 
@@ -32,7 +32,9 @@ class CheckResult:
     and bound at each step; ``hint`` is the diagnosis, and ``change`` the
     single change it names, if any.  ``run`` keeps the subject's inputs and
     trajectory (``run_case(keep_run=True)``), so that a later diagnosis can be
-    checked against this case.
+    checked against this case.  ``rounding_tested`` names the halves of the
+    interval whose bias the check of stochastic rounding tested
+    (:func:`optspec.conformance.rounding.tested_halves`), where it ran.
     """
 
     case: Case
@@ -46,6 +48,7 @@ class CheckResult:
     hint: str | None = None
     change: Change | None = None
     run: tuple[list[np.ndarray], list[np.ndarray], adapters.Trajectory] | None = None
+    rounding_tested: set[str] = dataclasses.field(default_factory=set)
 
 
 def _ratio(error: np.ndarray, bound: np.ndarray) -> np.ndarray:
@@ -168,9 +171,21 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             return _fail(result, "state", *undecodable)
         held = quantized_state.held_states(got, index, formats) if formats else None
         float_storage = quantized_state.float_storage(storage, theta0.size)
-        free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
-                                 storage=float_storage, held_states=held, resync_states=resync_states,
-                                 **override)
+        # a golden replay's free run is kept on disk: only the re-synced steps read the subject
+        kept_as = (free_run.key(rule, expected_convention, expected_case, theta0, g, float_storage)
+                   if stored is not None and change is None and held is None else None)
+        kept = kept_as and free_run.load(kept_as, initial_state(rule, expected_convention, expected_case, theta0))
+        if kept:
+            free, states, parts = kept.free, kept.states, kept.magnitude
+            resync = resynced(rule, expected_convention, expected_case, theta0, g, traj, states)
+        else:
+            free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
+                                     storage=float_storage, held_states=held, resync_states=resync_states,
+                                     **override)
+            parts = update_magnitude(rule, expected_convention, expected_case, g,
+                                     np.concatenate([theta0[None], free[:-1]]))
+            if kept_as:
+                free_run.save(kept_as, free_run.FreeRun(free, states, parts))
         for field, (position, fmt) in formats.items():
             initial = getattr(initial_state(rule, expected_convention, expected_case, theta0), field)
             previous = [initial, *(h[field] for h in held[:-1])]
@@ -199,7 +214,6 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
         betas = _betas(rule, expected_case.hyper)
         free_previous = np.concatenate([theta0[None], free[:-1]])
-        parts = update_magnitude(rule, expected_convention, expected_case, g, free_previous)
         feedback = l2_feedback(rule, expected_convention, expected_case, states)
         one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(resync - previous), parts),
                                             steps, tensor_dtype, betas, state_dtype)
@@ -223,6 +237,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             magnitude = np.maximum(np.abs(resync - previous), parts)
             # the kernel steps in float32: a state stored in its parameters' dtype is coarser than that
             slack = rounding.slack(previous, magnitude, steps, coarsest_storage(float_storage, "float32"))
+            result.rounding_tested |= rounding.tested_halves(resync, slack, tensor_dtype)
             if (biased := rounding.check_stochastic(resync, traj, slack, tensor_dtype,
                                                     _tensor_name(got, index))) is not None:
                 _fail(result, "rounding", *biased)
@@ -298,14 +313,16 @@ def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], gra
     result = CheckResult(case=case, passed=True,
                          worst={name: max((r.worst[name] for *_, r in checked), default=0.0)
                                 for name in ("one_step", "trajectory")},
-                         worst_ulps=max((r.worst_ulps for *_, r in checked), default=0.0))
+                         worst_ulps=max((r.worst_ulps for *_, r in checked), default=0.0),
+                         rounding_tested=set().union(*(r.rounding_tested for *_, r in checked)))
     failed = [item for item in checked if not item[-1].passed]
     if not failed:
         return result
     inputs, part_stored, view_dtype, first = min(failed, key=lambda item: item[-1].step or 0)
     if explain_failure:
         first = check_trajectory(*inputs, convention=convention, dtype=view_dtype, stored=part_stored, **options)
-    return dataclasses.replace(first, case=case, worst=result.worst, worst_ulps=result.worst_ulps)
+    return dataclasses.replace(first, case=case, worst=result.worst, worst_ulps=result.worst_ulps,
+                               rounding_tested=result.rounding_tested)
 
 
 def coarsest_storage(storage: Mapping[str, str], dtype: str) -> str | None:

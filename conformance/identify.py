@@ -21,12 +21,13 @@ import numpy as np
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
-from optspec.conformance import hidden
+from optspec.conformance import hidden, rounding
 from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
 from optspec.conformance.state_storage import stored
 from optspec.conformance.verdict import Certificate
+from optspec.spec.storage import PARAMS
 
 #: identify's dtype unless told otherwise: the conventions differ by far more than its rounding.
 DEFAULT_DTYPE = "float32"
@@ -61,6 +62,9 @@ class Identification:
         are not the spec's defaults.
       state_format: the whole-state format of :data:`spec.quantized.PRESETS` the subject stores its state in,
         found from the codes it holds, where it declared none.
+      param_rounding: where the subject rounds its low-precision parameters stochastically and declared no
+        rounding, the storage it was found and certified under (:func:`_param_rounding`:
+        ``params=stochastic``, with its state's dtype where it holds the state in its parameters'); else empty.
     """
 
     knobs: dict[str, Any]
@@ -73,6 +77,7 @@ class Identification:
     held: dict[str, Any] = dataclasses.field(default_factory=dict)
     raised: str | None = None
     state_format: str | None = None
+    param_rounding: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def fits(self) -> bool:
@@ -102,6 +107,11 @@ class Identification:
                    for k, v in self.held.items()]
                 + ([f"state: {self.state_format} (the format it stores its state in, checked from the codes it "
                     f"holds: --state-dtype {self.state_format})"] if self.state_format else [])
+                + ([f"rounding: stochastic (its {self.dtype} parameters are rounded up or down at random, "
+                    "without bias, as checked on identify's cases"
+                    + (f", its state declared stored in {self.dtype}" if len(self.param_rounding) > 1 else "")
+                    + ": " + " ".join(f"--state-dtype {k}={v}" for k, v in self.param_rounding.items()) + ")"]
+                   if self.param_rounding else [])
                 + [f"knob: {k}={show(v)}" for k, v in self.knobs.items()]
                 + [self.preset or "none"])
 
@@ -236,6 +246,9 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     if best_error > 1.0:
         return found
     held = best.replace(**{k: v for k, v in knobs.items() if k in FLAG_KNOBS and v in knob_values[k]})
+    found.param_rounding = _param_rounding(subject, held, runs, dtype)
+    if found.param_rounding:  # certified as it rounds: its unbiasedness is checked there too
+        subject = stored(subject, found.param_rounding)
     for knob, flag in FLAG_KNOBS.items():
         if knobs.get(knob) == "ignored":  # certify the rest: the ignored flag is already reported
             subject = dataclasses.replace(subject, supports=subject.supports - {flag})
@@ -270,6 +283,32 @@ def _state_format(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list
         except adapters.SetupError:  # it holds no codes where this format would: it does not fit
             continue
     return None
+
+
+def _param_rounding(subject: SubjectInfo, convention: spec.Knobs, runs: list[tuple[Case, list, list, Any]],
+                    dtype: str) -> dict[str, str]:
+    """The storage under which the subject's parameters are rounded stochastically: ``params=stochastic``,
+    else with every state field stored in ``dtype`` too (torchao's ``_AdamW`` keeps its state in its
+    parameters' dtype; a kernel whose state is float32 fits the first).  Found where ``dtype`` is rounded into
+    (:func:`~optspec.conformance.rounding.applies_to`), the subject declares no rounding, and, so declared, it
+    passes every check of ``runs`` with the bias of both halves of the interval tested (a kernel that rounds
+    to nearest or truncates fails either); empty otherwise."""
+    if not rounding.applies_to(dtype) or spec.StateStorage(subject.state_storage).param_rounding() != "nearest":
+        return {}
+    state_too = {PARAMS: "stochastic", **dict.fromkeys(spec.get_rule(subject.rule).state_fields, dtype)}
+    for declaration in ({PARAMS: "stochastic"}, state_too):  # the stricter first: a float32 state is checked so
+        declared = stored(subject, declaration)
+        tested: set[str] = set()
+        for case, params0, grads, got in runs:
+            result = check_trajectory(declared, case, params0, grads, got, convention=convention, dtype=dtype,
+                                      explain_failure=False)
+            if not result.passed:
+                break
+            tested |= result.rounding_tested
+        else:
+            if len(tested) == 2:
+                return declaration
+    return {}
 
 
 def _hidden_values(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list[tuple[Case, list, list, Any]],

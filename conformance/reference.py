@@ -127,6 +127,24 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
     return np.stack(free), (np.stack(resync) if subject_traj is not None else None)
 
 
+def resynced(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray, grads: np.ndarray,
+             subject_traj: np.ndarray, states: Sequence[Any]) -> np.ndarray:
+    """The re-synced one-step references of :func:`reference`, from the states of its free run (``states[t]``
+    after step ``t + 1``, as its ``states`` receives them): step ``t`` from the subject's parameters before it
+    and the free run's state.  Each is the step :func:`reference` takes (an elementwise rule's stacked step
+    rounds each row as its own step does), so the two agree bit for bit."""
+    spec_rule = spec.get_rule(rule)
+    hyper = spec_rule.hyperparameters(convention, **case.hyper)
+    if spec_rule.takes_initial_lr:
+        hyper["initial_lr"] = case.lrs[0]
+    before = [spec_rule.init_state(xp, theta0, hyper), *states[:-1]]
+    previous = [theta0, *subject_traj[:-1]]
+    with np.errstate(all="ignore"):
+        out = [spec_rule.step(xp, p, grads[t], state, lr=lr, **hyper)[0]
+               for t, (p, state, lr) in enumerate(zip(previous, before, case.lrs))]
+    return np.stack(out) if out else np.zeros((0, *theta0.shape))
+
+
 def _rows(state: Any, ndim: int) -> tuple[Any, Any]:
     """The states of the two parameters an elementwise step took stacked: each array that the stacking
     reached (one more axis than a parameter) split in two, the others (a step count, a first moment that

@@ -93,3 +93,15 @@ def test_a_gradient_used_as_kahan_scratch_is_named_and_another_change_is_not(cap
     assert main([*argv, "tests.plugins.torch_subjects:AdamW_mutate_grad"]) == 1
     out = capsys.readouterr().out
     assert "changed the gradient it was given at step 1" in out and "Kahan" not in out, out
+
+
+@needs("torch")
+@pytest.mark.parametrize(("impl", "named"), [("StochasticRoundingAdamW", True), ("NearestAdamW", False),
+                                             ("TruncatingAdamW", False)])
+def test_identify_names_stochastic_rounding_and_only_it(impl, named, capsys):
+    code = main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:{impl}", "--dtype", "bfloat16",
+                 "--examples", "5"])
+    out = capsys.readouterr().out
+    assert ("rounding: stochastic" in out and "--state-dtype params=stochastic" in out) is named, out
+    if named:  # certified as it rounds: the bias test ran there too
+        assert code == 0 and "certified: conforms" in out, out
