@@ -129,10 +129,8 @@ def check_stored(held: Sequence[Sequence[QuantizedState]], index: int, field: st
             return step, f"{what} at step {step}: {why}"
         flat, before_flat = np.asarray(value, np.float64).reshape(-1), np.asarray(before, np.float64).reshape(-1)
         rounding = 8 * U32 * (np.abs(before_flat) + np.abs(flat))
-        blocks = range(0, flat.size, fmt.block_size)
         due = fmt.scales(flat)
-        allowed = (np.array([rounding[k:k + fmt.block_size].max(initial=0.0) for k in blocks])
-                   + 2 * U32 * due * largest_code) / largest_code
+        allowed = (fmt.block_max(rounding) + 2 * U32 * due * largest_code) / largest_code
         scales = state.scales.astype(np.float64).reshape(-1)
         if scales.size != due.size:
             return step, f"{what} at step {step}: {scales.size} block scales for {due.size} blocks"

@@ -132,11 +132,17 @@ class BlockwiseFormat:
         """The codebook as a float64 array."""
         return np.asarray(self.codebook, np.float64)
 
+    def block_max(self, x: np.ndarray) -> np.ndarray:
+        """Each block's largest element of ``x`` (non-negative, flattened; a last, partial block padded with 0),
+        in float64."""
+        flat = np.asarray(x, np.float64).reshape(-1)
+        padded = np.zeros(-(-flat.size // self.block_size) * self.block_size)
+        padded[:flat.size] = flat
+        return padded.reshape(-1, self.block_size).max(axis=1, initial=0.0)
+
     def scales(self, x: np.ndarray) -> np.ndarray:
         """Each block's scale for ``x`` (flattened), in float32, as float64."""
-        flat = np.asarray(x, np.float64).reshape(-1)
-        absmax = np.array([np.abs(flat[k:k + self.block_size]).max(initial=0.0)
-                           for k in range(0, flat.size, self.block_size)])
+        absmax = self.block_max(np.abs(np.asarray(x, np.float64)))
         largest = np.float32(np.abs(self.codes()).max())
         return (np.maximum(absmax, self.scale_floor).astype(np.float32) / largest).astype(np.float64)
 

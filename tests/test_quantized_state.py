@@ -179,3 +179,11 @@ def test_a_quantized_format_across_ranks_is_refused_before_any_work(capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "a quantized state format is not checked across ranks yet" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("size", [1, 255, 256, 257, 4096 + 31])
+def test_each_blocks_largest_element_is_the_blocks_own_the_last_one_partial(size):
+    fmt = spec.quantized.FORMATS["bitsandbytes-dynamic-unsigned"]
+    x = np.abs(np.random.default_rng(size).normal(size=size))
+    expected = [x[k:k + fmt.block_size].max() for k in range(0, size, fmt.block_size)]
+    assert fmt.block_max(x).tolist() == expected

@@ -226,7 +226,7 @@ TORCH_MORE = (
          Citation(f"{_PO}/flash_adamw.py", "98-101", "exp_avg signed with softsign, exp_avg_sq unsigned of its square "
                   "root"),
          Citation(f"{_PO}/flash_adamw.py", "397-419", "the float32 step from the dequantized state, then store_state")),
-        state=("flash-adamw",)),
+        dtypes=("float32", "bfloat16"), state=("flash-adamw",)),
     Implementation(
         "pytorch-optimizer FlashAdamW (quantize=False)", "pytorch-optimizer", "torch", f"{_FLASH}[quantize=False]",
         "torch",
