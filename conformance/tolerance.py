@@ -87,12 +87,12 @@ the reference stores it the same way, rounded to nearest-even; the two
 stored values differ only where the subject's own rounding of the value
 before storage moves it across a rounding boundary of the coarser dtype,
 by one unit of :math:`u_s` of the field.  That difference decays with the
-moment's :math:`eta` and recurs at each step, so the moments' history term
+moment's :math:`\beta` and recurs at each step, so the moments' history term
 takes :math:`u_s` in place of :math:`u`:
 
 .. math::
 
-    B^{(1)}_t = c\,igl(u\,(2|	heta_{t-1}| + K_0|\Delta_t|) + 2t\,u_s\,|\Delta_t|igr)
+    B^{(1)}_t = c\,\bigl(u\,(2|\theta_{t-1}| + K_0|\Delta_t|) + 2t\,u_s\,|\Delta_t|\bigr)
 
 (with the bias-correction condition number still at :math:`u`: β is not a
 state).  The parameters' own rounding stays at :math:`u`: a kernel that also

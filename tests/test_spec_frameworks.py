@@ -52,15 +52,15 @@ def check(subject, case, *, rtol, dtype="float64"):
 def rmsprop_l2_residue(param0, grads, lrs, hyper):
     r"""How far rounding the L2 gradient once or twice can move RMSprop's trajectory, per element.
 
-    torch forms :math:`g + \lambda	heta` with one rounding (``add(alpha=)``),
-    the spec with two; they differ by at most :math:`u\lambda|	heta|`
-    (:math:`u = 2^{-53}`).  Where g cancels :math:`\lambda	heta` that residue is
-    all of the gradient and is divided by :math:`\sqrt{	ilde v_t}+\epsilon`,
+    torch forms :math:`g + \lambda\theta` with one rounding (``add(alpha=)``),
+    the spec with two; they differ by at most :math:`u\lambda|\theta|`
+    (:math:`u = 2^{-53}`).  Where g cancels :math:`\lambda\theta` that residue is
+    all of the gradient and is divided by :math:`\sqrt{\tilde v_t}+\epsilon`,
     which can be as small as ε: with g = 1e-8, θ = -1e-6, λ = 1e-2 it moves θ
     by lr · 4.5e-25 / 1e-12, beyond rtol 1e-12 of |θ|.  So the slack is the
     error the residue makes through the momentum buffer,
     :math:`E_t = E_{t-1} + \mathrm{lr}_t B_t`,
-    :math:`B_t = \mu B_{t-1} + 2u\lambda|	heta_{t-1}| / (\sqrt{	ilde v_t}+\epsilon)`,
+    :math:`B_t = \mu B_{t-1} + 2u\lambda|\theta_{t-1}| / (\sqrt{\tilde v_t}+\epsilon)`,
     along the spec's own trajectory, with twice u for the residue's effect on v.
     """
     rule, xp = spec.get_rule("rmsprop"), adapters.namespace("numpy")
