@@ -75,6 +75,12 @@ class Session(abc.ABC):
         cannot read it."""
         return []
 
+    def compensation(self) -> list[np.ndarray | None]:
+        """Per parameter tensor, the Kahan compensation the kernel keeps beside its low-precision parameters
+        (what it has yet to add to them, :mod:`optspec.conformance.kahan`), or None for a tensor without one;
+        ``[]`` where the session keeps or shows none."""
+        return []
+
     def storage(self) -> list[Any]:
         """The parameters and optimizer state as the subject holds them (the framework's own arrays).
 
@@ -221,7 +227,9 @@ class Trajectory:
     (:func:`~optspec.adapters.namespaces.quantized`); empty where the session
     does not say.  ``quantized[t][i]`` is what tensor ``i`` held as blockwise
     codes after step ``t + 1`` (:meth:`Session.quantized_state`); empty where
-    the session holds or shows none.
+    the session holds or shows none.  ``compensation[t][i]`` is tensor ``i``'s
+    Kahan compensation after step ``t + 1`` (:meth:`Session.compensation`),
+    likewise.
     """
 
     params: list[np.ndarray]
@@ -231,6 +239,7 @@ class Trajectory:
     storage_dtypes: frozenset[str] = frozenset()
     views: list[View] = dataclasses.field(default_factory=list)
     quantized: list[list[list[QuantizedState]]] = dataclasses.field(default_factory=list)
+    compensation: list[list[np.ndarray | None]] = dataclasses.field(default_factory=list)
 
 
 class SubjectTimeout(Exception):
@@ -364,7 +373,8 @@ def drive_batch(
         out.append(Trajectory(params=whole.params[index:index + count], mutated_at=whole.mutated_at,
                               mutated_to=whole.mutated_to[index:index + count],
                               storage_dtypes=whole.storage_dtypes,
-                              quantized=[held[index:index + count] for held in whole.quantized]))
+                              quantized=[held[index:index + count] for held in whole.quantized],
+                              compensation=[kept[index:index + count] for kept in whole.compensation]))
         index += count
     return out
 
@@ -419,6 +429,10 @@ def _loop(name: str, build: Callable[[list[np.ndarray]], Session], params0: Sequ
                     held = session.quantized_state()
                     if result.quantized or any(held):
                         result.quantized.append(held)
+                if index == 0 or result.compensation:  # likewise a Kahan compensation
+                    kept = session.compensation()
+                    if result.compensation or any(c is not None for c in kept):
+                        result.compensation.append(kept)
                 if restore_at is not None and index + 1 == restore_at:
                     saved = session.save()
                     session = build(session.whole_params())

@@ -93,4 +93,5 @@ def _drive(subject: SubjectInfo, chunk: Sequence[tuple[Case, list[np.ndarray], l
     if any(t.mutated_at is not None for t in whole):
         return None
     return [Trajectory(params=[p[:case.steps] for p in t.params], storage_dtypes=t.storage_dtypes,
-                       quantized=t.quantized[:case.steps]) for t, (case, _, _) in zip(whole, chunk)]
+                       quantized=t.quantized[:case.steps], compensation=t.compensation[:case.steps])
+            for t, (case, _, _) in zip(whole, chunk)]

@@ -16,7 +16,7 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import free_run, quantized_state, rounding, tolerance
+from optspec.conformance import free_run, kahan, quantized_state, rounding, tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
 from optspec.conformance.reference import initial_state, prepared, reference, resynced
@@ -243,6 +243,13 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 _fail(result, "rounding", *biased)
                 if stop_at_failure:
                     return result
+        if spec.StateStorage(storage).param_rounding() == "kahan" and kahan.applies_to(tensor_dtype):
+            lost = _kahan_violation(subject, rule, expected_convention, expected_case, theta0, g, got, index, traj,
+                                    free, parts, feedback, tensor_dtype, state_dtype, float_storage, held, override)
+            if lost is not None:
+                _fail(result, "rounding", *lost)
+                if stop_at_failure:
+                    return result
         error = np.abs(traj - free)
         if error.size:
             scale = np.maximum.accumulate(np.maximum.reduce([np.abs(free), np.abs(free_previous), parts]), axis=0)
@@ -280,6 +287,31 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 if stop_at_failure:
                     return result
     return result
+
+
+def _kahan_violation(subject: SubjectInfo, rule: str, convention: spec.Knobs | None, case: Case,
+                     theta0: np.ndarray, g: np.ndarray, got: adapters.Trajectory, index: int, traj: np.ndarray,
+                     free: np.ndarray, parts: np.ndarray, feedback: np.ndarray | None, dtype: str,
+                     state_dtype: str | None, storage: Mapping[str, str], held: Any, override: Mapping[str, Any]
+                     ) -> tuple[int, str] | None:
+    """Where tensor ``index``'s Kahan-compensated sum leaves its bounds (:mod:`optspec.conformance.kahan`):
+    one step from the subject's own compensated sum, and the free run; None where it stays within them."""
+    total = kahan.compensated(got, index, traj, subject.name)
+    _, total_resync = reference(rule, convention, case, theta0, g, total, storage=storage, held_states=held,
+                                **override)
+    previous = np.concatenate([theta0[None], total[:-1]])
+    steps = np.arange(1, case.steps + 1).reshape((-1,) + (1,) * theta0.ndim)
+    betas, roundoff = _betas(rule, case.hyper), kahan.param_roundoff(dtype)
+    one_step = tolerance.one_step_bound(previous, np.maximum(np.abs(total_resync - previous), parts), steps, dtype,
+                                        betas, state_dtype, roundoff)
+    if feedback is not None:  # as the parameters' own one-step bound: the state was built from the subject's
+        one_step[2:] += feedback[2:] * np.maximum.accumulate(np.abs(total - free), axis=0)[:-2]
+    trajectory = tolerance.trajectory_bounds(theta0, free, dtype, betas, update=parts, feedback=feedback,
+                                             state_dtype=state_dtype, param_roundoff=roundoff)
+    lrs = np.asarray(case.lrs, np.float64).reshape(steps.shape)
+    decay = lrs * float(case.hyper.get("weight_decay") or 0.0) * np.abs(previous)
+    return kahan.first_violation([("one step", total, total_resync, one_step), ("trajectory", total, free, trajectory)],
+                                 decay, _tensor_name(got, index))
 
 
 def check_run(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],

@@ -44,7 +44,9 @@ _STATE_DTYPE_HELP = ("a state field the subject stores in fewer bits than its pa
                      "the state; or in an 8-bit blockwise format (exp_avg=bitsandbytes-dynamic-signed), or a whole "
                      "state's format (bitsandbytes-8bit), checked step by step from the state the subject holds; "
                      "or params=stochastic: bfloat16 or float16 parameters rounded stochastically, each a "
-                     "neighbour of the exact step and the rounding unbiased; repeat for each (default: every field "
+                     "neighbour of the exact step and the rounding unbiased; or params=kahan: bfloat16 or float16 "
+                     "parameters kept with a Kahan compensation, their sum with it held to u^2; repeat for each "
+                     "(default: every field "
                      "in the arithmetic's precision, the parameters rounded to nearest)")
 
 

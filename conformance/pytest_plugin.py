@@ -58,7 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(repeat for each)")
     group.addoption("--optspec-state-dtype", action="append", metavar="FIELD=DTYPE",
                     help="a state field the subject stores in fewer bits than its parameters, e.g. "
-                         "exp_avg=bfloat16 (repeat for each), a state format: bitsandbytes-8bit, or params=stochastic")
+                         "exp_avg=bfloat16 (repeat for each), a state format: bitsandbytes-8bit, params=stochastic or "
+                         "params=kahan")
 
 
 def _options(config: pytest.Config, **overrides):

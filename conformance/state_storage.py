@@ -45,8 +45,9 @@ def parse_state_dtypes(texts: Sequence[str]) -> dict[str, str]:
                                       f"{', '.join(spec.quantized.PRESETS)})")
         for field, dtype in items.items():
             if field == spec.storage.PARAMS and dtype not in spec.storage.PARAM_ROUNDINGS:
-                raise adapters.SetupError(f"--state-dtype {text!r}: the parameters may be declared rounded "
-                                          f"{', '.join(spec.storage.PARAM_ROUNDINGS)} (params=stochastic)")
+                raise adapters.SetupError(f"--state-dtype {text!r}: the parameters may be declared "
+                                          f"{' or '.join(f'params={r}' for r in spec.storage.PARAM_ROUNDINGS)} "
+                                          "(rounded stochastically, or kept with a Kahan compensation)")
             if field != spec.storage.PARAMS and dtype not in storages:
                 raise adapters.SetupError(f"--state-dtype {text!r}: {dtype!r} is not one of {', '.join(storages)}")
             if field in found:

@@ -98,6 +98,14 @@ takes :math:`u_s` in place of :math:`u`:
 state).  The parameters' own rounding stays at :math:`u`: a kernel that also
 rounds its parameters or its arithmetic to the coarser dtype still fails.
 
+**Kahan-compensated parameters.**  A kernel that keeps its low-precision
+parameters with a compensation :math:`c` (what the rounded parameters have
+yet to receive) holds the sum :math:`\theta + c` to the rounding of the
+compensation itself: :math:`c` is at most half an ulp of :math:`\theta`, so
+its two roundings per step cost at most :math:`2u \cdot u|\theta|`, and
+:math:`u^2` takes the place of :math:`u` in the parameters' term (the
+update's arithmetic keeps :math:`u`); :mod:`optspec.conformance.kahan`.
+
 Below the normal range rounding is absolute, and XLA on CPU flushes
 subnormals to zero, so each step also allows the smallest normal number of the
 dtype (``np.finfo(dtype).tiny``, scaled like the rest).
@@ -140,23 +148,28 @@ def bias_condition(step: Any, betas: tuple[float, float] | None) -> Any:
 
 
 def one_step_bound(theta_prev: np.ndarray, update: np.ndarray, step: Any, dtype: str,
-                   betas: tuple[float, float] | None = None, state_dtype: str | None = None) -> np.ndarray:
+                   betas: tuple[float, float] | None = None, state_dtype: str | None = None,
+                   param_roundoff: float | None = None) -> np.ndarray:
     """:math:`B^{(1)}_t` elementwise, for 1-based ``step``; ``update`` is :math:`M_t` (or the step);
-    ``state_dtype``, the coarsest dtype the subject stores a state field in, if coarser than ``dtype``."""
+    ``state_dtype``, the coarsest dtype the subject stores a state field in, if coarser than ``dtype``;
+    ``param_roundoff``, the unit roundoff the parameters themselves are held to where it is not ``dtype``'s
+    (a Kahan-compensated sum: :math:`u^2`, :mod:`optspec.conformance.kahan`)."""
     u = unit_roundoff(dtype)
     u_state = max(u, unit_roundoff(state_dtype)) if state_dtype is not None else u
+    u_param = u if param_roundoff is None else param_roundoff
     growth = u * (OPS_PER_UPDATE + bias_condition(step, betas)) + u_state * 2 * step
-    return SAFETY * (u * 2 * np.abs(theta_prev) + growth * np.abs(update) + SMALLEST_NORMAL[dtype])
+    return SAFETY * (u_param * 2 * np.abs(theta_prev) + growth * np.abs(update) + SMALLEST_NORMAL[dtype])
 
 
 def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
                       betas: tuple[float, float] | None = None,
                       update: np.ndarray | None = None,
-                      feedback: np.ndarray | None = None, state_dtype: str | None = None) -> np.ndarray:
+                      feedback: np.ndarray | None = None, state_dtype: str | None = None,
+                      param_roundoff: float | None = None) -> np.ndarray:
     r""":math:`B^{(T)}_t` for every step: the one-step bounds along the reference, accumulated.
 
     ``update`` is :math:`M_t` per step; by default the reference's own steps;
-    ``state_dtype`` as :func:`one_step_bound`'s.
+    ``state_dtype`` and ``param_roundoff`` as :func:`one_step_bound`'s.
     ``feedback`` is :math:`\lambda A_t` per step for an L2 rule (see above):
     the previous bound is then amplified by :math:`1 + \lambda A_t`; without
     it the bounds simply add up.
@@ -165,7 +178,7 @@ def trajectory_bounds(theta0: np.ndarray, reference: np.ndarray, dtype: str,
     steps = np.arange(1, len(reference) + 1).reshape((-1,) + (1,) * theta0.ndim)
     delta = np.abs(reference - previous)
     magnitude = delta if update is None else np.maximum(delta, update)
-    per_step = one_step_bound(previous, magnitude, steps, dtype, betas, state_dtype)
+    per_step = one_step_bound(previous, magnitude, steps, dtype, betas, state_dtype, param_roundoff)
     if feedback is None:
         return np.cumsum(per_step, axis=0)
     bounds = np.empty_like(per_step)

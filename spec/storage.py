@@ -25,7 +25,8 @@ arithmetic's own precision.
 The parameters themselves are stored too, rounded to nearest by default;
 ``params`` names how they are rounded where a kernel rounds them otherwise
 (:data:`PARAM_ROUNDINGS`: ``stochastic``, checked in bfloat16 and float16 by
-:mod:`optspec.conformance.rounding`).
+:mod:`optspec.conformance.rounding`; ``kahan``, kept with a compensation
+buffer, whose sum with the parameters :mod:`optspec.conformance.kahan` checks).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from optspec.spec import quantized
 FLOAT_DTYPES = ("float64", "float32", "bfloat16", "float16")
 #: The name that stands for the parameters, and the roundings they may be stored with.
 PARAMS = "params"
-PARAM_ROUNDINGS = ("stochastic",)
+PARAM_ROUNDINGS = ("stochastic", "kahan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,8 @@ class StateStorage:
         return {field: quantized.FORMATS[name] for field, name in self.dtypes.items() if name in quantized.FORMATS}
 
     def describe(self) -> str:
-        """``exp_avg in bfloat16, exp_avg_sq in float16``, ``params rounded stochastically``."""
-        return ", ".join(f"{field} rounded {dtype}ally" if field == PARAMS else f"{field} in {dtype}"
+        """``exp_avg in bfloat16, exp_avg_sq in float16``, ``params rounded stochastically``, ``params kept with
+        a Kahan compensation``."""
+        words = {"stochastic": "params rounded stochastically", "kahan": "params kept with a Kahan compensation"}
+        return ", ".join(words[dtype] if field == PARAMS else f"{field} in {dtype}"
                          for field, dtype in self.dtypes.items())

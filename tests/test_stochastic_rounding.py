@@ -58,7 +58,7 @@ def test_a_value_that_is_no_neighbour_is_named():
 
 def test_the_parameters_rounding_is_declared_by_name_and_only_stochastic():
     assert parse_state_dtypes(["params=stochastic"]) == {"params": "stochastic"}
-    with pytest.raises(adapters.SetupError, match="the parameters may be declared rounded stochastic"):
+    with pytest.raises(adapters.SetupError, match="the parameters may be declared params=stochastic or params=kahan"):
         parse_state_dtypes(["params=bfloat16"])
 
 
@@ -105,3 +105,36 @@ def test_identify_names_stochastic_rounding_and_only_it(impl, named, capsys):
     assert ("rounding: stochastic" in out and "--state-dtype params=stochastic" in out) is named, out
     if named:  # certified as it rounds: the bias test ran there too
         assert code == 0 and "certified: conforms" in out, out
+
+
+def _kahan(impl: str, examples: int = 5) -> list[str]:
+    return ["certify", "--framework", "torch", "--impl", f"{PLUGIN}:{impl}", "--dtype", "bfloat16", "--examples",
+            str(examples), "--state-dtype", "params=kahan"]
+
+
+@needs("torch")
+def test_a_kahan_compensated_kernel_conforms_declared(capsys):
+    assert main(_kahan("KahanAdamW")) == 0, capsys.readouterr().out
+
+
+@needs("torch")
+def test_a_kahan_kernel_that_drops_its_compensation_is_rejected_by_name(capsys):
+    assert main(_kahan("KahanDroppingAdamW")) == 1
+    out = capsys.readouterr().out
+    assert "failed rounding at step" in out and "the compensated value theta + kahan_comp" in out, out
+    assert "the compensation does not carry what the rounded parameters lost" in out, out
+
+
+@needs("torch")
+def test_kahan_declared_where_no_compensation_is_kept_is_a_setup_error(capsys):
+    assert main(_kahan("StochasticRoundingAdamW")) == 2
+    err = capsys.readouterr().err
+    assert "declared params=kahan, but the driver reads no Kahan compensation" in err, err
+
+
+@needs("torch")
+def test_a_decay_outside_the_compensation_is_rejected_and_named(capsys):
+    """The shrunk case has steps without gradient, where the update's share of the bound is small."""
+    assert main(_kahan("KahanDecayOutsideAdamW", examples=20)) == 1
+    out = capsys.readouterr().out
+    assert "failed rounding at step" in out and "the decay did not reach the compensated sum" in out, out

@@ -32,6 +32,11 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
 )
 
 
+#: The per-parameter state entry a torch kernel keeps its Kahan compensation in: torch-optimi 0.3.3's
+#: (``optimi/adam.py:96-106``: ``state["kahan_comp"]``, zeros like the parameter where it is bfloat16 or float16).
+KAHAN_COMPENSATION = "kahan_comp"
+
+
 class TorchSession(Session):
     """A ``torch.optim.Optimizer``; the schedule sets ``param_groups[i]["lr"]``.
 
@@ -95,6 +100,12 @@ class TorchSession(Session):
     def quantized_state(self) -> list[list[QuantizedState]]:
         held = self._state()
         return [quantized_state.read(held.get(p, {})) for p in self.tensors]
+
+    def compensation(self) -> list[np.ndarray | None]:
+        held = self._state()
+        kept = [held.get(p, {}).get(KAHAN_COMPENSATION) for p in self.tensors]
+        # optimi keeps a 1-element placeholder for a parameter it does not compensate
+        return [to_numpy(c) if torch.is_tensor(c) and c.shape == p.shape else None for c, p in zip(kept, self.tensors)]
 
     def storage(self) -> list[Any]:
         # a tensor subclass of quantized state (torchao's) reads as the parameter's dtype: its codes say what it holds

@@ -88,3 +88,40 @@ class KahanScratchAdamW(StochasticRoundingAdamW):
                 p.add_(comp)
                 comp.add_(p.grad.sub_(p))
         return None
+
+
+class KahanAdamW(StochasticRoundingAdamW):
+    """Kahan-compensated bfloat16 parameters: the whole step (decay and update, in float32) is added to the
+    compensation ``kahan_comp`` (bfloat16), the compensation to the parameters, and what that rounding left
+    out is kept in the compensation; the scratch is a tensor of its own."""
+
+    carries = True  # False: the compensation is dropped after each step
+    decay_outside = False  # True: the decay applied to the bfloat16 parameters outside it, as torch-optimi's
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                state = self.state[p]
+                t, m, v = self._moments(state, p.grad.float(), beta1, beta2)
+                comp = state.setdefault("kahan_comp", torch.zeros_like(p))
+                if self.decay_outside:
+                    p.mul_(1 - lr * wd)
+                delta = -lr / (1 - beta1**t) * m / ((v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps))
+                if not self.decay_outside:
+                    delta -= lr * wd * p.float()
+                comp.add_(delta.to(comp.dtype))
+                before = p.clone()
+                p.add_(comp)
+                comp.add_(before.sub_(p)) if self.carries else comp.zero_()
+        return None
+
+
+class KahanDroppingAdamW(KahanAdamW):
+    carries = False
+
+
+class KahanDecayOutsideAdamW(KahanAdamW):
+    decay_outside = True
