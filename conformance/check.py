@@ -337,7 +337,8 @@ def check_views(subject: SubjectInfo, case: Case, params0: list[np.ndarray], gra
         part = dataclasses.replace(case, params0=[case.params0[view.tensor][rows]],
                                    grads=[case.grads[view.tensor][every]], companion_tensors=frozenset())
         part_stored = None if stored is None else (stored[0], [stored[1][view.tensor][every]])
-        held = dataclasses.replace(got, params=[got.params[k]], views=[view])
+        held = dataclasses.replace(got, params=[got.params[k]], views=[view],
+                                   compensation=[step[k:k + 1] for step in got.compensation])
         inputs = (subject, part, [params0[view.tensor][rows]], [grads[view.tensor][every]], held)
         checked.append((inputs, part_stored, each_dtype[view.tensor],
                         check_trajectory(*inputs, convention=convention, dtype=each_dtype[view.tensor],

@@ -62,9 +62,10 @@ class Identification:
         are not the spec's defaults.
       state_format: the whole-state format of :data:`spec.quantized.PRESETS` the subject stores its state in,
         found from the codes it holds, where it declared none.
-      param_rounding: where the subject rounds its low-precision parameters stochastically and declared no
-        rounding, the storage it was found and certified under (:func:`_param_rounding`:
-        ``params=stochastic``, with its state's dtype where it holds the state in its parameters'); else empty.
+      param_rounding: where the subject keeps its low-precision parameters otherwise than rounded to nearest
+        and declared nothing, the storage it was found and certified under (:func:`_param_rounding`:
+        ``params=kahan``, or ``params=stochastic`` with its state's dtype where it holds the state in its
+        parameters'); else empty.
     """
 
     knobs: dict[str, Any]
@@ -107,13 +108,19 @@ class Identification:
                    for k, v in self.held.items()]
                 + ([f"state: {self.state_format} (the format it stores its state in, checked from the codes it "
                     f"holds: --state-dtype {self.state_format})"] if self.state_format else [])
-                + ([f"rounding: stochastic (its {self.dtype} parameters are rounded up or down at random, "
-                    "without bias, as checked on identify's cases"
-                    + (f", its state declared stored in {self.dtype}" if len(self.param_rounding) > 1 else "")
-                    + ": " + " ".join(f"--state-dtype {k}={v}" for k, v in self.param_rounding.items()) + ")"]
-                   if self.param_rounding else [])
+                + ([self._rounding_line()] if self.param_rounding else [])
                 + [f"knob: {k}={show(v)}" for k, v in self.knobs.items()]
                 + [self.preset or "none"])
+
+
+    def _rounding_line(self) -> str:
+        declared = " ".join(f"--state-dtype {k}={v}" for k, v in self.param_rounding.items())
+        if self.param_rounding[PARAMS] == "kahan":
+            return (f"rounding: kahan (its {self.dtype} parameters are kept with a Kahan compensation, whose sum "
+                    f"with them follows the spec to u^2, as checked on identify's cases: {declared})")
+        state = f", its state declared stored in {self.dtype}" if len(self.param_rounding) > 1 else ""
+        return (f"rounding: stochastic (its {self.dtype} parameters are rounded up or down at random, without "
+                f"bias, as checked on identify's cases{state}: {declared})")
 
 
 class _Raised(Exception):
@@ -287,16 +294,24 @@ def _state_format(subject: SubjectInfo, candidates: list[spec.Knobs], runs: list
 
 def _param_rounding(subject: SubjectInfo, convention: spec.Knobs, runs: list[tuple[Case, list, list, Any]],
                     dtype: str) -> dict[str, str]:
-    """The storage under which the subject's parameters are rounded stochastically: ``params=stochastic``,
-    else with every state field stored in ``dtype`` too (torchao's ``_AdamW`` keeps its state in its
-    parameters' dtype; a kernel whose state is float32 fits the first).  Found where ``dtype`` is rounded into
-    (:func:`~optspec.conformance.rounding.applies_to`), the subject declares no rounding, and, so declared, it
-    passes every check of ``runs`` with the bias of both halves of the interval tested (a kernel that rounds
-    to nearest or truncates fails either); empty otherwise."""
+    """The storage under which the subject keeps its low-precision parameters otherwise than rounded to
+    nearest, where it declares none and ``dtype`` is one they are rounded into
+    (:func:`~optspec.conformance.rounding.applies_to`); empty otherwise.
+
+    A subject that keeps a Kahan compensation the driver reads is tried as ``params=kahan``; any other as
+    ``params=stochastic``, else with every state field stored in ``dtype`` too (torchao's ``_AdamW`` keeps
+    its state in its parameters' dtype; a kernel whose state is float32 fits the first, the stricter).  A
+    declaration is found where, so declared, the subject passes every check of ``runs`` (for stochastic
+    rounding, with the bias of both halves of the interval tested: a kernel that rounds to nearest or
+    truncates fails either)."""
     if not rounding.applies_to(dtype) or spec.StateStorage(subject.state_storage).param_rounding() != "nearest":
         return {}
-    state_too = {PARAMS: "stochastic", **dict.fromkeys(spec.get_rule(subject.rule).state_fields, dtype)}
-    for declaration in ({PARAMS: "stochastic"}, state_too):  # the stricter first: a float32 state is checked so
+    if any(got.compensation for *_, got in runs):
+        candidates: tuple[dict[str, str], ...] = ({PARAMS: "kahan"},)
+    else:
+        candidates = ({PARAMS: "stochastic"},
+                      {PARAMS: "stochastic", **dict.fromkeys(spec.get_rule(subject.rule).state_fields, dtype)})
+    for declaration in candidates:
         declared = stored(subject, declaration)
         tested: set[str] = set()
         for case, params0, grads, got in runs:
@@ -306,7 +321,7 @@ def _param_rounding(subject: SubjectInfo, convention: spec.Knobs, runs: list[tup
                 break
             tested |= result.rounding_tested
         else:
-            if len(tested) == 2:
+            if declaration[PARAMS] == "kahan" or len(tested) == 2:
                 return declaration
     return {}
 
