@@ -112,7 +112,6 @@ class Identification:
                 + [f"knob: {k}={show(v)}" for k, v in self.knobs.items()]
                 + [self.preset or "none"])
 
-
     def _rounding_line(self) -> str:
         declared = " ".join(f"--state-dtype {k}={v}" for k, v in self.param_rounding.items())
         if self.param_rounding[PARAMS] == "kahan":
@@ -254,7 +253,7 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         return found
     held = best.replace(**{k: v for k, v in knobs.items() if k in FLAG_KNOBS and v in knob_values[k]})
     found.param_rounding = _param_rounding(subject, held, runs, dtype)
-    if found.param_rounding:  # certified as it rounds: its unbiasedness is checked there too
+    if found.param_rounding:  # certified as declared: its rounding is checked there too
         subject = stored(subject, found.param_rounding)
     for knob, flag in FLAG_KNOBS.items():
         if knobs.get(knob) == "ignored":  # certify the rest: the ignored flag is already reported
