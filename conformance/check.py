@@ -34,7 +34,7 @@ class CheckResult:
     trajectory (``run_case(keep_run=True)``), so that a later diagnosis can be
     checked against this case.  ``rounding_tested`` names the halves of the
     interval whose bias the check of stochastic rounding tested
-    (:func:`optspec.conformance.rounding.tested_halves`), where it ran.
+    (:func:`optspec.conformance.rounding.check_stochastic`'s ``tested``), where it ran.
     """
 
     case: Case
@@ -237,9 +237,8 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             magnitude = np.maximum(np.abs(resync - previous), parts)
             # the kernel steps in float32: a state stored in its parameters' dtype is coarser than that
             slack = rounding.slack(previous, magnitude, steps, coarsest_storage(float_storage, "float32"))
-            result.rounding_tested |= rounding.tested_halves(resync, slack, tensor_dtype)
-            if (biased := rounding.check_stochastic(resync, traj, slack, tensor_dtype,
-                                                    _tensor_name(got, index))) is not None:
+            if (biased := rounding.check_stochastic(resync, traj, slack, tensor_dtype, _tensor_name(got, index),
+                                                    result.rounding_tested)) is not None:
                 _fail(result, "rounding", *biased)
                 if stop_at_failure:
                     return result

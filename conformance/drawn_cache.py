@@ -21,20 +21,17 @@ simply not used.
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import hashlib
 import importlib.metadata
 import importlib.util
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from optspec.adapters.caches import cache_folder
-from optspec.conformance.atomic import write_bytes
+from optspec.conformance import cache_files
 from optspec.conformance.cases import Case
 
 #: The modules whose source decides what a seed draws: the strategies, the case's form and range, the
@@ -64,16 +61,8 @@ def key(supports: frozenset[str], dtype: str, examples: int, seed_value: int) ->
 
 def load(name: str) -> tuple[Case, ...] | None:
     """The cases stored under ``name``, or None where there are none that read back whole."""
-    where = cache_folder("drawn")
-    if where is None:
-        return None
-    with contextlib.suppress(Exception):  # absent, unreadable, truncated or foreign: drawn afresh
-        with np.load(where / f"{name}.npz", allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"][()]))
-            if meta["key"] != name:
-                return None
-            return tuple(_case(stored, index, entry) for index, entry in enumerate(meta["cases"]))
-    return None
+    return cache_files.read("drawn", name, lambda stored, meta: tuple(
+        _case(stored, index, entry) for index, entry in enumerate(meta["cases"])))
 
 
 def _case(stored: np.lib.npyio.NpzFile, index: int, entry: dict) -> Case:
@@ -91,9 +80,6 @@ def _case(stored: np.lib.npyio.NpzFile, index: int, entry: dict) -> Case:
 
 def save(name: str, cases: Sequence[Case]) -> None:
     """Stores ``cases`` under ``name``, atomically; where the folder cannot be written, nothing."""
-    where = cache_folder("drawn")
-    if where is None:
-        return
     if any(_literal(case.hyper) != case.hyper for case in cases):
         return  # a value that is not a Python literal would not read back: such a draw is made each time
     arrays: dict[str, np.ndarray] = {}
@@ -103,11 +89,7 @@ def save(name: str, cases: Sequence[Case]) -> None:
             arrays[f"{index}.params.{j}"], arrays[f"{index}.grads.{j}"] = params, grads
         entries.append({"tensors": len(case.params0), "lrs": [float(lr) for lr in case.lrs],
                         "hyper": repr(case.hyper), "restore_at": case.restore_at})
-    arrays["meta"] = np.array(json.dumps({"key": name, "cases": entries}))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with contextlib.suppress(OSError):
-        write_bytes(where / f"{name}.npz", buffer.getvalue())
+    cache_files.write("drawn", name, arrays, {"cases": entries})
 
 
 def _literal(hyper: dict) -> object:

@@ -20,12 +20,10 @@ write is atomic.  The folder is :func:`~optspec.adapters.caches.cache_folder`'s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import importlib.util
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from optspec import spec
-from optspec.adapters.caches import cache_folder
-from optspec.conformance.atomic import write_bytes
+from optspec.conformance import cache_files
 from optspec.conformance.cases import Case
 
 #: The modules whose source decides a free run: the rules, the reference's loop, and the update magnitude.
@@ -80,20 +77,16 @@ def key(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray
 
 def load(name: str, initial: Any) -> FreeRun | None:
     """The run stored under ``name``, its states of ``initial``'s type, or None where none reads back whole."""
-    where = cache_folder("reference")
-    if where is None:
-        return None
-    with contextlib.suppress(Exception):  # absent, unreadable, truncated or foreign: computed afresh
-        with np.load(where / f"{name}.npz", allow_pickle=False) as stored:
-            meta = json.loads(str(stored["meta"][()]))
-            if meta["key"] != name or list(meta["fields"]) != list(initial._fields):
-                return None
-            free, magnitude = stored["free"], stored["magnitude"]
-            columns = {field: _column(stored, field, kind, len(free)) for field, kind in meta["fields"].items()}
-            states = [type(initial)(**{field: values[t] for field, values in columns.items()})
-                      for t in range(len(free))]
-            return FreeRun(free, states, magnitude)
-    return None
+
+    def decode(stored: np.lib.npyio.NpzFile, meta: dict[str, Any]) -> FreeRun | None:
+        if list(meta["fields"]) != list(initial._fields):
+            return None
+        free, magnitude = stored["free"], stored["magnitude"]
+        columns = {field: _column(stored, field, kind, len(free)) for field, kind in meta["fields"].items()}
+        states = [type(initial)(**{field: values[t] for field, values in columns.items()}) for t in range(len(free))]
+        return FreeRun(free, states, magnitude)
+
+    return cache_files.read("reference", name, decode)
 
 
 def _column(stored: np.lib.npyio.NpzFile, field: str, kind: str, steps: int) -> list[Any]:
@@ -110,8 +103,7 @@ def _column(stored: np.lib.npyio.NpzFile, field: str, kind: str, steps: int) -> 
 def save(name: str, run: FreeRun) -> None:
     """Stores ``run`` under ``name``, atomically; a state it cannot store faithfully, or a folder that cannot
     be written, stores nothing."""
-    where = cache_folder("reference")
-    if where is None or not run.states:
+    if not run.states:
         return
     arrays: dict[str, np.ndarray] = {"free": run.free, "magnitude": run.magnitude}
     fields = {}
@@ -123,11 +115,7 @@ def save(name: str, run: FreeRun) -> None:
         fields[field] = kind
         if kind != "none":
             arrays[f"state.{field}"] = np.stack([np.asarray(v) for v in values])
-    arrays["meta"] = np.array(json.dumps({"key": name, "fields": fields}))
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with contextlib.suppress(OSError):
-        write_bytes(where / f"{name}.npz", buffer.getvalue())
+    cache_files.write("reference", name, arrays, {"fields": fields})
 
 
 def _kind(values: list[Any]) -> str | None:

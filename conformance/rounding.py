@@ -70,31 +70,13 @@ def grid(x: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return below, above
 
 
-def tested_halves(expected: np.ndarray, slack: np.ndarray, dtype: str) -> set[str]:
-    """The halves of the interval (``below`` and ``at or above`` the midpoint) whose bias
-    :func:`check_stochastic` tests on this trajectory: those with :data:`MIN_ELEMENTS` or more elements.
-    A kernel that rounds to nearest, or truncates, fails the test of either half."""
-    *_, halves = _halves(expected, slack, dtype)
-    return {half for half, members in halves.items() if int(members.sum()) >= MIN_ELEMENTS}
-
-
-def _halves(expected: np.ndarray, slack: np.ndarray, dtype: str
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    r"""The neighbours ``a`` and ``b`` of each exact value, its probability ``p`` of rounding up, and the
-    elements of each half whose :math:`[x-\sigma, x+\sigma]` lies inside one interval :math:`[a, b]`."""
-    low, _ = grid(expected - slack, dtype)
-    _, high = grid(expected + slack, dtype)
-    a, b = grid(expected, dtype)
-    inside = (b > a) & (low == a) & (high == b)
-    p = np.where(inside, (expected - a) / np.where(inside, b - a, 1.0), 0.0)
-    return a, b, p, {"below": inside & (p < 0.5), "at or above": inside & (p >= 0.5)}
-
-
 def check_stochastic(expected: np.ndarray, got: np.ndarray, slack: np.ndarray, dtype: str,
-                     name: str) -> tuple[int, str] | None:
+                     name: str, tested: set[str] | None = None) -> tuple[int, str] | None:
     """The first step at which ``got`` (a ``(T, ...)`` trajectory of tensor ``name``) is not ``expected``
     rounded stochastically in ``dtype`` within ``slack``, or a half of the case whose rounding is biased,
-    and why; None where it is."""
+    and why; None where it is.  ``tested``, if given, receives the halves of the interval (``below`` and
+    ``at or above`` the midpoint) whose bias was tested: those with :data:`MIN_ELEMENTS` or more elements,
+    where every value is a neighbour.  A kernel that rounds to nearest, or truncates, fails either."""
     low, _ = grid(expected - slack, dtype)
     _, high = grid(expected + slack, dtype)
     outside = (got < low) | (got > high)
@@ -106,12 +88,16 @@ def check_stochastic(expected: np.ndarray, got: np.ndarray, slack: np.ndarray, d
         return step + 1, (f"{name} element {tuple(int(j) for j in i)} at step {step + 1}: got {float(got[at])!r}, "
                           f"not a {dtype} neighbour of the exact value {float(expected[at])!r} (the neighbours: "
                           f"{float(low[at])!r} and {float(high[at])!r}): not a rounding of it")
-    a, b, p, halves = _halves(expected, slack, dtype)
-    up = got == b
-    for half, members in halves.items():
+    a, b = grid(expected, dtype)
+    inside = (b > a) & (low == a) & (high == b)
+    p = np.where(inside, (expected - a) / np.where(inside, b - a, 1.0), 0.0)
+    up = (got == b) & inside
+    for half, members in (("below", inside & (p < 0.5)), ("at or above", inside & (p >= 0.5))):
         count = int(members.sum())
         if count < MIN_ELEMENTS:
             continue
+        if tested is not None:
+            tested.add(half)
         drift = float((up[members] - p[members]).sum())
         spread = float(np.sqrt((p[members] * (1 - p[members])).sum()))
         systematic = float((slack[members] / (b - a)[members]).sum())

@@ -48,15 +48,22 @@ class StochasticRoundingAdamW(torch.optim.Optimizer):
     def step(self, closure=None):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 t, m, v = self._moments(self.state[p], p.grad.float(), beta1, beta2)
-                exact = p.float().mul_(1 - lr * wd)
-                exact.addcdiv_(m, (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps), value=-lr / (1 - beta1**t))
-                p.copy_(self._stored(exact, p.dtype))
+                denominator = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(group["eps"])
+                self._apply(p, self.state[p], m, denominator, group["lr"] / (1 - beta1**t),
+                            group["lr"] * group["weight_decay"])
         return None
+
+    def _apply(self, p: torch.Tensor, state: dict, m: torch.Tensor, denominator: torch.Tensor, step_size: float,
+               decay: float) -> None:
+        """Steps ``p`` by ``-step_size * m / denominator`` after a decay by ``decay`` (lr * weight decay), in
+        float32, and stores the result rounded its way."""
+        exact = p.float().mul_(1 - decay)
+        exact.addcdiv_(m, denominator, value=-step_size)
+        p.copy_(self._stored(exact, p.dtype))
 
 
 class TruncatingAdamW(StochasticRoundingAdamW):
@@ -71,23 +78,14 @@ class KahanScratchAdamW(StochasticRoundingAdamW):
     """Kahan-compensated bfloat16 parameters, the compensation kept in a buffer and the gradient used as scratch
     for it (as torch-optimi's ``kahan_sum``)."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                state = self.state[p]
-                t, m, v = self._moments(state, p.grad.float(), beta1, beta2)
-                state.setdefault("kahan_comp", torch.zeros_like(p))
-                p.mul_(1 - lr * wd)
-                update = -lr / (1 - beta1**t) * m / ((v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps))
-                comp = state["kahan_comp"]
-                comp.add_(update.to(comp.dtype))
-                p.grad.copy_(p)
-                p.add_(comp)
-                comp.add_(p.grad.sub_(p))
-        return None
+    def _apply(self, p, state, m, denominator, step_size, decay):
+        comp = state.setdefault("kahan_comp", torch.zeros_like(p))
+        p.mul_(1 - decay)
+        update = -step_size * m / denominator
+        comp.add_(update.to(comp.dtype))
+        p.grad.copy_(p)
+        p.add_(comp)
+        comp.add_(p.grad.sub_(p))
 
 
 class KahanAdamW(StochasticRoundingAdamW):
@@ -98,25 +96,17 @@ class KahanAdamW(StochasticRoundingAdamW):
     carries = True  # False: the compensation is dropped after each step
     decay_outside = False  # True: the decay applied to the bfloat16 parameters outside it, as torch-optimi's
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                state = self.state[p]
-                t, m, v = self._moments(state, p.grad.float(), beta1, beta2)
-                comp = state.setdefault("kahan_comp", torch.zeros_like(p))
-                if self.decay_outside:
-                    p.mul_(1 - lr * wd)
-                delta = -lr / (1 - beta1**t) * m / ((v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps))
-                if not self.decay_outside:
-                    delta -= lr * wd * p.float()
-                comp.add_(delta.to(comp.dtype))
-                before = p.clone()
-                p.add_(comp)
-                comp.add_(before.sub_(p)) if self.carries else comp.zero_()
-        return None
+    def _apply(self, p, state, m, denominator, step_size, decay):
+        comp = state.setdefault("kahan_comp", torch.zeros_like(p))
+        if self.decay_outside:
+            p.mul_(1 - decay)
+        delta = -step_size * m / denominator
+        if not self.decay_outside:
+            delta -= decay * p.float()
+        comp.add_(delta.to(comp.dtype))
+        before = p.clone()
+        p.add_(comp)
+        comp.add_(before.sub_(p)) if self.carries else comp.zero_()
 
 
 class KahanDroppingAdamW(KahanAdamW):
