@@ -6,11 +6,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import array_api_compat.numpy as xp
 import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
+
+if hasattr(np, "__array_api_version__"):
+    # NumPy 2 implements the array API standard itself; array-api-compat's
+    # wrapper of it costs every worker 0.1 s of imports (numpy.testing, f2py).
+    xp: Any = np
+else:  # pragma: no cover  (NumPy 1, as beside MindSpore)
+    import array_api_compat.numpy as xp
 
 if TYPE_CHECKING:
     from optspec.conformance.cases import Case
