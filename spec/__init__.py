@@ -8,6 +8,7 @@ Every rule is a pair of pure functions over the Array API standard:
 from optspec.spec import quantized
 from optspec.spec._knobs import Knobs
 from optspec.spec.adagrad import AdagradConvention
+from optspec.spec.adamax import AdamaxConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
 from optspec.spec.rmsprop import RMSpropConvention
 from optspec.spec.rules import RULES, Rule, get_rule, preset_names
@@ -24,6 +25,7 @@ __all__ = [
     "RULES",
     "SPEC_VERSION",
     "AdagradConvention",
+    "AdamaxConvention",
     "Convention",
     "Knobs",
     "RMSpropConvention",

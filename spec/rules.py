@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from optspec.spec import _validate, adagrad, adam, conventions, rmsprop, sgd
+from optspec.spec import _validate, adagrad, adam, adamax, conventions, rmsprop, sgd
 from optspec.spec._knobs import Knobs, resolve_in
 
 
@@ -170,6 +170,8 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             corrected_moments=adam.corrected_moments, l2_counterpart="adam", presets=conventions.PRESETS,
             compiles=True, state_type=adam.AdamState, elementwise=True,
         ),
+        "adamax": Rule("adamax", adamax.init, adamax.step, adamax.DEFAULTS, adamax.validate, presets=adamax.PRESETS,
+                       state_type=adamax.AdamaxState, elementwise=True),
     }
 )
 

@@ -1,4 +1,4 @@
-"""SGD, Adagrad and RMSprop held to their own presets: certify, the matrix, identify, and hidden defects.
+"""SGD, Adagrad, RMSprop and Adamax held to their own presets: certify, the matrix, identify, and hidden defects.
 
 Each built-in subject declares the preset its source follows (torch, optax or
 keras); these tests run them as a user does, through the CLI with golden
@@ -19,7 +19,7 @@ from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
 
-RULES = ("sgd", "adagrad", "rmsprop")
+RULES = ("sgd", "adagrad", "rmsprop", "adamax")
 DEFECTS = "tests.plugins.rule_defects"
 #: The dtypes each framework's built-ins are certified in.  Keras on TensorFlow rounds Python-float
 #: hyperparameters through float32 in float64 (tensorflow#35938, docs/DEVIATIONS.md), so it has two.
@@ -30,9 +30,9 @@ ROW_PREFIX = {"torch": "torch.optim.", "jax": "optax.", "tensorflow": "keras.opt
 
 def own_preset(framework: str, rule: str) -> str:
     """The preset a framework's built-in of ``rule`` follows, read from its source (the spec's ``PRESETS``
-    cite each): MLX's Adagrad and RMSprop are torch's, its SGD damps the first step."""
+    cite each): MLX's Adagrad and RMSprop are torch's, its SGD damps the first step, its Adamax corrects no bias."""
     if framework == "mlx":
-        return "mlx" if rule == "sgd" else "torch"
+        return "mlx" if rule in ("sgd", "adamax") else "torch"
     return {"torch": "torch", "jax": "optax", "tensorflow": "keras"}[framework]
 
 #: Kernel defects the certifier rightly rejects (docs/DEVIATIONS.md, "Kernel defects found").
@@ -102,7 +102,7 @@ def test_the_matrix_exits_0_and_names_the_knobs_of_every_differing_cell(framewor
 
 @needs("torch")
 @pytest.mark.parametrize(("impl", "rule"), [("SGDDampedFirstStep", "sgd"), ("AdagradZeroStart", "adagrad"),
-                                            ("RMSpropSwappedAlpha", "rmsprop")])
+                                            ("RMSpropSwappedAlpha", "rmsprop"), ("AdamaxEpsilonAtDivision", "adamax")])
 def test_a_hidden_defect_fails_its_own_preset_and_the_matrix_exits_1(impl, rule, capsys):
     code = main(["matrix", "--framework", "torch", "--impl", f"{DEFECTS}:{impl}", "--rule", rule,
                  "--examples", "20"])

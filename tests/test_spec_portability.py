@@ -15,6 +15,7 @@ CONFIGS = {
     "rmsprop": {"centered": True, "momentum": 0.5, "weight_decay": 0.1},
     "adam": {"amsgrad": True, "weight_decay": 0.1, "maximize": True},
     "adamw": {"amsgrad": True, "weight_decay": 0.1},
+    "adamax": {"weight_decay": 0.1, "maximize": True},
 }
 
 

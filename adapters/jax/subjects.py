@@ -42,6 +42,11 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"weight_decay": 1e-4},  # optax 0.2, optax/_src/alias.py: adamw(..., weight_decay=1e-4)
         ),
+        "adamax": Translation(
+            {"betas": ("b1", "b2"), "eps": "eps", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            defaults={"weight_decay": 1e-4},  # optax 0.2.8, optax/_src/alias.py:2393-2398: adamaxw(..., 1e-4)
+        ),
     }
 )
 
@@ -205,6 +210,8 @@ SUBJECTS: tuple[SubjectInfo, ...] = (
     _subject("optax.chain(add_decayed_weights, adam)", "adam", "optax", _l2_adam, _L2_ADAM),
     _subject("optax.adamw", "adamw", "optax", optax.adamw, TRANSLATIONS["adamw"]),
     _subject("optax.amsgrad", "adam", "optax", optax.amsgrad, TRANSLATIONS["adam"], fixed={"amsgrad": True}),
+    _subject("optax.adamaxw", "adamax", "optax", optax.adamaxw, TRANSLATIONS["adamax"]),
+    _subject("optax.adamax", "adamax", "optax", optax.adamax, TRANSLATIONS["adamax"].without("weight_decay")),
 )
 
 

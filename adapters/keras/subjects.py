@@ -30,6 +30,7 @@ OPTIMIZERS: tuple[tuple[str, type], ...] = (
     ("rmsprop", keras.optimizers.RMSprop),
     ("adam", keras.optimizers.Adam),
     ("adamw", keras.optimizers.AdamW),
+    ("adamax", keras.optimizers.Adamax),
 )
 
 

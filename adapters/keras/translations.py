@@ -41,5 +41,10 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"weight_decay": 0.004, "eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adamw.py:56, 59
         ),
+        "adamax": Translation(
+            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            defaults={"eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adamax.py:58
+        ),
     }
 )

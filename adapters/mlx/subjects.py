@@ -39,6 +39,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "rmsprop": Translation.same_names("alpha", "eps", lr=LR),
         "adam": Translation.same_names("betas", "eps", lr=LR),
         "adamw": Translation.same_names("betas", "eps", "weight_decay", lr=LR),
+        "adamax": Translation.same_names("betas", "eps", lr=LR),
     }
 )
 
@@ -93,11 +94,11 @@ def builder(factory: Callable[..., Any], translation: Translation, extra: Mappin
 
 def convention_of(factory: Callable[..., Any], rule: str) -> str | None:
     """The preset ``factory`` follows, from its signature: MLX's Adam and AdamW are BERT's rule unless
-    ``bias_correction=True`` (``Adam.apply_single``); its SGD damps the first step (the ``mlx`` preset);
-    its Adagrad and RMSprop are torch's."""
+    ``bias_correction=True`` (``Adam.apply_single``); its SGD damps the first step and its Adamax corrects no
+    bias (their ``mlx`` presets); its Adagrad and RMSprop are torch's."""
     if not spec.get_rule(rule).takes_convention:
         return None
-    if rule == "sgd":
+    if rule in ("sgd", "adamax"):
         return "mlx"
     if rule not in ("adam", "adamw"):
         return "torch"
@@ -111,7 +112,7 @@ def convention_of(factory: Callable[..., Any], rule: str) -> str | None:
 def _subjects() -> tuple[SubjectInfo, ...]:
     found = []
     for rule, cls in (("sgd", optim.SGD), ("adagrad", optim.Adagrad), ("rmsprop", optim.RMSprop),
-                      ("adam", optim.Adam), ("adamw", optim.AdamW)):
+                      ("adam", optim.Adam), ("adamw", optim.AdamW), ("adamax", optim.Adamax)):
         variants: list[tuple[str, dict[str, Any]]] = [("", {})]
         if rule in ("adam", "adamw"):
             variants.append(("[bias_correction=True]", {"bias_correction": True}))

@@ -28,6 +28,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "rmsprop": Translation.same_names("alpha", "eps", "weight_decay", "momentum", "centered", "maximize"),
         "adam": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
         "adamw": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
+        "adamax": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
     }
 )
 
@@ -161,6 +162,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
         "rmsprop": torch.optim.RMSprop,
         "adam": torch.optim.Adam,
         "adamw": torch.optim.AdamW,
+        "adamax": torch.optim.Adamax,
     }
     found = []
     for rule, cls in classes.items():
