@@ -183,6 +183,7 @@ def resolve_subject(framework: str, impl: str | None, rule: str | None = None) -
     if rule is not None:
         chosen = [s for s in chosen if s.rule == rule]
         if not chosen:
-            raise SetupError(f"--rule {rule!r}: no built-in {framework} subject {impl or ''} implements it; "
+            named = f"subject {impl}" if impl else "subject"
+            raise SetupError(f"--rule {rule!r}: no built-in {framework} {named} implements it; "
                              "--rule chooses the rule of a MODULE:ATTR plugin")
     return chosen

@@ -119,6 +119,9 @@ HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "centered": st.booleans(),
     "lr_decay": st.sampled_from([0.0, 1e-3, 0.1]),
     "initial_accumulator_value": st.sampled_from([0.0, 0.1, 1.0]),
+    "momentum_decay": st.sampled_from([4e-3, 0.0, 1.0]) | st.floats(0, 1),
+    "rho": st.sampled_from([0.9, 0.95]) | st.floats(0.5, 0.999),
+    "threshold": st.sampled_from([5.0, 4.0, 6.0]),
 }
 
 
@@ -152,7 +155,7 @@ def gradient_magnitudes(dtype: str, hyper: Mapping[str, Any], steps: int) -> tup
     power of ten so that few distinct ranges are drawn.
     """
     low, high = MAGNITUDES[dtype]
-    decay = [b for b in (hyper.get("betas", (0.0, None))[1], hyper.get("alpha")) if b is not None]
+    decay = [b for b in (hyper.get("betas", (0.0, None))[1], hyper.get("alpha"), hyper.get("rho")) if b is not None]
     for beta in decay:
         weight = (1 - beta) * beta ** max(steps - 1, 0)
         if weight > 0:

@@ -7,9 +7,12 @@ Every rule is a pair of pure functions over the Array API standard:
 
 from optspec.spec import quantized
 from optspec.spec._knobs import Knobs
+from optspec.spec.adadelta import AdadeltaConvention
 from optspec.spec.adagrad import AdagradConvention
 from optspec.spec.adamax import AdamaxConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
+from optspec.spec.nadam import NAdamConvention
+from optspec.spec.radam import RAdamConvention
 from optspec.spec.rmsprop import RMSpropConvention
 from optspec.spec.rules import RULES, Rule, get_rule, preset_names
 from optspec.spec.run import learning_rates, run
@@ -24,10 +27,13 @@ __all__ = [
     "PRESETS",
     "RULES",
     "SPEC_VERSION",
+    "AdadeltaConvention",
     "AdagradConvention",
     "AdamaxConvention",
     "Convention",
     "Knobs",
+    "NAdamConvention",
+    "RAdamConvention",
     "RMSpropConvention",
     "Rule",
     "SGDConvention",

@@ -7,7 +7,18 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-from optspec.spec import _validate, adagrad, adam, adamax, conventions, rmsprop, sgd
+from optspec.spec import (
+    _validate,
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    conventions,
+    nadam,
+    radam,
+    rmsprop,
+    sgd,
+)
 from optspec.spec._knobs import Knobs, resolve_in
 
 
@@ -172,6 +183,13 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         ),
         "adamax": Rule("adamax", adamax.init, adamax.step, adamax.DEFAULTS, adamax.validate, presets=adamax.PRESETS,
                        state_type=adamax.AdamaxState, elementwise=True),
+        "nadam": Rule("nadam", nadam.init, nadam.step, nadam.DEFAULTS, nadam.validate, second_moment="exp_avg_sq",
+                      presets=nadam.PRESETS, state_type=nadam.NAdamState, elementwise=True),
+        "radam": Rule("radam", radam.init, radam.step, radam.DEFAULTS, radam.validate, second_moment="exp_avg_sq",
+                      presets=radam.PRESETS, state_type=radam.RAdamState, elementwise=True),
+        "adadelta": Rule("adadelta", adadelta.init, adadelta.step, adadelta.DEFAULTS, adadelta.validate,
+                         second_moment="square_avg", presets=adadelta.PRESETS, state_type=adadelta.AdadeltaState,
+                         elementwise=True),
     }
 )
 

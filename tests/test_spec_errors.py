@@ -45,8 +45,8 @@ def test_invalid_hyperparameters(rule, kwargs, message):
 
 
 def test_unknown_rule():
-    with pytest.raises(ValueError, match=r"unknown rule 'adamax': use one of sgd, sgdw, adagrad"):
-        spec.run("adamax", THETA, GRADS)
+    with pytest.raises(ValueError, match=r"unknown rule 'adamw2': use one of sgd, sgdw, adagrad"):
+        spec.run("adamw2", THETA, GRADS)
 
 
 def test_gradient_shape_mismatch():

@@ -16,6 +16,9 @@ CONFIGS = {
     "adam": {"amsgrad": True, "weight_decay": 0.1, "maximize": True},
     "adamw": {"amsgrad": True, "weight_decay": 0.1},
     "adamax": {"weight_decay": 0.1, "maximize": True},
+    "nadam": {"weight_decay": 0.1, "momentum_decay": 0.5, "maximize": True},
+    "radam": {"betas": (0.9, 0.9), "weight_decay": 0.1, "threshold": 4.0},
+    "adadelta": {"rho": 0.95, "weight_decay": 0.1, "maximize": True},
 }
 
 

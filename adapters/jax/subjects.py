@@ -47,6 +47,13 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"weight_decay": 1e-4},  # optax 0.2.8, optax/_src/alias.py:2393-2398: adamaxw(..., 1e-4)
         ),
+        "nadam": Translation(
+            {"betas": ("b1", "b2"), "eps": "eps", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            defaults={"weight_decay": 1e-4},  # optax 0.2.8, optax/_src/alias.py:598-608, 730: nadamw is adamw's
+        ),
+        "radam": Translation({"betas": ("b1", "b2"), "eps": "eps", "threshold": "threshold"}, lr="learning_rate"),
+        "adadelta": Translation({"rho": "rho", "eps": "eps", "weight_decay": "weight_decay"}, lr="learning_rate"),
     }
 )
 
@@ -212,6 +219,11 @@ SUBJECTS: tuple[SubjectInfo, ...] = (
     _subject("optax.amsgrad", "adam", "optax", optax.amsgrad, TRANSLATIONS["adam"], fixed={"amsgrad": True}),
     _subject("optax.adamaxw", "adamax", "optax", optax.adamaxw, TRANSLATIONS["adamax"]),
     _subject("optax.adamax", "adamax", "optax", optax.adamax, TRANSLATIONS["adamax"].without("weight_decay")),
+    _subject("optax.nadamw", "nadam", "optax", optax.nadamw, TRANSLATIONS["nadam"]),
+    _subject("optax.nadam", "nadam", "optax", optax.nadam, TRANSLATIONS["nadam"].without("weight_decay")),
+    _subject("optax.radam", "radam", "optax", optax.radam, TRANSLATIONS["radam"]),
+    # L2: add_decayed_weights before scale_by_adadelta (optax/_src/alias.py:217-221), torch's preset
+    _subject("optax.adadelta", "adadelta", "torch", optax.adadelta, TRANSLATIONS["adadelta"]),
 )
 
 

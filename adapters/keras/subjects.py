@@ -18,7 +18,7 @@ import numpy as np
 from optspec import spec
 from optspec.adapters.batching import Member, Packing, elementwise_hyper, lr_table
 from optspec.adapters.driver import Session, SubjectInfo
-from optspec.adapters.keras.translations import TRANSLATIONS
+from optspec.adapters.keras.translations import FIXED, TRANSLATIONS
 from optspec.adapters.namespaces import asarray, to_numpy
 from optspec.adapters.plugins import Capabilities
 from optspec.adapters.translation import Translation
@@ -31,6 +31,8 @@ OPTIMIZERS: tuple[tuple[str, type], ...] = (
     ("adam", keras.optimizers.Adam),
     ("adamw", keras.optimizers.AdamW),
     ("adamax", keras.optimizers.Adamax),
+    ("nadam", keras.optimizers.Nadam),
+    ("adadelta", keras.optimizers.Adadelta),
 )
 
 
@@ -152,7 +154,8 @@ def keras_subject(framework: str, name: str, factory: Any, rule: str, *, support
 def keras_subjects(framework: str) -> tuple[SubjectInfo, ...]:
     """Keras' built-in optimizers as subjects of ``framework``."""
     return tuple(keras_subject(framework, f"keras.optimizers.{cls.__name__}", cls, rule,
-                               supports=TRANSLATIONS[rule].supports) for rule, cls in OPTIMIZERS)
+                               supports=TRANSLATIONS[rule].supports, fixed=FIXED.get(rule))
+                 for rule, cls in OPTIMIZERS)
 
 
 def construct(factory: Any, kwargs: Mapping[str, Any]) -> Any:

@@ -46,5 +46,20 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adamax.py:58
         ),
+        "nadam": Translation(
+            {"betas": ("beta_1", "beta_2"), "eps": "epsilon", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            # Keras 3.15, keras/src/optimizers/nadam.py:44 and :116-120 (0.96 ** t: Dozat's schedule at psi = 1)
+            defaults={"eps": 1e-7, "momentum_decay": 1.0},
+        ),
+        "adadelta": Translation(
+            {"rho": "rho", "eps": "epsilon", "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            defaults={"rho": 0.95, "eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adadelta.py:42-45
+        ),
     }
 )
+
+#: The hyperparameters a Keras built-in fixes at a value the spec's rule takes as a hyperparameter: Nadam's
+#: momentum schedule is Dozat's at :math:`\psi = 1` (``keras/src/optimizers/nadam.py:116-120``).
+FIXED: Mapping[str, Mapping[str, float]] = MappingProxyType({"nadam": MappingProxyType({"momentum_decay": 1.0})})

@@ -40,6 +40,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "adam": Translation.same_names("betas", "eps", lr=LR),
         "adamw": Translation.same_names("betas", "eps", "weight_decay", lr=LR),
         "adamax": Translation.same_names("betas", "eps", lr=LR),
+        "adadelta": Translation.same_names("rho", "eps", lr=LR),
     }
 )
 
@@ -112,7 +113,8 @@ def convention_of(factory: Callable[..., Any], rule: str) -> str | None:
 def _subjects() -> tuple[SubjectInfo, ...]:
     found = []
     for rule, cls in (("sgd", optim.SGD), ("adagrad", optim.Adagrad), ("rmsprop", optim.RMSprop),
-                      ("adam", optim.Adam), ("adamw", optim.AdamW), ("adamax", optim.Adamax)):
+                      ("adam", optim.Adam), ("adamw", optim.AdamW), ("adamax", optim.Adamax),
+                      ("adadelta", optim.AdaDelta)):
         variants: list[tuple[str, dict[str, Any]]] = [("", {})]
         if rule in ("adam", "adamw"):
             variants.append(("[bias_correction=True]", {"bias_correction": True}))

@@ -29,6 +29,9 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "adam": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
         "adamw": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
         "adamax": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
+        "nadam": Translation.same_names("betas", "eps", "weight_decay", "momentum_decay", "maximize"),
+        "radam": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
+        "adadelta": Translation.same_names("rho", "eps", "weight_decay", "maximize"),
     }
 )
 
@@ -149,6 +152,20 @@ def batch_builder(cls: type, translation: Translation, extra: Mapping[str, Any] 
 
 _FORMS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
+#: The state fields a torch optimizer keeps as 0-d tensors of torch's scalar dtype, whatever the parameters'
+#: dtype: float32 unless the default dtype is float64 (``torch/optim/optimizer.py:210-215`` ``_get_scalar_dtype``).
+#: NAdam's ``mu_product`` is one (``torch/optim/nadam.py:131-147``), multiplied in float32 at every step.
+#: rule -> (the class that does so, subclasses included; the storage its subjects are held to).
+_SCALAR_STATE: Mapping[str, tuple[type, Mapping[str, str]]] = MappingProxyType(
+    {"nadam": (torch.optim.NAdam, MappingProxyType({"mu_product": "float32"}))})
+
+
+def _scalar_state(rule: str, optimizer: Any) -> dict[str, str]:
+    """The state storage of an optimizer of ``rule`` (an instance, or a class) that torch's scalar dtype sets."""
+    cls, storage = _SCALAR_STATE.get(rule, (None, {}))
+    found = optimizer if isinstance(optimizer, type) else type(optimizer)
+    return dict(storage) if cls is not None and issubclass(found, cls) else {}
+
 #: The fused kernels that DTensor has no sharding strategy for (``torch/distributed/tensor/_ops/_pointwise_ops.py``
 #: registers those of Adam and AdamW only): the step of such a fused optimizer on ``fully_shard``'s parameters
 #: raises NotImplementedError ("Operator aten._fused_sgd_.default does not have a sharding strategy registered").
@@ -163,6 +180,9 @@ def _subjects() -> tuple[SubjectInfo, ...]:
         "adam": torch.optim.Adam,
         "adamw": torch.optim.AdamW,
         "adamax": torch.optim.Adamax,
+        "nadam": torch.optim.NAdam,
+        "radam": torch.optim.RAdam,
+        "adadelta": torch.optim.Adadelta,
     }
     found = []
     for rule, cls in classes.items():
@@ -176,6 +196,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
                 supports=TRANSLATIONS[rule].supports,
                 build=builder(cls, TRANSLATIONS[rule], _FORMS[form]),
                 build_batch=batch_builder(cls, TRANSLATIONS[rule], _FORMS[form]),
+                state_storage=_scalar_state(rule, cls),
                 not_shardable=({"fsdp2": f"torch cannot step it on fully_shard's DTensor shards: DTensor has no "
                                          f"sharding strategy for its kernel, aten.{_FUSED_WITHOUT_DTENSOR[rule]}"}
                                if form == "fused" and rule in _FUSED_WITHOUT_DTENSOR else {}),
@@ -215,4 +236,5 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
     return SubjectInfo(name=name, framework="torch", rule=rule,
                        convention="torch" if spec.get_rule(rule).takes_convention else None,
                        supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
+                       state_storage=_scalar_state(rule, probe),
                        build=builder(factory, translation), build_batch=batch_builder(factory, translation))

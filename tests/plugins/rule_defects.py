@@ -1,4 +1,4 @@
-"""torch's own SGD, Adagrad, RMSprop and Adamax, each with one hidden defect that its own preset must reject.
+"""torch's own SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta, each with one hidden defect that its own preset must reject.
 
 ================================  ==================================================================
 subject                           the defect
@@ -9,6 +9,9 @@ subject                           the defect
 ``RMSpropSwappedAlpha``           :math:`v_t = (1-\\alpha)v_{t-1} + \\alpha g_t^2`: α and 1−α swapped
 ``AdamaxEpsilonAtDivision``       :math:`u_t = \\max(\\beta_2 u_{t-1}, |g_t|)`, divided by as :math:`u_t+\\epsilon`:
                                   ε in Keras' place, not inside the maximum
+``NAdamWithoutSchedule``          :math:`\\mu_t = \\beta_1` at every step, whatever ``momentum_decay`` says
+``RAdamThresholdFour``            the adaptive step from :math:`\\rho_t > 4`, not 5: at β2 = 0.999, one step early
+``AdadeltaSwappedRho``            :math:`v_t = (1-\\rho)v_{t-1} + \\rho g_t^2` (and :math:`u_t` so): ρ and 1−ρ swapped
 ================================  ==================================================================
 """
 
@@ -72,3 +75,58 @@ class AdamaxEpsilonAtDivision(torch.optim.Adamax):
                 torch.maximum(state["exp_inf"].mul_(beta2), grad.abs(), out=state["exp_inf"])
                 clr = group["lr"] / (1 - beta1 ** state["step"].item())
                 p.addcdiv_(state["exp_avg"], state["exp_inf"] + group["eps"], value=-clr)
+
+
+class NAdamWithoutSchedule(torch.optim.NAdam):
+    """torch's NAdam stepping with ``momentum_decay`` 1e4, so that :math:`0.96^{t\\psi}` is 0 and
+    :math:`\\mu_t = \\beta_1` at every step: Nesterov's Adam without Dozat's schedule."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        with contextlib.ExitStack() as restore:
+            for group in self.param_groups:
+                restore.callback(group.__setitem__, "momentum_decay", group["momentum_decay"])
+                group["momentum_decay"] = 1e4
+            return super().step(closure)
+
+
+class RAdamThresholdFour(torch.optim.RAdam):
+    """torch's RAdam (L2 decay, ε on the raw root) that takes its adaptive step once :math:`\\rho_t > 4`."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                t = state["step"].item()
+                grad = -p.grad if group["maximize"] else p.grad
+                grad = grad.add(p, alpha=group["weight_decay"])
+                state["exp_avg"].lerp_(grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                m_hat = state["exp_avg"] / (1 - beta1**t)
+                rho_inf = 2 / (1 - beta2) - 1
+                rho_t = rho_inf - 2 * t * beta2**t / (1 - beta2**t)
+                if rho_t > 4.0:
+                    rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+                    adaptive = (1 - beta2**t) ** 0.5 / state["exp_avg_sq"].sqrt().add_(group["eps"])
+                    p.add_(m_hat * group["lr"] * adaptive * rect, alpha=-1.0)
+                else:
+                    p.add_(m_hat * group["lr"], alpha=-1.0)
+
+
+class AdadeltaSwappedRho(torch.optim.Adadelta):
+    """torch's Adadelta stepping with ``rho`` replaced by ``1 - rho``."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        with contextlib.ExitStack() as restore:
+            for group in self.param_groups:
+                restore.callback(group.__setitem__, "rho", group["rho"])
+                group["rho"] = 1 - group["rho"]
+            return super().step(closure)
