@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optspec
 from optspec import adapters, spec
+from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
 from optspec.conformance import run
 from optspec.conformance.hidden import held, parse_holds
@@ -105,8 +106,8 @@ def parser() -> argparse.ArgumentParser:
     matrix_parser.add_argument("--world-size", type=int, help="ranks (a mesh's devices) of the sharded rows "
                                                               "(default 2; alone, a row for every strategy of each "
                                                               "framework that has them)")
-    p = sub.add_parser("identify", help="which convention a subject follows, knob by knob (AdamW, Adam, SGD, "
-                                        "Adagrad, RMSprop)",
+    p = sub.add_parser("identify", help="which rule and convention a subject follows, knob by knob (every rule "
+                                        "with conventions)",
                        description="which convention a subject follows, knob by knob, certified before "
                                    "it is claimed; the last line is one word: the preset, 'none' (the knobs "
                                    "fit, no preset has them) or 'unfit' (nothing fits, exit 1)")
@@ -114,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
                    "plugin)")
     p.add_argument("--impl", required=True, help="MODULE:ATTR[key=value,...] or a built-in subject name")
     p.add_argument("--rule", choices=[name for name, rule in spec.RULES.items() if rule.presets],
-                   help="the spec rule a MODULE:ATTR plugin implements (default adamw)")
+                   help="the spec rule a MODULE:ATTR plugin implements (default: adamw, and where nothing of "
+                        "adamw fits, each other rule in turn until one does, named on a 'rule:' line)")
     p.add_argument("--dtype", choices=list(adapters.DTYPES), default="float32",
                    help="the dtype the subject runs in (default float32, in every framework: the conventions "
                         "differ by far more than its rounding, and every framework's optimizers step in it; "
@@ -235,14 +237,20 @@ def cmd_certify(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from optspec.conformance.identify import identify
+    from optspec.conformance.identify import identify, identify_rule
 
-    subject = adapters.resolve_subject(args.framework, args.impl, args.rule)[0]
-    if holds := parse_holds(args.hold):
-        subject = held(subject, holds, "declared with --hold")
-    subject = stored(subject, parse_state_dtypes(args.state_dtype))
-    found = identify(subject, dtype=args.dtype, examples=args.examples,
-                     golden_dir=CertifyOptions(args.framework).resolved_golden_dir)
+    def resolved(rule: str | None) -> SubjectInfo:
+        subject = adapters.resolve_subject(args.framework, args.impl, rule)[0]
+        if holds := parse_holds(args.hold):
+            subject = held(subject, holds, "declared with --hold")
+        return stored(subject, parse_state_dtypes(args.state_dtype))
+
+    options = {"dtype": args.dtype, "examples": args.examples,
+               "golden_dir": CertifyOptions(args.framework).resolved_golden_dir}
+    subject = resolved(args.rule)
+    # without --rule, a plugin may follow any rule of the spec; a built-in's rule is its own
+    found = (identify_rule(subject, resolved, **options) if args.rule is None and ":" in (args.impl or "")
+             else identify(subject, **options))
     for line in found.lines():
         print(line)
     return 0 if found.fits else 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ class Identification:
         and declared nothing, the storage it was found and certified under (:func:`_param_rounding`:
         ``params=kahan``, or ``params=stochastic`` with its state's dtype where it holds the state in its
         parameters'); else empty.
+      other_rule: where nothing of the rule the subject was first resolved under fits and another rule's
+        convention does (:func:`identify_rule`), that rule, and the rule it was first held to; else None.
     """
 
     knobs: dict[str, Any]
@@ -79,6 +82,7 @@ class Identification:
     raised: str | None = None
     state_format: str | None = None
     param_rounding: dict[str, str] = dataclasses.field(default_factory=dict)
+    other_rule: tuple[str, str] | None = None
 
     @property
     def fits(self) -> bool:
@@ -102,8 +106,10 @@ class Identification:
         if not self.fits:
             return [f"no convention fits: the nearest ({knobs}) is off by {self.error_over_bound:.3g} "
                     "times the bound", "unfit"]
-        return ([f"fit: error/bound {self.error_over_bound:.3g} in {self.dtype} (1 or less fits)",
-                 f"certified: {self.certified}"]
+        found_rule = ([f"rule: {self.other_rule[0]} (nothing of rule {self.other_rule[1]} fits its steps; "
+                       f"--rule {self.other_rule[0]})"] if self.other_rule else [])
+        return (found_rule + [f"fit: error/bound {self.error_over_bound:.3g} in {self.dtype} (1 or less fits)",
+                              f"certified: {self.certified}"]
                 + [f"held: {k}={v!r} (the constructor takes no {k}; the subject behaves as this value)"
                    for k, v in self.held.items()]
                 + ([f"state: {self.state_format} (the format it stores its state in, checked from the codes it "
@@ -266,6 +272,30 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     if not cert.conforms:
         found.rejection = (f"failed {cert.failure.check} at step {cert.failure.step} of case "
                            f"{cert.failure.case.split(':')[0]}: {cert.failure.detail}")
+    return found
+
+
+def identify_rule(first: SubjectInfo, resolve: Callable[[str], SubjectInfo], **options: Any) -> Identification:
+    """Which rule, and which of its conventions, a subject follows: ``identify`` of ``first`` (the subject
+    resolved under the rule it was given, or the default), and where nothing of that rule fits, of the subject
+    resolved by ``resolve(rule)`` under each other rule with conventions, in the spec's order, until one fits.
+
+    A rule whose hyperparameters the subject's constructor cannot take (``resolve`` raises
+    :class:`adapters.SetupError`) is passed over.  Where no rule fits, ``first``'s identification is returned.
+    """
+    found = identify(first, **options)
+    if found.fits or found.raised is not None:
+        return found
+    for name, rule in spec.RULES.items():
+        if name == first.rule or not rule.presets:
+            continue
+        try:
+            subject = resolve(name)
+        except adapters.SetupError:
+            continue
+        other = identify(subject, **options)
+        if other.fits:
+            return dataclasses.replace(other, other_rule=(name, first.rule))
     return found
 
 

@@ -32,6 +32,8 @@ OWN_PRESETS = {
     "mlx.optimizers.Adam[bias_correction=True]": "torch",
     "mlx.optimizers.AdamW": "bert",
     "mlx.optimizers.AdamW[bias_correction=True]": "torch",
+    "mlx.optimizers.Adamax": "mlx",
+    "mlx.optimizers.AdaDelta": "torch",
 }
 
 

@@ -81,9 +81,12 @@ def rmsprop_l2_residue(param0, grads, lrs, hyper):
 
 
 def torch_subjects():
+    """torch's for-loop optimizers, but those that keep a state field in a coarser dtype than float64 (NAdam's
+    product of momenta, in torch's float32 scalar dtype): their float64 runs are not the spec's to 1e-12, and
+    the certifier holds them to that storage (``tests/test_rule_conventions.py``)."""
     if not adapters.is_available("torch"):
         return []
-    return [s for s in adapters.subjects("torch") if s.name.endswith("[for-loop]")]
+    return [s for s in adapters.subjects("torch") if s.name.endswith("[for-loop]") and not s.state_storage]
 
 
 @needs("torch")
