@@ -301,8 +301,11 @@ def table_text(text: str) -> str:
 
 def markdown_table(rows: list[list[str]], left: int) -> list[str]:
     """A Markdown table of ``rows`` (the first the header), each column padded to its widest cell so that the
-    text reads aligned too: the first ``left`` columns flush left, the others flush right."""
+    text reads aligned too: the first ``left`` columns flush left, the others flush right.  A last column flush
+    left is not padded (it would only align the closing bar, and a list of cells makes it long)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    if left >= len(widths):
+        widths[-1] = 3
     rule = ["-" * w if i < left else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
 
     def line(cells: list[str]) -> str:

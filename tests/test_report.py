@@ -98,14 +98,15 @@ def subject(name: str, framework: str, rule: str, convention: str | None, shardi
 
 
 def full_matrix(failing_every: int = 6) -> Matrix:
-    """A matrix larger than ``optspec matrix`` of every framework: seven subjects of every rule's kind in each
+    """A matrix larger than ``optspec matrix`` of every framework: nine subjects of every rule's kind in each
     framework, following its framework's preset (a subject of one name in every framework, as Keras' are in
     tensorflow and in keras on another backend), and three sharded rows per AdamW and SGD subject of torch and
     jax, each against every preset of its rule; every ``failing_every``-th own cell fails with numbers, every
     other preset differs."""
     found = Matrix()
     kinds = [("adamw", "AdamW"), ("adamw", "AdamW[fused]"), ("adam", "Adam"), ("sgd", "SGD"),
-             ("sgdw", "SGDW"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adamw", "shared.AdamW")]
+             ("sgdw", "SGDW"), ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adamax", "Adamax"),
+             ("nadam", "NAdam"), ("adamw", "shared.AdamW")]
     rows = [(framework, rule, name if name.startswith("shared") else f"{framework}.optim.{name}", sharding)
             for framework in adapters.FRAMEWORKS for rule, name in kinds
             for sharding in (None, *(("fsdp2", "zero1", "ddp") if framework in ("torch", "jax")
@@ -135,8 +136,8 @@ def section(text: str, index: int) -> str:
 
 def test_a_full_matrix_report_reads_in_a_minute_and_stays_small(tmp_path, sketch_sized):
     found = full_matrix()
-    # more rows than the real matrix (about 60), more failing cells than are plotted
-    assert len(found.rows) > 80 and len(found.failing) > report.MATRIX_PLOTS
+    # more rows than the real matrix (about 80), more failing cells than are plotted
+    assert len(found.rows) > 100 and len(found.failing) > report.MATRIX_PLOTS
     written = report.write(found.certs, tmp_path, informational=frozenset(found.informational), matrix=found)
     text = (tmp_path / "report.md").read_text()
     assert len(text.encode()) < 50_000, len(text.encode())
