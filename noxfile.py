@@ -134,9 +134,9 @@ def end_to_end(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def conventions(session: nox.Session) -> None:
-    """Every built-in SGD, Adagrad and RMSprop held to its own preset through the CLI in each of its dtypes, the
-    matrix of each rule, identify and hidden defects (about 5 minutes on 2 cores): ``CONVENTIONS`` in
-    ``tests/conftest.py``."""
+    """Every built-in SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta held to its own preset through the
+    CLI in each of its dtypes, the matrix of each rule, identify and hidden defects (about 5 minutes on 2 cores; it
+    took 4.5): ``CONVENTIONS`` in ``tests/conftest.py``."""
     _install_for_tests(session)
     _pytest(session, "conventions")
 
