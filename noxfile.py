@@ -135,8 +135,8 @@ def end_to_end(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def conventions(session: nox.Session) -> None:
     """Every built-in SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta held to its own preset through the
-    CLI in each of its dtypes, the matrix of each rule, identify and hidden defects (about 5 minutes on 2 cores; it
-    took 4.5): ``CONVENTIONS`` in ``tests/conftest.py``."""
+    CLI in each of its dtypes, the matrix of each rule, identify (of a plugin's rule too), a subject of each rule
+    told its rule, and hidden defects (about 7 minutes on 2 cores): ``CONVENTIONS`` in ``tests/conftest.py``."""
     _install_for_tests(session)
     _pytest(session, "conventions")
 

@@ -200,15 +200,11 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     knob_values = rule.knob_values()
     core = [k for k in knob_values if k not in FLAG_KNOBS]
     base = rule.presets["torch"]
-    cases = [restricted(c, subject) for c in NAMED_CASES
-             if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))
-             and (c.rules is None or subject.rule in c.rules)]
     try:
-        runs = _trajectories(subject, cases, dtype)
+        runs = _trajectories(subject, _discriminating(subject), dtype)
     except _Raised as exc:
         return Identification({}, None, math.inf, dtype, raised=str(exc))
-    candidates = [base.replace(**dict(zip(core, values)))
-                  for values in itertools.product(*(knob_values[k] for k in core))]
+    candidates = _conventions(rule)
     if state_format := _state_format(subject, candidates, runs, dtype):
         subject = stored(subject, dict(spec.quantized.PRESETS[state_format]))
     if found_held := _hidden_values(subject, candidates, runs, dtype):
@@ -275,13 +271,44 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
     return found
 
 
+def _discriminating(subject: SubjectInfo) -> list[Case]:
+    """The named cases that tell the conventions of the subject's rule apart, as the subject can run them (not
+    the :data:`~optspec.conformance.cases.SENSITIVE_CASES`, which measure hyperparameters)."""
+    return [restricted(c, subject) for c in NAMED_CASES
+            if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))
+            and (c.rules is None or subject.rule in c.rules)]
+
+
+def _conventions(rule: spec.Rule) -> list[spec.Knobs]:
+    """Every combination of the rule's knobs but the flags' (:data:`FLAG_KNOBS`)."""
+    knob_values = rule.knob_values()
+    core = [k for k in knob_values if k not in FLAG_KNOBS]
+    return [rule.presets["torch"].replace(**dict(zip(core, values)))
+            for values in itertools.product(*(knob_values[k] for k in core))]
+
+
+def _could_fit(subject: SubjectInfo, dtype: str) -> bool:
+    """Whether some convention of the subject's rule, a hyperparameter its constructor hides at each of its
+    plausible values included, fits the subject's run of the rule's first discriminating case.  A subject that
+    fits the rule fits every case of it, so a rule it misses there is one identify need not run in full."""
+    try:
+        runs = _trajectories(subject, _discriminating(subject)[:1], dtype)
+    except _Raised:
+        return False
+    overrides = [{}, *({name: value} for name, values in hidden.plausible_values(subject).items()
+                       for value in values[1:])]
+    return any(_score(subject, conv, runs, dtype, **override) <= 1.0
+               for override in overrides for conv in _conventions(spec.get_rule(subject.rule)))
+
+
 def identify_rule(first: SubjectInfo, resolve: Callable[[str], SubjectInfo], **options: Any) -> Identification:
     """Which rule, and which of its conventions, a subject follows: ``identify`` of ``first`` (the subject
     resolved under the rule it was given, or the default), and where nothing of that rule fits, of the subject
     resolved by ``resolve(rule)`` under each other rule with conventions, in the spec's order, until one fits.
 
     A rule whose hyperparameters the subject's constructor cannot take (``resolve`` raises
-    :class:`adapters.SetupError`) is passed over.  Where no rule fits, ``first``'s identification is returned.
+    :class:`adapters.SetupError`), or that no convention of it fits on its first discriminating case
+    (:func:`_could_fit`), is passed over.  Where no rule fits, ``first``'s identification is returned.
     """
     found = identify(first, **options)
     if found.fits or found.raised is not None:
@@ -292,6 +319,8 @@ def identify_rule(first: SubjectInfo, resolve: Callable[[str], SubjectInfo], **o
         try:
             subject = resolve(name)
         except adapters.SetupError:
+            continue
+        if not _could_fit(subject, options.get("dtype", DEFAULT_DTYPE)):
             continue
         other = identify(subject, **options)
         if other.fits:

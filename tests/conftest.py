@@ -28,7 +28,7 @@ END_TO_END = frozenset({
 
 
 #: Every built-in of SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta certified, matrixed and identified
-#: through the CLI in each of its dtypes: ``nox -s conventions`` runs them (about 5 minutes on 2 cores).
+#: through the CLI in each of its dtypes: ``nox -s conventions`` runs them (about 7 minutes on 2 cores).
 CONVENTIONS = frozenset({"test_rule_conventions"})
 
 #: torch's AdamW and Adam certified across 2 and 4 ranks under every sharding strategy: ``nox -s sharded`` runs

@@ -61,3 +61,17 @@ def builtin_subject(framework: str, name: str):
     from optspec import adapters
 
     return next(s for s in adapters.subjects(framework) if s.name == name)
+
+
+def told_its_rule(framework: str, impl: str, rule: str, preset: str, dtype: str, capsys) -> None:
+    """``impl`` certified as AdamW is told ``rule`` with ``preset``, and the command it advises conforms."""
+    from optspec.conformance.cli import main
+
+    __tracebackhide__ = True
+    argv = ["certify", "--framework", framework, "--impl", impl, "--dtype", dtype, "--examples", "5"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    advised = f"certify it with --rule {rule} --convention {preset}"
+    assert f"another rule: its steps follow the spec's rule {rule} with preset {preset}, not adamw" in out, out
+    assert advised in out, out
+    assert main([*argv, *advised.split()[3:]]) == 0, capsys.readouterr().out

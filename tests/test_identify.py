@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from optspec.conformance.cli import main
 from tests.conftest import needs
 
@@ -41,24 +39,3 @@ def test_every_line_but_the_last_is_labelled_and_the_fit_is_certified_in_the_dty
     assert lines[1].startswith("certified: conforms in ") and lines[1].endswith("(float64)"), lines
     assert all(line.split(":")[0] in ("fit", "certified", "knob") for line in lines[:-1]), lines
 
-
-#: (framework, plugin, the rule and preset identify must name without --rule).
-OTHER_RULES = [("torch", "torch.optim:NAdam", "nadam", "torch"), ("torch", "torch.optim:Adadelta", "adadelta", "torch"),
-               ("jax", "optax:radam", "radam", "optax")]
-
-
-@pytest.mark.parametrize(("framework", "impl", "rule", "preset"),
-                         [pytest.param(*row, marks=needs(row[0]), id=row[1]) for row in OTHER_RULES])
-def test_identify_without_a_rule_names_the_rule_a_plugin_follows(framework, impl, rule, preset, capsys):
-    code = main(["identify", "--framework", framework, "--impl", impl, "--examples", "5"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 0 and lines[0].startswith(f"rule: {rule} (nothing of rule adamw fits its steps; --rule {rule})")
-    assert lines[-1] == preset, lines
-
-
-@needs("torch")
-def test_identify_without_a_rule_claims_no_rule_for_a_defect_of_every_rule(capsys):
-    code = main(["identify", "--framework", "torch", "--impl", "tests.plugins.rule_defects:AdadeltaSwappedRho",
-                 "--examples", "5"])
-    lines = capsys.readouterr().out.splitlines()
-    assert code == 1 and lines[-1] == "unfit" and not any(line.startswith("rule:") for line in lines), lines

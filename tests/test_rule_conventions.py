@@ -18,6 +18,7 @@ from optspec.conformance.certify import certify
 from optspec.conformance.cli import main
 from optspec.conformance.identify import identify
 from tests.conftest import needs
+from tests.helpers import told_its_rule
 
 RULES = ("sgd", "adagrad", "rmsprop", "adamax", "nadam", "radam", "adadelta")
 #: The rules a framework has no built-in of: Keras 3.15 and MLX 0.32 have no RAdam, MLX no NAdam.
@@ -218,3 +219,38 @@ def test_the_matrix_lists_no_knob_for_presets_that_agree_and_each_pair_once():
     failing_own = [Row(subject, "numpy", "float64", {"torch": Cell("FAIL*", 0), "keras": Cell("differs", 1)})]
     assert Matrix(rows=failing_own).differing(explained_only=True) == []
     assert [pair.cells for pair in Matrix(rows=failing_own).differing()] == [(1,)]
+
+
+#: A subject of each rule beyond the Adam family certified as AdamW (framework, subject, its rule and preset,
+#: dtype): torch's NAdam keeps its product of momenta in float32 (``adapters/torch/subjects.py``,
+#: ``_SCALAR_STATE``), which a float64 run of another rule does not model, so it is told in float32.
+TOLD_ITS_RULE = [("torch", "torch.optim:Adamax", "adamax", "torch", "float64"),
+                 ("torch", "torch.optim:NAdam", "nadam", "torch", "float32"),
+                 ("jax", "optax:radam", "radam", "optax", "float32")]
+
+
+@pytest.mark.parametrize(("framework", "impl", "rule", "preset", "dtype"),
+                         [pytest.param(*row, marks=needs(row[0]), id=row[1]) for row in TOLD_ITS_RULE])
+def test_a_subject_of_each_rule_certified_as_adamw_is_told_its_rule(framework, impl, rule, preset, dtype, capsys):
+    told_its_rule(framework, impl, rule, preset, dtype, capsys)
+
+
+#: (framework, plugin, the rule and preset identify must name without --rule).
+OTHER_RULES = [("torch", "torch.optim:NAdam", "nadam", "torch"), ("torch", "torch.optim:Adadelta", "adadelta", "torch")]
+
+
+@pytest.mark.parametrize(("framework", "impl", "rule", "preset"),
+                         [pytest.param(*row, marks=needs(row[0]), id=row[1]) for row in OTHER_RULES])
+def test_identify_without_a_rule_names_the_rule_a_plugin_follows(framework, impl, rule, preset, capsys):
+    code = main(["identify", "--framework", framework, "--impl", impl, "--examples", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[0].startswith(f"rule: {rule} (nothing of rule adamw fits its steps; --rule {rule})")
+    assert lines[-1] == preset, lines
+
+
+@needs("torch")
+def test_identify_without_a_rule_claims_no_rule_for_a_defect_of_every_rule(capsys):
+    code = main(["identify", "--framework", "torch", "--impl", "tests.plugins.rule_defects:AdadeltaSwappedRho",
+                 "--examples", "5"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1 and lines[-1] == "unfit" and not any(line.startswith("rule:") for line in lines), lines

@@ -237,12 +237,20 @@ def test_a_plugin_certified_as_the_wrong_rule_fails():
 
 
 @needs("torch")
-@pytest.mark.parametrize("deviation", ["l2", "bias_off_by_one"])
-def test_identify_on_a_subject_matching_no_convention_says_so_and_exits_1(deviation, capsys):
-    assert main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_{deviation}"]) == 1
+@pytest.mark.parametrize(("deviation", "rule"), [("l2", ["--rule", "adamw"]), ("bias_off_by_one", [])])
+def test_identify_on_a_subject_matching_no_convention_says_so_and_exits_1(deviation, rule, capsys):
+    assert main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_{deviation}", *rule]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("no convention fits") and lines[-1] == "unfit"
     assert not any(line.startswith("knob: ") for line in lines)
+
+
+@needs("torch")
+def test_identify_without_a_rule_names_adam_for_an_adamw_whose_decay_is_an_l2_term(capsys):
+    assert main(["identify", "--framework", "torch", "--impl", f"{PLUGIN}:AdamW_l2", "--examples", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("rule: adam (nothing of rule adamw fits its steps; --rule adam)"), lines
+    assert lines[-1] == "torch", lines
 
 
 @needs("torch")
