@@ -178,6 +178,30 @@ SENSITIVE_CASES: tuple[Case, ...] = (
                gradient_scale=np.ones(6)),
 )
 
+def sign_ties(seed: int = 0, steps: int = 6, size: int = 12) -> Case:
+    r"""Lion's sign argument :math:`c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t` at 0 on purpose.
+
+    In elements 0-1 the first two gradients are 0, so :math:`c_1 = c_2 = 0`
+    exactly in any kernel (the sign of 0, which is 0 everywhere); in 2-5 the
+    second gradient is :math:`-\beta_1(1-\beta_2)/(1-\beta_1)` times the first,
+    so :math:`c_2 = 0` in exact arithmetic and, once the gradients are rounded
+    to the subject's dtype, within its rounding of 0; in 6-7 it is one float32
+    ulp off that; the other elements, and every later step, are drawn at
+    random (``seed``).  A correct kernel may take either sign where the
+    argument is tied (:mod:`optspec.conformance.branches`).  Parameters of
+    1e-2 and lr = 1e-2 keep a sign's step (lr) far above the parameters'
+    rounding, in bfloat16 too; lr·λ = 1e-3."""
+    rng = np.random.default_rng(seed)
+    betas = (0.9, 0.99)
+    g = _signed(rng, (steps, size), 1.0)
+    g[:2, :2] = 0.0
+    tie = -betas[0] * (1 - betas[1]) / (1 - betas[0])
+    g[1, 2:6] = tie * g[0, 2:6]
+    g[1, 6:8] = tie * g[0, 6:8] * (1 + np.array([1.0, -1.0]) * 2.0**-24)
+    return Case([_signed(rng, (size,), 1e-2)], [g], [1e-2] * steps, {"betas": betas, "weight_decay": 0.1},
+                label="sign-ties" if seed == 0 else f"sign-ties-{seed}", rules=frozenset({"lion"}))
+
+
 #: Sizes at which real kernels switch algorithm: bitsandbytes' and torchao's
 #: 8-bit AdamW keep 8-bit state only from 4,096 elements on (and torchao only
 #: for multiples of its block size), and blockwise kernels change at 65,536.
@@ -208,6 +232,7 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("zero-accumulator", 4, {"eps": 0.0, "initial_accumulator_value": 0.0, "weight_decay": 0.0},
            zeros=True, rules=frozenset({"adagrad"}), refusable=frozenset({"eps"})),
     *SENSITIVE_CASES,
+    sign_ties(),
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import free_run, kahan, quantized_state, rounding, tolerance
+from optspec.conformance import branches, free_run, kahan, quantized_state, rounding, tolerance
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
 from optspec.conformance.reference import initial_state, prepared, reference, resynced
@@ -171,9 +171,13 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
             return _fail(result, "state", *undecodable)
         held = quantized_state.held_states(got, index, formats) if formats else None
         float_storage = quantized_state.float_storage(storage, theta0.size)
-        # a golden replay's free run is kept on disk: only the re-synced steps read the subject
+        state_dtype = coarsest_storage(float_storage, tensor_dtype)
+        ties = branches.tie_bounds(rule, expected_convention, expected_case, g, tensor_dtype, state_dtype,
+                                   subject.holds_hyperparameters_in_dtype)
+        # a golden replay's free run is kept on disk: only the re-synced steps read the subject (where a tie
+        # makes the run follow the subject's branch, it reads the subject too)
         kept_as = (free_run.key(rule, expected_convention, expected_case, theta0, g, float_storage)
-                   if stored is not None and change is None and held is None else None)
+                   if stored is not None and change is None and held is None and ties is None else None)
         kept = kept_as and free_run.load(kept_as, initial_state(rule, expected_convention, expected_case, theta0))
         if kept:
             free, states, parts = kept.free, kept.states, kept.magnitude
@@ -181,7 +185,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
         else:
             free, resync = reference(rule, expected_convention, expected_case, theta0, g, traj, states=states,
                                      storage=float_storage, held_states=held, resync_states=resync_states,
-                                     **override)
+                                     tie_bounds=ties, **override)
             parts = update_magnitude(rule, expected_convention, expected_case, g,
                                      np.concatenate([theta0[None], free[:-1]]))
             if kept_as:
@@ -195,7 +199,6 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                 _fail(result, "state", *stored_wrong)
                 if stop_at_failure:
                     return result
-        state_dtype = coarsest_storage(float_storage, tensor_dtype)
         finite = np.isfinite(free)
         bad = finite & ~np.isfinite(traj)
         if bad.any():
@@ -278,7 +281,7 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                                                 dtype),
                                             failed=FailurePoint(name, worst_at, float(error[worst_at]),
                                                                 float(ratio[worst_at])),
-                                            storage_dtypes=got.storage_dtypes,
+                                            storage_dtypes=got.storage_dtypes, tie_bounds=ties,
                                             worst_ratio_in=functools.partial(
                                                 _worst_ratio_in, subject, case, params0, grads, got,
                                                 convention, stored))
@@ -423,10 +426,11 @@ def _tensor_name(got: adapters.Trajectory, index: int, dtype: str | None = None)
 
 
 def _betas(rule: str, hyper: dict[str, Any]) -> tuple[float, float] | None:
-    defaults = spec.get_rule(rule).defaults
-    if "betas" not in defaults:
+    """The β whose bias corrections the tolerance model conditions on: None for a rule without them."""
+    spec_rule = spec.get_rule(rule)
+    if "betas" not in spec_rule.defaults or not spec_rule.bias_corrected:
         return None
-    return tuple(hyper.get("betas", defaults["betas"]))
+    return tuple(hyper.get("betas", spec_rule.defaults["betas"]))
 
 
 def _fail(result: CheckResult, check: str, step: int, detail: str,

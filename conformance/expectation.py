@@ -15,7 +15,7 @@ from typing import Any
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 
-#: The preset a subject that declares none is held to.
+#: What a rule without conventions accepts as ``--convention``, as if none were given.
 FALLBACK_PRESET = "torch"
 
 
@@ -48,7 +48,7 @@ class Expectation:
                 raise adapters.SetupError(f"--convention does not apply to {subject.name}: its rule, "
                                           f"{subject.rule}, has no conventions")
             return cls(subject.rule, None, None)
-        chosen = convention or subject.convention or FALLBACK_PRESET
+        chosen = convention or subject.convention or rule.default_preset
         try:
             resolved = rule.resolve(chosen)
         except ValueError as exc:

@@ -28,6 +28,11 @@ STATE_DTYPES = ("float32", "bfloat16", "float16")
 #: subject holds its parameters or state in one of them.
 COARSER_ARITHMETIC = {"float64": ("float32",), "float32": ("bfloat16", "float16")}
 
+#: The fewest steps the changes are scored over: a failure at step t is scored over the case's first
+#: max(2t, this) steps (a golden scenario runs 10 000), and a change is named only where the whole case is
+#: within the bounds with it.
+SCORED_STEPS = 100
+
 
 @dataclasses.dataclass(frozen=True)
 class FailurePoint:
@@ -91,7 +96,7 @@ class Diagnosis:
 def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, theta0: np.ndarray,
             grads: np.ndarray, traj: np.ndarray, dtype: str, *, ratio_with: Callable[[Change], float],
             failed: FailurePoint | None = None, storage_dtypes: frozenset[str] = frozenset(),
-            worst_ratio_in: Callable[[str], float] | None = None) -> Diagnosis:
+            worst_ratio_in: Callable[[str], float] | None = None, tie_bounds: np.ndarray | None = None) -> Diagnosis:
     """The change to the expected behaviour that explains ``traj``, if one does, and no more than it shows.
 
     The changes tried, in this order:
@@ -132,8 +137,19 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     float64 trajectory whose every value is a float32 value is named as
     computed in float32 (what the subject returned shows it; no model of its
     float32 arithmetic is assumed).
+
+    The changes are scored (their error, to pick the candidates) over the
+    case's first steps up to twice the failing step's, at least
+    :data:`SCORED_STEPS` (:func:`scored_span`); a candidate is still named
+    only by its ratio over the whole case.  ``tie_bounds``, for a rule whose
+    step takes a sign (:mod:`optspec.conformance.branches`), let each change's
+    reference of that rule take the subject's branch where it is tied.
     """
-    base_free, _ = reference(subject.rule, convention, case, theta0, grads, storage=subject.state_storage)
+    case, grads, traj, scope = scored_span(case, grads, traj, failed)
+    if tie_bounds is not None:
+        tie_bounds = tie_bounds[:case.steps]
+    base_free, _ = reference(subject.rule, convention, case, theta0, grads, traj if tie_bounds is not None else None,
+                             storage=subject.state_storage, tie_bounds=tie_bounds)
     base = float(np.nanmax(np.abs(traj - base_free)))
 
     def scored(changes: list[Change]) -> list[tuple[float, float | None, Change]]:
@@ -144,7 +160,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
             storage = {**subject.state_storage, **override.pop("storage", {})}
             try:
                 free, resync = reference(change.rule, change.convention, change.applied_to(case), theta0, grads,
-                                         traj if failed else None, storage=storage, **override)
+                                         traj if failed or tie_bounds is not None else None, storage=storage,
+                                         tie_bounds=tie_bounds, **override)
             except ValueError:
                 continue
             at_failure = None
@@ -176,7 +193,7 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                                                                          _widens_bounds(item[2]), item[0])):
             ratio = ratio_with(change)
             if ratio <= 1:
-                return Diagnosis(_named(subject, change, base, score, failed, at_failure, ratio), change)
+                return Diagnosis(_named(subject, change, base, score, failed, at_failure, ratio, scope), change)
             if partial is None and tried is not rules and not _widens_bounds(change):
                 partial = (score, change, ratio)
     at_failing_step = f"; the failing step's error is {failed.error:.3g}" if failed else ""
@@ -185,8 +202,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                f"({len(rules)} rules and presets tried){at_failing_step}")
     if partial is not None:
         score, change, ratio = partial
-        verdict += (f"; {' and '.join(change.parts)} partly explains it: with it, the case's largest error falls "
-                    f"from {base:.3g} to {score:.3g}, still {ratio:.3g} times the bound")
+        verdict += (f"; {' and '.join(change.parts)} partly explains it: with it, the case's largest error{scope} "
+                    f"falls from {base:.3g} to {score:.3g}, still {ratio:.3g} times the bound")
     if eight_bit := sorted(d for d in storage_dtypes if quantized(d)):
         # its floating state beside them (float16 scales of 8-bit moments) is not what it computes in
         if (fitted := _state_format(subject, convention, ratio_with)) is not None:
@@ -210,6 +227,18 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
                          f"parameters to float32 for its kernel); the case's largest error is {base:.3g}"
                          f"{at_failing_step}")
     return Diagnosis(verdict)
+
+
+def scored_span(case: Case, grads: np.ndarray, traj: np.ndarray, failed: FailurePoint | None
+                ) -> tuple[Case, np.ndarray, np.ndarray, str]:
+    r"""``case``, this tensor's ``grads`` and ``traj`` cut to the steps the changes are scored over: the first
+    :math:`\max(2t, S)` of a failure at step :math:`t` (:data:`SCORED_STEPS` is :math:`S`), all of them where
+    that is the whole case or nothing failed; and the words that say over which steps (none for all of them)."""
+    steps = case.steps if failed is None else max(2 * (failed.at[0] + 1), SCORED_STEPS)
+    if steps >= case.steps:
+        return case, grads, traj, ""
+    return (dataclasses.replace(case, lrs=case.lrs[:steps], grads=[g[:steps] for g in case.grads]), grads[:steps],
+            traj[:steps], f" over its first {steps} steps")
 
 
 def _state_format(subject: SubjectInfo, convention: spec.Knobs | None,
@@ -250,9 +279,10 @@ def _widens_bounds(change: Change) -> bool:
 
 
 def _named(subject: SubjectInfo, change: Change, base: float, score: float, failed: FailurePoint | None,
-           at_failure: float | None, ratio: float) -> str:
-    """The hint that names ``change``: the knob or knobs, or the rule and preset the subject's steps follow."""
-    falls = f"the case's largest error falls from {base:.3g} to {score:.3g}"
+           at_failure: float | None, ratio: float, scope: str) -> str:
+    """The hint that names ``change``: the knob or knobs, or the rule and preset the subject's steps follow;
+    ``scope`` says over which steps ``base`` and ``score`` are the largest errors (:func:`scored_span`)."""
+    falls = f"the case's largest error{scope} falls from {base:.3g} to {score:.3g}"
     if failed is not None:
         falls += f", and the failing step's error falls from {failed.error:.3g} to {at_failure:.3g}"
     within = f"{falls}, within the bounds (worst {ratio:.2g} of the bound)"

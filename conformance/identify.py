@@ -199,7 +199,7 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
         raise adapters.SetupError(f"identify names conventions, and {subject.name}'s rule, {subject.rule}, has none")
     knob_values = rule.knob_values()
     core = [k for k in knob_values if k not in FLAG_KNOBS]
-    base = rule.presets["torch"]
+    base = rule.presets[rule.default_preset]
     try:
         runs = _trajectories(subject, _discriminating(subject), dtype)
     except _Raised as exc:
@@ -283,7 +283,7 @@ def _conventions(rule: spec.Rule) -> list[spec.Knobs]:
     """Every combination of the rule's knobs but the flags' (:data:`FLAG_KNOBS`)."""
     knob_values = rule.knob_values()
     core = [k for k in knob_values if k not in FLAG_KNOBS]
-    return [rule.presets["torch"].replace(**dict(zip(core, values)))
+    return [rule.presets[rule.default_preset].replace(**dict(zip(core, values)))
             for values in itertools.product(*(knob_values[k] for k in core))]
 
 

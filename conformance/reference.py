@@ -10,6 +10,7 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
+from optspec.conformance import branches
 
 if hasattr(np, "__array_api_version__"):
     # NumPy 2 implements the array API standard itself; array-api-compat's
@@ -57,7 +58,8 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
               second_moment_lag: bool = False, previous_lr_decay: bool = False,
               storage: Mapping[str, str] | None = None, states: list[Any] | None = None,
               held_states: Sequence[Mapping[str, np.ndarray]] | None = None,
-              resync_states: list[Any] | None = None, **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
+              resync_states: list[Any] | None = None, tie_bounds: np.ndarray | None = None,
+              **override: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """The float64 reference trajectory and, given the subject's, the re-synced one-step references.
 
     For :func:`optspec.conformance.explain.explain`, single defects can be
@@ -76,6 +78,10 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     from it, which both runs step on from (a quantized state is so checked
     one step at a time, :mod:`optspec.conformance.quantized_state`);
     ``resync_states``, if given, receives the state of each re-synced step.
+    ``tie_bounds`` (:func:`optspec.conformance.branches.tie_bounds`), given
+    the subject's trajectory, for a rule whose step takes a sign: where the
+    sign's argument is within them of 0, both runs take the branch the
+    subject took (:mod:`optspec.conformance.branches`).
     """
     spec_rule = spec.get_rule(rule)
     hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
@@ -84,7 +90,8 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
         return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
                     step_lead=step_lead, second_moment_lag=second_moment_lag, previous_lr_decay=previous_lr_decay,
-                    storage=storage or {}, states=states, held_states=held_states, resync_states=resync_states)
+                    storage=storage or {}, states=states, held_states=held_states, resync_states=resync_states,
+                    tie_bounds=tie_bounds if spec_rule.sign_argument is not None else None)
 
 
 def initial_state(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray) -> Any:
@@ -96,7 +103,8 @@ def initial_state(rule: str, convention: spec.Knobs | None, case: Case, theta0: 
 def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
          subject_traj: np.ndarray | None, *, step_lag: bool, step_lead: bool, second_moment_lag: bool,
          previous_lr_decay: bool, storage: Mapping[str, str], states: list[Any] | None,
-         held_states: Sequence[Mapping[str, np.ndarray]] | None, resync_states: list[Any] | None) -> tuple[np.ndarray, np.ndarray | None]:
+         held_states: Sequence[Mapping[str, np.ndarray]] | None, resync_states: list[Any] | None,
+         tie_bounds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     state = spec_rule.init_state(xp, theta0, hyper)
     if step_lead:
         state = state._replace(step=state.step + 1)
@@ -108,6 +116,11 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
             at_step = {**at_step, "second_moment_step": max(int(state.step), 1)}
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
+            if tie_bounds is not None:
+                tied = np.abs(spec_rule.sign_argument(xp, grads[t], state, **at_step)) < tie_bounds[t]
+                if tied.any():
+                    at_step = {**at_step, "signs": branches.branch_taken(spec_rule, previous, grads[t], state,
+                                                                         subject_traj[t], tied, lr=lr, **at_step)}
             if spec_rule.elementwise:  # one step of both, stacked: the free run's and the re-synced one's
                 both, both_state = spec_rule.step(xp, np.stack([theta, previous]), grads[t], state, lr=lr,
                                                   **at_step)

@@ -11,6 +11,7 @@ from optspec.spec.adadelta import AdadeltaConvention
 from optspec.spec.adagrad import AdagradConvention
 from optspec.spec.adamax import AdamaxConvention
 from optspec.spec.conventions import KNOBS, PRESETS, Convention, resolve
+from optspec.spec.lion import LionConvention
 from optspec.spec.nadam import NAdamConvention
 from optspec.spec.radam import RAdamConvention
 from optspec.spec.rmsprop import RMSpropConvention
@@ -32,6 +33,7 @@ __all__ = [
     "AdamaxConvention",
     "Convention",
     "Knobs",
+    "LionConvention",
     "NAdamConvention",
     "RAdamConvention",
     "RMSpropConvention",

@@ -56,16 +56,17 @@ _NO_WILDCARD = object()
 
 
 def resolve_in(rule: str, presets: Mapping[str, K], convention: str | K | None) -> K:
-    """The convention ``convention`` names among ``presets`` (``torch`` for None), or ``convention`` itself."""
+    """The convention ``convention`` names among ``presets`` (the first, the rule's default, for None), or
+    ``convention`` itself."""
     if convention is None:
-        return presets["torch"]
+        return next(iter(presets.values()))
     if isinstance(convention, str):
         try:
             return presets[convention]
         except KeyError:
             raise ValueError(f"unknown convention {convention!r} for rule {rule!r}: use one of "
                              f"{', '.join(presets)} or a value of its convention type") from None
-    kind = type(presets["torch"])
+    kind = type(next(iter(presets.values())))
     if not isinstance(convention, kind):
         raise ValueError(f"convention {convention!r} is not a {kind.__name__}, the convention type of rule {rule!r}")
     return convention

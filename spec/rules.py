@@ -14,6 +14,7 @@ from optspec.spec import (
     adam,
     adamax,
     conventions,
+    lion,
     nadam,
     radam,
     rmsprop,
@@ -48,7 +49,8 @@ class Rule:
         of the state after step :math:`t` (:func:`optspec.spec.adam.corrected_moments`).
       l2_counterpart: for a decoupled rule, the rule that applies the same
         ``weight_decay`` as an L2 term instead.
-      presets: the rule's conventions by name (``torch`` the default), values
+      presets: the rule's conventions by name (the first, ``torch`` where torch has the rule, the
+        default: :attr:`default_preset`), values
         of the convention type its step (and init) take as ``convention``
         (:class:`spec.Convention` for the Adam family,
         :class:`spec.SGDConvention`, ...); empty for a rule with one behaviour.
@@ -68,6 +70,16 @@ class Rule:
         (the certifier's reference steps the free-running and the re-synced
         parameters so, and its drawn cases share one subject).  A rule that
         reads a whole tensor (a norm, a factored moment) is not.
+      bias_corrected: whether its step divides by :math:`1-\beta^t` for its
+        ``betas`` (the tolerance model's condition-number term,
+        :func:`optspec.conformance.tolerance.bias_condition`); Lion's reads
+        β only in its moments.
+      sign_argument: for a step discontinuous where a value crosses 0 (it takes
+        that value's sign), ``f(xp, grad, state, **hyper) -> value`` from the
+        state before the step; its step then takes ``signs``, an array that
+        where not NaN replaces that sign (the branch a kernel took).  The
+        certifier accepts either branch where a correct kernel's rounding of
+        the value may cross 0 (:mod:`optspec.conformance.branches`).
     """
 
     name: str
@@ -88,6 +100,17 @@ class Rule:
         default_factory=lambda: MappingProxyType({"weight_decay": 0.0}))
     state_type: type | None = None
     elementwise: bool = False
+    bias_corrected: bool = True
+    sign_argument: Callable[..., Any] | None = None
+
+    @property
+    def default_preset(self) -> str | None:
+        """The preset a convention left unsaid resolves to (the first); None for a rule without any."""
+        return next(iter(self.presets), None)
+
+    def preset_or_default(self, name: str) -> str | None:
+        """``name`` where it is one of its presets (a framework's own), else :attr:`default_preset`."""
+        return name if name in self.presets else self.default_preset
 
     @property
     def state_fields(self) -> tuple[str, ...]:
@@ -146,7 +169,7 @@ class Rule:
         hyper = {k: v for k, v in self.defaults.items() if k != "lr"}
         hyper.update(given)
         if self.takes_convention:
-            hyper["convention"] = "torch" if convention is None else convention
+            hyper["convention"] = self.default_preset if convention is None else convention
         self.check(lr=0.0, **hyper)
         return hyper
 
@@ -190,6 +213,9 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "adadelta": Rule("adadelta", adadelta.init, adadelta.step, adadelta.DEFAULTS, adadelta.validate,
                          second_moment="square_avg", presets=adadelta.PRESETS, state_type=adadelta.AdadeltaState,
                          elementwise=True),
+        "lion": Rule("lion", lion.init, lion.step, lion.DEFAULTS, lion.validate, takes_initial_lr=True,
+                     weight_decay="decoupled", presets=lion.PRESETS, state_type=lion.LionState, elementwise=True,
+                     bias_corrected=False, sign_argument=lion.sign_argument),
     }
 )
 

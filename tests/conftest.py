@@ -28,12 +28,12 @@ END_TO_END = frozenset({
 
 
 #: Every built-in of SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta certified, matrixed and identified
-#: through the CLI in each of its dtypes: ``nox -s conventions`` runs them (about 7 minutes on 2 cores).
+#: through the CLI in each of its dtypes: ``nox -s end_to_end`` runs them.
 CONVENTIONS = frozenset({"test_rule_conventions"})
 
-#: torch's AdamW and Adam certified across 2 and 4 ranks under every sharding strategy: ``nox -s sharded`` runs
-#: them (about 4 minutes on 2 cores); ``test_sharded`` (one and two ranks) stays in ``nox -s tests``.
-SHARDED = frozenset({"test_sharded_matrix", "test_torchrun"})
+#: torch's AdamW and Adam certified across 2 and 4 ranks under every sharding strategy, and on one and two
+#: (``test_sharded``): ``nox -s sharded`` runs them, in an environment of torch and JAX alone.
+SHARDED = frozenset({"test_sharded", "test_sharded_matrix", "test_torchrun"})
 
 
 def pytest_collection_modifyitems(config, items):

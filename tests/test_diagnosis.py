@@ -3,6 +3,7 @@ the case is within the bounds with it, and a change that explains part of the er
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from optspec import adapters, spec
@@ -10,17 +11,23 @@ from optspec.adapters.driver import Trajectory
 from optspec.conformance.cases import NAMED_CASES, Case
 from optspec.conformance.certify import certify
 from optspec.conformance.check import check_trajectory
-from optspec.conformance.explain import HINT_THRESHOLD
+from optspec.conformance.explain import HINT_THRESHOLD, SCORED_STEPS
 from optspec.conformance.reference import explicit_hyperparameters, reference
 from tests.conftest import needs
 from tests.helpers import told_its_rule
 
 
-def _hint_for(traj_of, *, dtype="float64"):
-    """The hint for the trajectory ``traj_of(expected, with_epsilon_hat)`` on the epsilon-placement case."""
+def _hint_for(traj_of, *, dtype="float64", steps=None):
+    """The hint for the trajectory ``traj_of(expected, with_epsilon_hat)`` on the epsilon-placement case (given
+    ``steps``, its first tensor run that many steps on gradients drawn alike)."""
     (subject,) = adapters.resolve_subject("torch", "torch.optim.AdamW[for-loop]")
     named = next(c for c in NAMED_CASES if c.label == "epsilon-placement")
-    case = Case(named.params0[:1], named.grads[:1], named.lrs, explicit_hyperparameters(subject, named.hyper))
+    grads, lrs = named.grads[:1], named.lrs
+    if steps is not None:
+        scale = float(np.abs(grads[0]).mean())
+        grads = [scale * np.random.default_rng(0).standard_normal((steps, *named.params0[0].shape))]
+        lrs = [lrs[0]] * steps
+    case = Case(named.params0[:1], grads, lrs, explicit_hyperparameters(subject, named.hyper))
     theta0, grads = case.params0[0], case.grads[0]
     expected, _ = reference("adamw", spec.resolve("torch"), case, theta0, grads)
     knob, _ = reference("adamw", spec.resolve("torch").replace(epsilon="hat"), case, theta0, grads)
@@ -49,6 +56,18 @@ def test_a_knob_that_removes_most_of_the_error_but_not_all_is_said_to_explain_pa
 def test_a_change_that_leaves_more_than_the_threshold_is_not_mentioned():
     hint = _hint_for(lambda expected, knob: knob + 0.3 * (expected - knob))
     assert hint.startswith("no single knob explains it") and "partly" not in hint, hint
+
+
+@needs("torch")
+def test_a_long_case_failing_early_is_scored_over_its_first_steps_and_a_knob_named_by_all_of_them():
+    steps = 10 * SCORED_STEPS
+    hint = _hint_for(lambda expected, knob: knob, steps=steps)
+    assert hint.startswith("most likely knob: epsilon=hat (with it, the case's largest error over its first "
+                           f"{SCORED_STEPS} steps falls from "), hint
+    # the knob explains the steps it is scored over, not the drift added after them: it is not named
+    late = np.arange(steps).reshape(-1, 1) >= steps // 2
+    hint = _hint_for(lambda expected, knob: knob + np.where(late, 1e-3 * (expected - knob + 1e-6), 0.0), steps=steps)
+    assert "most likely" not in hint and "epsilon=hat partly explains it" in hint, hint
 
 
 @needs("torch")

@@ -34,6 +34,7 @@ OWN_PRESETS = {
     "mlx.optimizers.AdamW[bias_correction=True]": "torch",
     "mlx.optimizers.Adamax": "mlx",
     "mlx.optimizers.AdaDelta": "torch",
+    "mlx.optimizers.Lion": "paper",
 }
 
 

@@ -65,6 +65,8 @@ def test_tensorflow_namespace_functions_match_numpy(dtype):
         "scalar ops": (0.5 * x - y / 2.0 + (1 - 0.25) * x * x, 0.5 * x_np - y_np / 2 + 0.75 * x_np * x_np),
         "negation": (-x, -x_np),
         "isfinite": (xp.isfinite(x / y), np.isfinite(x_np / np.where(y_np == 0, 0.0, y_np))),
+        "isnan": (xp.isnan(x / y - x / y), np.isnan(x_np / np.where(y_np == 0, 0.0, y_np) * 0.0)),
+        "sign": (xp.sign(x - y), np.sign(x_np - y_np)),
     }
     for name, (got, want) in cases.items():
         got = adapters.to_numpy(got)

@@ -1,4 +1,5 @@
-"""SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta held to their own presets: certify, the matrix, identify, and hidden defects.
+"""SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam, Adadelta and Lion held to their own presets: certify, the matrix,
+identify, and hidden defects.
 
 Each built-in subject declares the preset its source follows (torch, optax or
 keras); these tests run them as a user does, through the CLI with golden
@@ -20,9 +21,9 @@ from optspec.conformance.identify import identify
 from tests.conftest import needs
 from tests.helpers import told_its_rule
 
-RULES = ("sgd", "adagrad", "rmsprop", "adamax", "nadam", "radam", "adadelta")
-#: The rules a framework has no built-in of: Keras 3.15 and MLX 0.32 have no RAdam, MLX no NAdam.
-ABSENT = frozenset({("mlx", "nadam"), ("mlx", "radam"), ("tensorflow", "radam")})
+RULES = ("sgd", "adagrad", "rmsprop", "adamax", "nadam", "radam", "adadelta", "lion")
+#: The rules a framework has no built-in of: Keras 3.15 and MLX 0.32 have no RAdam, MLX no NAdam, torch 2.13 no Lion.
+ABSENT = frozenset({("mlx", "nadam"), ("mlx", "radam"), ("tensorflow", "radam"), ("torch", "lion")})
 DEFECTS = "tests.plugins.rule_defects"
 #: The dtypes each framework's built-ins are certified in.  Keras on TensorFlow rounds Python-float
 #: hyperparameters through float32 in float64 (tensorflow#35938, docs/DEVIATIONS.md), so it has two.
@@ -34,12 +35,15 @@ ROW_PREFIX = {"torch": "torch.optim.", "jax": "optax.", "tensorflow": "keras.opt
 def own_preset(framework: str, rule: str) -> str:
     """The preset a framework's built-in of ``rule`` follows, read from its source (the spec's ``PRESETS``
     cite each): MLX's Adagrad, RMSprop and AdaDelta are torch's, its SGD damps the first step, its Adamax
-    corrects no bias; optax's Adadelta decays as torch's does (L2)."""
+    corrects no bias; optax's Adadelta decays as torch's does (L2); a rule with no preset of the framework's
+    name (Lion's frameworks all follow the paper) is held to its default."""
+    presets = spec.get_rule(rule).presets
     if framework == "mlx":
-        return "mlx" if rule in ("sgd", "adamax") else "torch"
+        return "mlx" if rule in ("sgd", "adamax") else spec.get_rule(rule).default_preset
     if (framework, rule) == ("jax", "adadelta"):
         return "torch"
-    return {"torch": "torch", "jax": "optax", "tensorflow": "keras"}[framework]
+    named = {"torch": "torch", "jax": "optax", "tensorflow": "keras"}[framework]
+    return named if named in presets else spec.get_rule(rule).default_preset
 
 #: Kernel defects the certifier rightly rejects (docs/DEVIATIONS.md, "Kernel defects found").
 KNOWN_DEFECTS = {("torch.optim.SGD[fused]", "bfloat16"): "pytorch#191763"}
@@ -111,33 +115,41 @@ def test_the_matrix_exits_0_and_names_the_knobs_of_every_differing_cell(framewor
 @pytest.mark.parametrize(("impl", "rule"), [("SGDDampedFirstStep", "sgd"), ("AdagradZeroStart", "adagrad"),
                                             ("RMSpropSwappedAlpha", "rmsprop"), ("AdamaxEpsilonAtDivision", "adamax"),
                                             ("NAdamWithoutSchedule", "nadam"), ("RAdamThresholdFour", "radam"),
-                                            ("AdadeltaSwappedRho", "adadelta")])
+                                            ("AdadeltaSwappedRho", "adadelta"), ("LionSwappedBetas", "lion")])
 def test_a_hidden_defect_fails_its_own_preset_and_the_matrix_exits_1(impl, rule, capsys):
     code = main(["matrix", "--framework", "torch", "--impl", f"{DEFECTS}:{impl}", "--rule", rule,
                  "--examples", "20"])
     lines = _out(capsys)
     ((_, cells),) = _cells(lines, DEFECTS)
-    assert code == 1 and cells["torch"] == "FAIL*", lines
+    assert code == 1 and cells[own_preset("torch", rule)] == "FAIL*", lines
+
+
+#: The built-in each rule's knobs are flipped on: torch's for-loop kernel, optax's where torch has none.
+FLIPPED_ON = {"lion": ("jax", "optax.lion")}
 
 
 def _knob_flips() -> list:
     out = []
     for rule in RULES:
-        torch_preset = spec.get_rule(rule).presets["torch"]
+        framework = FLIPPED_ON.get(rule, ("torch",))[0]
+        default = spec.get_rule(rule).presets[spec.get_rule(rule).default_preset]
         for knob, values in spec.get_rule(rule).knob_values().items():
-            other = next(v for v in values if v != getattr(torch_preset, knob))
-            out.append(pytest.param(rule, knob, other, marks=needs("torch"), id=f"{rule}-{knob}={other}"))
+            other = next(v for v in values if v != getattr(default, knob))
+            out.append(pytest.param(rule, knob, other, marks=needs(framework), id=f"{rule}-{knob}={other}"))
     return out
 
 
 @pytest.mark.parametrize(("rule", "knob", "other"), _knob_flips())
 def test_each_knob_is_rejected_where_the_other_value_is_expected_and_the_hint_names_it(rule, knob, other):
-    subject = next(s for s in adapters.subjects("torch") if s.rule == rule and s.name.endswith("[for-loop]"))
-    expected = spec.get_rule(rule).presets["torch"].replace(**{knob: other})
+    if rule in FLIPPED_ON:
+        (subject,) = adapters.resolve_subject(*FLIPPED_ON[rule])
+    else:
+        subject = next(s for s in adapters.subjects("torch") if s.rule == rule and s.name.endswith("[for-loop]"))
+    default = spec.get_rule(rule).presets[spec.get_rule(rule).default_preset]
+    expected = default.replace(**{knob: other})
     cert = certify(subject, convention=expected, dtype="float64", examples=20)
     assert not cert.conforms, f"{subject.name} conforms to {expected}"
-    own = getattr(spec.get_rule(rule).presets["torch"], knob)
-    assert f"{knob}={own}" in (cert.failure.hint or ""), cert.failure
+    assert f"{knob}={getattr(default, knob)}" in (cert.failure.hint or ""), cert.failure
 
 
 def _other_knob_values() -> list:
@@ -147,7 +159,7 @@ def _other_knob_values() -> list:
         for rule in (r for r in RULES if (framework, r) not in ABSENT):
             presets = spec.get_rule(rule).presets
             for knob, (own, torch_value) in presets[own_preset(framework, rule)].differences(
-                    presets["torch"]).items():
+                    presets[spec.get_rule(rule).default_preset]).items():
                 if knob != "zero_guard":
                     out.append(pytest.param(framework, rule, knob, own, torch_value, marks=needs(framework),
                                             id=f"{framework}-{rule}-{knob}={own}"))

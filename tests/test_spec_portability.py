@@ -19,6 +19,7 @@ CONFIGS = {
     "nadam": {"weight_decay": 0.1, "momentum_decay": 0.5, "maximize": True},
     "radam": {"betas": (0.9, 0.9), "weight_decay": 0.1, "threshold": 4.0},
     "adadelta": {"rho": 0.95, "weight_decay": 0.1, "maximize": True},
+    "lion": {"betas": (0.8, 0.95), "weight_decay": 0.1, "maximize": True},
 }
 
 

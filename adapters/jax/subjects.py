@@ -54,6 +54,11 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         ),
         "radam": Translation({"betas": ("b1", "b2"), "eps": "eps", "threshold": "threshold"}, lr="learning_rate"),
         "adadelta": Translation({"rho": "rho", "eps": "eps", "weight_decay": "weight_decay"}, lr="learning_rate"),
+        "lion": Translation(
+            {"betas": ("b1", "b2"), "weight_decay": "weight_decay"},
+            lr="learning_rate",
+            defaults={"weight_decay": 1e-3},  # optax 0.2.8, optax/_src/alias.py:932: lion(..., weight_decay=1e-3)
+        ),
     }
 )
 
@@ -224,6 +229,9 @@ SUBJECTS: tuple[SubjectInfo, ...] = (
     _subject("optax.radam", "radam", "optax", optax.radam, TRANSLATIONS["radam"]),
     # L2: add_decayed_weights before scale_by_adadelta (optax/_src/alias.py:217-221), torch's preset
     _subject("optax.adadelta", "adadelta", "torch", optax.adadelta, TRANSLATIONS["adadelta"]),
+    # b1 and b2 are Python floats, which multiply the moment in its own dtype (JAX's weak types):
+    # optax/_src/transform.py:472 and 487, so β is held in the parameters' dtype
+    _subject("optax.lion", "lion", "paper", optax.lion, TRANSLATIONS["lion"], holds_hyperparameters_in_dtype=True),
 )
 
 

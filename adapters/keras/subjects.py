@@ -33,6 +33,7 @@ OPTIMIZERS: tuple[tuple[str, type], ...] = (
     ("adamax", keras.optimizers.Adamax),
     ("nadam", keras.optimizers.Nadam),
     ("adadelta", keras.optimizers.Adadelta),
+    ("lion", keras.optimizers.Lion),
 )
 
 
@@ -145,7 +146,7 @@ def keras_subject(framework: str, name: str, factory: Any, rule: str, *, support
         return BatchedKerasSession(framework, factory, translation, members, steps, dtype, device)
 
     return SubjectInfo(name=name, framework=framework, rule=rule,
-                       convention="keras" if spec.get_rule(rule).takes_convention else None,
+                       convention=spec.get_rule(rule).preset_or_default("keras"),
                        supports=supports, fixed=dict(fixed or {}), not_tested=dict(not_tested or {}),
                        build=keras_builder(framework, factory, translation),
                        build_batch=build_batch if _batches() else None, holds_hyperparameters_in_dtype=True)

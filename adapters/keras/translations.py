@@ -57,6 +57,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"rho": 0.95, "eps": 1e-7},  # Keras 3.15, keras/src/optimizers/adadelta.py:42-45
         ),
+        "lion": Translation({"betas": ("beta_1", "beta_2"), "weight_decay": "weight_decay"}, lr="learning_rate"),
     }
 )
 

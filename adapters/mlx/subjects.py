@@ -41,6 +41,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "adamw": Translation.same_names("betas", "eps", "weight_decay", lr=LR),
         "adamax": Translation.same_names("betas", "eps", lr=LR),
         "adadelta": Translation.same_names("rho", "eps", lr=LR),
+        "lion": Translation.same_names("betas", "weight_decay", lr=LR),
     }
 )
 
@@ -96,13 +97,13 @@ def builder(factory: Callable[..., Any], translation: Translation, extra: Mappin
 def convention_of(factory: Callable[..., Any], rule: str) -> str | None:
     """The preset ``factory`` follows, from its signature: MLX's Adam and AdamW are BERT's rule unless
     ``bias_correction=True`` (``Adam.apply_single``); its SGD damps the first step and its Adamax corrects no
-    bias (their ``mlx`` presets); its Adagrad and RMSprop are torch's."""
+    bias (their ``mlx`` presets); the others follow their rule's default preset (torch's, the paper's Lion)."""
     if not spec.get_rule(rule).takes_convention:
         return None
     if rule in ("sgd", "adamax"):
         return "mlx"
     if rule not in ("adam", "adamw"):
-        return "torch"
+        return spec.get_rule(rule).default_preset
     try:
         corrected = inspect.signature(factory).parameters["bias_correction"].default
     except (KeyError, TypeError, ValueError):
@@ -114,7 +115,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
     found = []
     for rule, cls in (("sgd", optim.SGD), ("adagrad", optim.Adagrad), ("rmsprop", optim.RMSprop),
                       ("adam", optim.Adam), ("adamw", optim.AdamW), ("adamax", optim.Adamax),
-                      ("adadelta", optim.AdaDelta)):
+                      ("adadelta", optim.AdaDelta), ("lion", optim.Lion)):
         variants: list[tuple[str, dict[str, Any]]] = [("", {})]
         if rule in ("adam", "adamw"):
             variants.append(("[bias_correction=True]", {"bias_correction": True}))

@@ -60,7 +60,7 @@ def _subject(rule: str) -> SubjectInfo:
         name=f"spec.{rule}",
         framework="numpy",
         rule=rule,
-        convention="torch" if spec.get_rule(rule).takes_convention else None,
+        convention=spec.get_rule(rule).default_preset,
         supports=frozenset(k for k in defaults if k != "lr") | (
             {"convention"} if spec.get_rule(rule).takes_convention else set()
         ),

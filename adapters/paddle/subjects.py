@@ -149,6 +149,6 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
     if not isinstance(probe, paddle.optimizer.Optimizer):
         raise TypeError(f"it returned a {type(probe).__name__}, not a paddle.optimizer.Optimizer")
     return SubjectInfo(name=name, framework="paddle", rule=rule,
-                       convention="torch" if spec.get_rule(rule).takes_convention else None,
+                       convention=spec.get_rule(rule).preset_or_default("torch"),
                        supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
                        build=builder(factory, TRANSLATIONS[rule]), holds_hyperparameters_in_dtype=True)

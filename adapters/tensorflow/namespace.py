@@ -76,6 +76,14 @@ def isfinite(x: Array, /) -> Array:
     return tf.math.is_finite(x)
 
 
+def isnan(x: Array, /) -> Array:
+    return tf.math.is_nan(x)
+
+
+def sign(x: Array, /) -> Array:
+    return tf.math.sign(x)
+
+
 def _on(device: Any) -> Any:
     return tf.device(device) if device else _nullcontext()
 

@@ -143,6 +143,8 @@ OPTIMIZERS: tuple[tuple[str, type, str | None], ...] = (
     ("rmsprop", tf_keras.optimizers.RMSprop, "keras"),
     ("adam", tf_keras.optimizers.Adam, "keras"),
     ("adamw", tf_keras.optimizers.AdamW, "keras"),
+    # tf_keras 2.21, tf_keras/src/optimizers/lion.py:143-148: the dense step is Keras 3's (spec/lion.py)
+    ("lion", tf_keras.optimizers.Lion, "paper"),
     ("sgd", tf_keras.optimizers.legacy.SGD, "keras"),
     ("adagrad", tf_keras.optimizers.legacy.Adagrad, "torch"),
     ("adam", tf_keras.optimizers.legacy.Adam, "keras"),

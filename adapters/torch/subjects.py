@@ -32,6 +32,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "nadam": Translation.same_names("betas", "eps", "weight_decay", "momentum_decay", "maximize"),
         "radam": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
         "adadelta": Translation.same_names("rho", "eps", "weight_decay", "maximize"),
+        "lion": Translation.same_names("betas", "weight_decay", "maximize"),
     }
 )
 
@@ -234,7 +235,7 @@ def plugin(name: str, factory: Any, rule: str, caps: Capabilities) -> SubjectInf
         raise TypeError(f"it returned a {type(probe).__name__}, not a torch.optim.Optimizer")
     translation = TRANSLATIONS[rule]
     return SubjectInfo(name=name, framework="torch", rule=rule,
-                       convention="torch" if spec.get_rule(rule).takes_convention else None,
+                       convention=spec.get_rule(rule).preset_or_default("torch"),
                        supports=caps.supports, fixed=caps.fixed, not_tested=caps.not_tested,
                        state_storage=_scalar_state(rule, probe),
                        build=builder(factory, translation), build_batch=batch_builder(factory, translation))

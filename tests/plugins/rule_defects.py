@@ -1,4 +1,5 @@
-"""torch's own SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta, each with one hidden defect that its own preset must reject.
+"""torch's own SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta, and a Lion in torch, each with one hidden
+defect that its own preset must reject.
 
 ================================  ==================================================================
 subject                           the defect
@@ -12,7 +13,14 @@ subject                           the defect
 ``NAdamWithoutSchedule``          :math:`\\mu_t = \\beta_1` at every step, whatever ``momentum_decay`` says
 ``RAdamThresholdFour``            the adaptive step from :math:`\\rho_t > 4`, not 5: at β2 = 0.999, one step early
 ``AdadeltaSwappedRho``            :math:`v_t = (1-\\rho)v_{t-1} + \\rho g_t^2` (and :math:`u_t` so): ρ and 1−ρ swapped
+``LionSwappedBetas``              β1 and β2 swapped, in the sign's argument and in the momentum
+``LionSignOfZeroIsOne``           :math:`\\mathrm{sign}(0) = 1`, where every library's is 0
+``LionFlipsNearZero``             the wrong sign where :math:`|c_t|` is below half of
+                                  :math:`\\beta_1|m_{t-1}| + (1-\\beta_1)|g_t|`: far outside rounding in bfloat16 too
 ================================  ==================================================================
+
+:class:`Lion` is the correct base of the Lion defects, as lion-pytorch 0.2.5 computes it
+(``lion_pytorch/lion_pytorch.py:15-28``); torch has no Lion.
 """
 
 from __future__ import annotations
@@ -130,3 +138,46 @@ class AdadeltaSwappedRho(torch.optim.Adadelta):
                 restore.callback(group.__setitem__, "rho", group["rho"])
                 group["rho"] = 1 - group["rho"]
             return super().step(closure)
+
+
+class Lion(torch.optim.Optimizer):
+    """Lion as lion-pytorch 0.2.5 steps it: decay, then the sign of :math:`\\beta_1 m + (1-\\beta_1)g`, then the
+    momentum with :math:`\\beta_2`; :meth:`betas` and :meth:`direction` are where the defects below differ."""
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    def betas(self, group):
+        return group["betas"]
+
+    def direction(self, c, m, grad, beta1):
+        return c.sign()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = self.betas(group)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                m = self.state[p].setdefault("exp_avg", torch.zeros_like(p))
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                c = m.mul(beta1).add(p.grad, alpha=1 - beta1)
+                p.add_(self.direction(c, m, p.grad, beta1), alpha=-group["lr"])
+                m.mul_(beta2).add_(p.grad, alpha=1 - beta2)
+
+
+class LionSwappedBetas(Lion):
+    def betas(self, group):
+        beta1, beta2 = group["betas"]
+        return beta2, beta1
+
+
+class LionSignOfZeroIsOne(Lion):
+    def direction(self, c, m, grad, beta1):
+        return torch.where(c >= 0, 1.0, -1.0).to(c.dtype)
+
+
+class LionFlipsNearZero(Lion):
+    def direction(self, c, m, grad, beta1):
+        return torch.where(c.abs() < 0.5 * (beta1 * m.abs() + (1 - beta1) * grad.abs()), -c.sign(), c.sign())
