@@ -17,16 +17,20 @@ most
 where :math:`A_t` is :math:`|a_t|` evaluated on :math:`|g|` with the state of
 the rule run on :math:`|g|` (the sum of its terms' magnitudes, a running
 error bound as :mod:`optspec.conformance.tolerance` takes for the update);
-:math:`K_a` = :data:`OPS_PER_ARGUMENT` rounded operations compute it from
-the state; :math:`2t\,u_s` is the history of the moments it reads, as in
-the tolerance model (:math:`u_s` the unit roundoff of the state's storage);
+:math:`K_a` rounded operations compute it from the state
+(:attr:`spec.SignArgument.operations`: Lion's 4, Rprop's product 1, whose
+rounding cannot change its sign); :math:`2t\,u_s` is the history of the
+moments it reads (where it reads one: :attr:`~spec.SignArgument.reads_moments`),
+as in the tolerance model (:math:`u_s` the unit roundoff of the state's storage);
 :math:`\kappa = \sum_\beta \beta/(1-\beta)` where the subject holds its
 β in its dtype (the condition number of :math:`1-\beta`, which then carries
 β's rounding); :math:`c` = :data:`~optspec.conformance.tolerance.SAFETY`
 and tiny the dtype's smallest normal number (below it rounding is absolute, and
-XLA on the CPU flushes to zero).  Where every term is exactly 0
-(:math:`A_t = 0`) so is :math:`a_t` in any kernel: the sign of 0 is then no
-tie, and a kernel whose sign of 0 is not 0 fails.
+XLA on the CPU flushes to zero: Rprop's product of two tiny gradients may
+be 0 in the kernel).  Where every term is exactly 0 (:math:`A_t = 0`, or
+the terms from the state the step reads, as Rprop's gradient kept as 0 after a
+sign change) so is :math:`a_t` in any kernel: the sign of 0 is then no tie,
+and a kernel whose sign of 0 is not 0 fails.
 
 **Ties.**  An element with :math:`|a_t| < T_t` is tied at step
 :math:`t`: the reference takes there the branch the subject took (of the
@@ -48,10 +52,6 @@ from optspec import spec
 from optspec.conformance import tolerance
 from optspec.conformance.cases import Case
 
-#: Rounded operations in a sign's argument, from the state it reads and the gradient (Lion's: two products,
-#: a sum, and the cast of the result).
-OPS_PER_ARGUMENT = 4
-
 #: The signs a tied element may take.
 SIGNS = (-1.0, 0.0, 1.0)
 
@@ -60,10 +60,11 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
                state_dtype: str | None = None, holds_betas: bool = False) -> np.ndarray | None:
     r""":math:`T_t` for each step and element of this tensor (steps first); None for a rule whose step is
     continuous."""
-    from optspec.conformance.reference import reference
+    from optspec.conformance.reference import case_hyperparameters, reference
 
     spec_rule = spec.get_rule(rule)
-    if spec_rule.sign_argument is None:
+    argument = spec_rule.sign_argument
+    if argument is None:
         return None
     hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else dict(case.hyper)
     if "weight_decay" in hyper:
@@ -72,9 +73,9 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
     states: list[Any] = []
     reference(rule, convention, dataclasses.replace(case, hyper=hyper), np.zeros(grads.shape[1:]), magnitudes,
               states=states)
-    full = spec_rule.hyperparameters(convention, **hyper)
+    full = case_hyperparameters(spec_rule, convention, dataclasses.replace(case, hyper=hyper))
     before = [spec_rule.init_state(np, np.zeros(grads.shape[1:]), full), *states[:-1]]
-    scale = np.stack([np.abs(spec_rule.sign_argument(np, magnitudes[t], state, **full))
+    scale = np.stack([np.abs(argument.value(np, magnitudes[t], state, **full))
                       for t, state in enumerate(before)]) if before else np.zeros(grads.shape)
     u = tolerance.unit_roundoff(dtype)
     u_state = max(u, tolerance.unit_roundoff(state_dtype)) if state_dtype is not None else u
@@ -82,8 +83,18 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
     kappa = sum(beta / (1 - beta) for beta in betas if beta < 1)
     steps = np.arange(1, len(before) + 1).reshape((-1,) + (1,) * (grads.ndim - 1))
     # terms that are all exactly 0 sum to exactly 0 in any kernel: there the sign of 0 is no tie
-    return tolerance.SAFETY * ((u * (OPS_PER_ARGUMENT + kappa) + 2 * steps * u_state) * scale
+    history = 2 * steps * u_state if argument.reads_moments else 0.0
+    return tolerance.SAFETY * ((u * (argument.operations + kappa) + history) * scale
                                + np.where(scale > 0, tolerance.SMALLEST_NORMAL[dtype], 0.0))
+
+
+def tied(spec_rule: spec.Rule, grad: np.ndarray, state: Any, bounds: np.ndarray, **hyper: Any) -> np.ndarray:
+    """The elements whose sign argument, from ``state``, is within ``bounds`` (:func:`tie_bounds`) of 0 and
+    not exactly 0 in every kernel (a term of it, from this state, is nonzero)."""
+    value = spec_rule.sign_argument.value(np, grad, state, **hyper)
+    magnitudes = state._replace(**{field: np.abs(getattr(state, field)) for field in spec_rule.state_fields})
+    terms = spec_rule.sign_argument.value(np, np.abs(grad), magnitudes, **{**hyper, "maximize": False})
+    return (np.abs(value) < bounds) & (np.abs(terms) > 0)
 
 
 def branch_taken(spec_rule: spec.Rule, previous: np.ndarray, grad: np.ndarray, state: Any, got: np.ndarray,

@@ -202,6 +202,19 @@ def sign_ties(seed: int = 0, steps: int = 6, size: int = 12) -> Case:
                 label="sign-ties" if seed == 0 else f"sign-ties-{seed}", rules=frozenset({"lion"}))
 
 
+def step_size_bounds(seed: int = 0, steps: int = 6, size: int = 12) -> Case:
+    r"""Rprop from a first lr (1e-7) below ``step_sizes``' minimum (1e-6), on gradients of random signs: where the
+    step size is clipped at every step (torch) it is 1e-6 from the first step, where it is clipped only when
+    multiplied by :math:`\eta_\pm` (optax) it stays 1e-7 until the gradient's sign is compared; in elements
+    8-11 the gradients are about 1e-23, whose products underflow in float32 and bfloat16 (a tie: the kernel's
+    product is 0 where the float64 one is not).  Parameters of 1e-4 keep the steps above their rounding."""
+    rng = np.random.default_rng(seed)
+    g = _signed(rng, (steps, size), 1.0)
+    g[:, 8:] *= 1e-23
+    return Case([_signed(rng, (size,), 1e-4)], [g], [1e-7] * steps, {"step_sizes": (1e-6, 50.0)},
+                label="step-size-bounds" if seed == 0 else f"step-size-bounds-{seed}", rules=frozenset({"rprop"}))
+
+
 #: Sizes at which real kernels switch algorithm: bitsandbytes' and torchao's
 #: 8-bit AdamW keep 8-bit state only from 4,096 elements on (and torchao only
 #: for multiples of its block size), and blockwise kernels change at 65,536.
@@ -233,6 +246,7 @@ NAMED_CASES: tuple[Case, ...] = (
            zeros=True, rules=frozenset({"adagrad"}), refusable=frozenset({"eps"})),
     *SENSITIVE_CASES,
     sign_ties(),
+    step_size_bounds(),
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
 )
 

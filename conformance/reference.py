@@ -84,9 +84,7 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
     subject took (:mod:`optspec.conformance.branches`).
     """
     spec_rule = spec.get_rule(rule)
-    hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
-    if spec_rule.takes_initial_lr:
-        hyper["initial_lr"] = case.lrs[0]
+    hyper = case_hyperparameters(spec_rule, convention, case, **override)
     with np.errstate(all="ignore"):  # a non-finite reference is the checks' business, not a warning's
         return _run(spec_rule, hyper, case.lrs, theta0, grads, subject_traj, step_lag=step_lag,
                     step_lead=step_lead, second_moment_lag=second_moment_lag, previous_lr_decay=previous_lr_decay,
@@ -94,10 +92,20 @@ def reference(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.n
                     tie_bounds=tie_bounds if spec_rule.sign_argument is not None else None)
 
 
+def case_hyperparameters(spec_rule: spec.Rule, convention: spec.Knobs | None, case: Case,
+                         **override: Any) -> dict[str, Any]:
+    """Every hyperparameter of ``spec_rule`` for ``case`` (``override`` over its own), with ``initial_lr``, the
+    first step's lr, for a rule that reads it."""
+    hyper = spec_rule.hyperparameters(convention, **{**case.hyper, **override})
+    if spec_rule.takes_initial_lr:
+        hyper["initial_lr"] = case.lrs[0] if case.lrs else 0.0
+    return hyper
+
+
 def initial_state(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.ndarray) -> Any:
     """The state the spec's run of ``case`` starts ``theta0``'s tensor from."""
     spec_rule = spec.get_rule(rule)
-    return spec_rule.init_state(xp, theta0, spec_rule.hyperparameters(convention, **case.hyper))
+    return spec_rule.init_state(xp, theta0, case_hyperparameters(spec_rule, convention, case))
 
 
 def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: np.ndarray, grads: np.ndarray,
@@ -117,7 +125,7 @@ def _run(spec_rule: spec.Rule, hyper: dict[str, Any], lrs: list[float], theta0: 
         if subject_traj is not None:
             previous = theta0 if t == 0 else subject_traj[t - 1]
             if tie_bounds is not None:
-                tied = np.abs(spec_rule.sign_argument(xp, grads[t], state, **at_step)) < tie_bounds[t]
+                tied = branches.tied(spec_rule, grads[t], state, tie_bounds[t], **at_step)
                 if tied.any():
                     at_step = {**at_step, "signs": branches.branch_taken(spec_rule, previous, grads[t], state,
                                                                          subject_traj[t], tied, lr=lr, **at_step)}
@@ -153,9 +161,7 @@ def resynced(rule: str, convention: spec.Knobs | None, case: Case, theta0: np.nd
     and the free run's state.  Each is the step :func:`reference` takes (an elementwise rule's stacked step
     rounds each row as its own step does), so the two agree bit for bit."""
     spec_rule = spec.get_rule(rule)
-    hyper = spec_rule.hyperparameters(convention, **case.hyper)
-    if spec_rule.takes_initial_lr:
-        hyper["initial_lr"] = case.lrs[0]
+    hyper = case_hyperparameters(spec_rule, convention, case)
     before = [spec_rule.init_state(xp, theta0, hyper), *states[:-1]]
     previous = [theta0, *subject_traj[:-1]]
     with np.errstate(all="ignore"):

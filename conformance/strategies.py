@@ -122,6 +122,8 @@ HYPER_STRATEGIES: Mapping[str, st.SearchStrategy[Any]] = {
     "momentum_decay": st.sampled_from([4e-3, 0.0, 1.0]) | st.floats(0, 1),
     "rho": st.sampled_from([0.9, 0.95]) | st.floats(0.5, 0.999),
     "threshold": st.sampled_from([5.0, 4.0, 6.0]),
+    "etas": st.tuples(st.sampled_from([0.5]) | st.floats(0.1, 0.9), st.sampled_from([1.2]) | st.floats(1.05, 2.0)),
+    "step_sizes": st.sampled_from([(1e-6, 50.0), (1e-3, 1.0), (0.0, 10.0), (1e-4, 1e-2)]),
 }
 
 

@@ -18,9 +18,27 @@ from optspec.spec import (
     nadam,
     radam,
     rmsprop,
+    rprop,
     sgd,
 )
 from optspec.spec._knobs import Knobs, resolve_in
+
+
+@dataclasses.dataclass(frozen=True)
+class SignArgument:
+    """The value whose sign a discontinuous step takes, and what its rounding depends on.
+
+    Attributes:
+      value: ``f(xp, grad, state, **hyper) -> array`` from the state before the step (Lion's
+        :math:`\\beta_1 m + (1-\\beta_1) g`, Rprop's :math:`g_t g_{t-1}`).
+      operations: the rounded operations that compute it from the state and the gradient.
+      reads_moments: whether the state it reads accumulates rounding from step to step (a moment), so
+        that its error grows with the step count; Rprop's kept gradient is a copy.
+    """
+
+    value: Callable[..., Any]
+    operations: int
+    reads_moments: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +93,8 @@ class Rule:
         :func:`optspec.conformance.tolerance.bias_condition`); Lion's reads
         β only in its moments.
       sign_argument: for a step discontinuous where a value crosses 0 (it takes
-        that value's sign), ``f(xp, grad, state, **hyper) -> value`` from the
-        state before the step; its step then takes ``signs``, an array that
+        that value's sign), that value (:class:`SignArgument`); its step then
+        takes ``signs``, an array that
         where not NaN replaces that sign (the branch a kernel took).  The
         certifier accepts either branch where a correct kernel's rounding of
         the value may cross 0 (:mod:`optspec.conformance.branches`).
@@ -101,7 +119,7 @@ class Rule:
     state_type: type | None = None
     elementwise: bool = False
     bias_corrected: bool = True
-    sign_argument: Callable[..., Any] | None = None
+    sign_argument: SignArgument | None = None
 
     @property
     def default_preset(self) -> str | None:
@@ -215,7 +233,11 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                          elementwise=True),
         "lion": Rule("lion", lion.init, lion.step, lion.DEFAULTS, lion.validate, takes_initial_lr=True,
                      weight_decay="decoupled", presets=lion.PRESETS, state_type=lion.LionState, elementwise=True,
-                     bias_corrected=False, sign_argument=lion.sign_argument),
+                     bias_corrected=False, sign_argument=SignArgument(lion.sign_argument, 4, True)),
+        "rprop": Rule("rprop", rprop.init, rprop.step, rprop.DEFAULTS, rprop.validate, takes_initial_lr=True,
+                      init_hyper=("initial_lr",), presets=rprop.PRESETS, state_type=rprop.RpropState,
+                      elementwise=True, off_values=MappingProxyType({}),
+                      sign_argument=SignArgument(rprop.sign_argument, 1, False)),
     }
 )
 

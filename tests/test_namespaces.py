@@ -74,6 +74,8 @@ def test_tensorflow_namespace_functions_match_numpy(dtype):
         if got.dtype != bool:
             assert str(got.dtype) == dtype, f"{name} returned {got.dtype}, expected {dtype}"
         np.testing.assert_allclose(got, want.astype(got.dtype), rtol=1e-6, err_msg=name)
+    # a Python float fills at the array's precision, not through float32
+    assert adapters.to_numpy(xp.full_like(x, 0.1))[0, 0] == (np.float32(0.1) if dtype == "float32" else 0.1)
     assert xp.zeros((2, 3), dtype=xp.float32).shape == (2, 3)
     assert adapters.to_numpy(xp.astype(x, xp.float16)).dtype == np.float16
 

@@ -20,6 +20,7 @@ CONFIGS = {
     "radam": {"betas": (0.9, 0.9), "weight_decay": 0.1, "threshold": 4.0},
     "adadelta": {"rho": 0.95, "weight_decay": 0.1, "maximize": True},
     "lion": {"betas": (0.8, 0.95), "weight_decay": 0.1, "maximize": True},
+    "rprop": {"etas": (0.4, 1.3), "step_sizes": (1e-3, 0.5), "maximize": True},
 }
 
 

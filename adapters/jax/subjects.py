@@ -59,6 +59,8 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
             lr="learning_rate",
             defaults={"weight_decay": 1e-3},  # optax 0.2.8, optax/_src/alias.py:932: lion(..., weight_decay=1e-3)
         ),
+        "rprop": Translation({"etas": ("eta_minus", "eta_plus"), "step_sizes": ("min_step_size", "max_step_size")},
+                             lr="learning_rate"),
     }
 )
 

@@ -41,7 +41,8 @@ def zeros_like(x: Array, /, *, dtype: Any = None, device: Any = None) -> Array:
 
 
 def full_like(x: Array, /, fill_value: float, *, dtype: Any = None, device: Any = None) -> Array:
-    return tf.fill(tf.shape(x), tf.cast(fill_value, dtype or x.dtype))
+    # tf.constant, not tf.cast: a Python float cast to float64 goes through float32 first
+    return tf.fill(tf.shape(x), tf.constant(fill_value, dtype=dtype or x.dtype))
 
 
 def astype(x: Array, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Array:

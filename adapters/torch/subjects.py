@@ -33,6 +33,7 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
         "radam": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
         "adadelta": Translation.same_names("rho", "eps", "weight_decay", "maximize"),
         "lion": Translation.same_names("betas", "weight_decay", "maximize"),
+        "rprop": Translation.same_names("etas", "step_sizes", "maximize"),
     }
 )
 
@@ -184,6 +185,7 @@ def _subjects() -> tuple[SubjectInfo, ...]:
         "nadam": torch.optim.NAdam,
         "radam": torch.optim.RAdam,
         "adadelta": torch.optim.Adadelta,
+        "rprop": torch.optim.Rprop,
     }
     found = []
     for rule, cls in classes.items():

@@ -1,4 +1,4 @@
-"""torch's own SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam and Adadelta, and a Lion in torch, each with one hidden
+"""torch's own SGD, Adagrad, RMSprop, Adamax, NAdam, RAdam, Adadelta and Rprop, and a Lion in torch, each with one hidden
 defect that its own preset must reject.
 
 ================================  ==================================================================
@@ -13,6 +13,8 @@ subject                           the defect
 ``NAdamWithoutSchedule``          :math:`\\mu_t = \\beta_1` at every step, whatever ``momentum_decay`` says
 ``RAdamThresholdFour``            the adaptive step from :math:`\\rho_t > 4`, not 5: at β2 = 0.999, one step early
 ``AdadeltaSwappedRho``            :math:`v_t = (1-\\rho)v_{t-1} + \\rho g_t^2` (and :math:`u_t` so): ρ and 1−ρ swapped
+``RpropKeepsGradient``            the gradient is not zeroed after a sign change: the step goes on
+                                  by :math:`-\\mathrm{sign}(g_t)\\Delta_t`, and the next step compares with it
 ``LionSwappedBetas``              β1 and β2 swapped, in the sign's argument and in the momentum
 ``LionSignOfZeroIsOne``           :math:`\\mathrm{sign}(0) = 1`, where every library's is 0
 ``LionFlipsNearZero``             the wrong sign where :math:`|c_t|` is below half of
@@ -181,3 +183,26 @@ class LionSignOfZeroIsOne(Lion):
 class LionFlipsNearZero(Lion):
     def direction(self, c, m, grad, beta1):
         return torch.where(c.abs() < 0.5 * (beta1 * m.abs() + (1 - beta1) * grad.abs()), -c.sign(), c.sign())
+
+
+class RpropKeepsGradient(torch.optim.Rprop):
+    """torch's Rprop (``torch/optim/rprop.py`` ``_single_tensor_rprop``) without ``grad[sign.eq(etaminus)] = 0``."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            eta_minus, eta_plus = group["etas"]
+            low, high = group["step_sizes"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["prev"] = torch.zeros_like(p)
+                    state["step_size"] = torch.full_like(p, group["lr"])
+                g = -p.grad if group["maximize"] else p.grad
+                sign = g.mul(state["prev"]).sign()
+                factor = torch.where(sign > 0, eta_plus, torch.where(sign < 0, eta_minus, 1.0)).to(p.dtype)
+                state["step_size"].mul_(factor).clamp_(low, high)
+                p.addcmul_(g.sign(), state["step_size"], value=-1)
+                state["prev"].copy_(g)
