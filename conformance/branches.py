@@ -1,7 +1,7 @@
 r"""Steps that are discontinuous in their inputs: where a correct kernel may take either branch.
 
 A rule whose step takes the sign of a value :math:`a_t` (Lion's
-:math:`c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`) declares it
+:math:`c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`, Rprop's :math:`g_t g_{t-1}`) declares it
 (:attr:`spec.Rule.sign_argument`).  Where :math:`a_t` is within the
 subject's rounding of 0, a correct kernel may compute either sign, or 0: a
 difference of one or two learning rates, far above any rounding bound, so
@@ -82,8 +82,8 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
     betas = full.get("betas", ()) if holds_betas else ()
     kappa = sum(beta / (1 - beta) for beta in betas if beta < 1)
     steps = np.arange(1, len(before) + 1).reshape((-1,) + (1,) * (grads.ndim - 1))
-    # terms that are all exactly 0 sum to exactly 0 in any kernel: there the sign of 0 is no tie
     history = 2 * steps * u_state if argument.reads_moments else 0.0
+    # terms that are all exactly 0 sum to exactly 0 in any kernel: there the sign of 0 is no tie
     return tolerance.SAFETY * ((u * (argument.operations + kappa) + history) * scale
                                + np.where(scale > 0, tolerance.SMALLEST_NORMAL[dtype], 0.0))
 

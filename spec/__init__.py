@@ -15,7 +15,8 @@ from optspec.spec.lion import LionConvention
 from optspec.spec.nadam import NAdamConvention
 from optspec.spec.radam import RAdamConvention
 from optspec.spec.rmsprop import RMSpropConvention
-from optspec.spec.rules import RULES, Rule, get_rule, preset_names
+from optspec.spec.rprop import RpropConvention
+from optspec.spec.rules import RULES, Rule, SignArgument, get_rule, preset_names
 from optspec.spec.run import learning_rates, run
 from optspec.spec.sgd import SGDConvention
 from optspec.spec.storage import StateStorage
@@ -37,8 +38,10 @@ __all__ = [
     "NAdamConvention",
     "RAdamConvention",
     "RMSpropConvention",
+    "RpropConvention",
     "Rule",
     "SGDConvention",
+    "SignArgument",
     "StateStorage",
     "get_rule",
     "learning_rates",
