@@ -185,7 +185,9 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     near = failed is not None and failed.ratio is not None and failed.ratio * HINT_THRESHOLD < 1
     partial = None
     for tried in (singles, pairs, rules):
-        close = [item for item in tried if base > 0 and (item[0] <= HINT_THRESHOLD * base or (near and item[0] < base)
+        # another rule is a claim about the whole optimizer: it must explain most of the error, near the bound too
+        close = [item for item in tried if base > 0 and (item[0] <= HINT_THRESHOLD * base
+                                                         or (near and tried is not rules and item[0] < base)
                                                          or _widens_bounds(item[2]))]
         # the subject's own rule first, a value or a knob before a state stored in fewer bits (which widens the
         # bounds, and so could accept what a knob explains)

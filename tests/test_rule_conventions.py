@@ -288,3 +288,7 @@ def test_optax_rprop_returns_a_one_step_stale_update_and_is_rejected():
     params0, _, got = result.run
     assert not result.passed
     np.testing.assert_array_equal(got.params[0][0], params0[0])
+    # in bfloat16, where another rule's reference fell within the wide bounds leaving most of the error, no other
+    # rule is claimed
+    cert = certify(subject, convention="optax", dtype="bfloat16", examples=5, golden_dir=None)
+    assert not cert.conforms and "another rule" not in (cert.failure.hint or ""), cert.failure
