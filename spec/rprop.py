@@ -1,9 +1,9 @@
 r"""Rprop (resilient backpropagation), in each framework's convention.
 
 Riedmiller and Braun, "A direct adaptive method for faster backpropagation
-learning: the RPROP algorithm", ICNN 1993, in the form without weight
-backtracking that torch and optax ship (Igel and Hüsken's Rprop⁻, with the
-gradient zeroed after a sign change).  Each element keeps its own step size,
+learning: the RPROP algorithm", ICNN 1993, in the form torch and optax
+ship: without weight backtracking, and with the gradient kept as 0 after a
+sign change (Igel and Hüsken's iRprop⁻).  Each element keeps its own step size,
 grown by :math:`\eta_+` while the gradient keeps its sign and shrunk by
 :math:`\eta_-` where it flips; the step is the step size times the gradient's
 sign.  The learning rate is the initial step size only: a schedule does not
