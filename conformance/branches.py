@@ -43,7 +43,6 @@ learning rate.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -61,19 +60,17 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
     r""":math:`T_t` for each step and element of this tensor (steps first); None for a rule whose step is
     continuous."""
     from optspec.conformance.reference import case_hyperparameters, reference
+    from optspec.conformance.tolerance_inputs import magnitude_case
 
     spec_rule = spec.get_rule(rule)
     argument = spec_rule.sign_argument
     if argument is None:
         return None
-    hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else dict(case.hyper)
-    if "weight_decay" in hyper:
-        hyper["weight_decay"] = 0.0
+    on_magnitudes = magnitude_case(case)
     magnitudes = np.abs(grads)
     states: list[Any] = []
-    reference(rule, convention, dataclasses.replace(case, hyper=hyper), np.zeros(grads.shape[1:]), magnitudes,
-              states=states)
-    full = case_hyperparameters(spec_rule, convention, dataclasses.replace(case, hyper=hyper))
+    reference(rule, convention, on_magnitudes, np.zeros(grads.shape[1:]), magnitudes, states=states)
+    full = case_hyperparameters(spec_rule, convention, on_magnitudes)
     before = [spec_rule.init_state(np, np.zeros(grads.shape[1:]), full), *states[:-1]]
     scale = np.stack([np.abs(argument.value(np, magnitudes[t], state, **full))
                       for t, state in enumerate(before)]) if before else np.zeros(grads.shape)

@@ -18,6 +18,13 @@ from optspec.conformance.cases import Case
 from optspec.conformance.reference import reference
 
 
+def magnitude_case(case: Case) -> Case:
+    """``case`` as the rule is run on :math:`|g|` to sum magnitudes: without ``maximize`` and without weight
+    decay (each where the case sets it)."""
+    off = {name: value for name, value in (("maximize", False), ("weight_decay", 0.0)) if name in case.hyper}
+    return dataclasses.replace(case, hyper={**case.hyper, **off}) if off else case
+
+
 def update_magnitude(rule: str, convention: spec.Knobs | None, case: Case, grads: np.ndarray,
                      theta_path: np.ndarray | None = None) -> np.ndarray:
     r""":math:`M_t`: the rule's update on :math:`|g|` from zero without weight decay.
@@ -31,14 +38,11 @@ def update_magnitude(rule: str, convention: spec.Knobs | None, case: Case, grads
     spec_rule = spec.get_rule(rule)
     l2_in_gradient = spec_rule.decay_mode(convention) == "l2"
     theta0 = np.zeros(grads.shape[1:])
-    hyper = {**case.hyper, "maximize": False} if "maximize" in case.hyper else case.hyper
     magnitudes = np.abs(grads)
-    if "weight_decay" in hyper:
-        if l2_in_gradient and theta_path is not None:
-            # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
-            magnitudes = magnitudes + hyper["weight_decay"] * np.abs(theta_path)
-        hyper = {**hyper, "weight_decay": 0.0}
-    free, _ = reference(rule, convention, dataclasses.replace(case, hyper=hyper), theta0, magnitudes)
+    if "weight_decay" in case.hyper and l2_in_gradient and theta_path is not None:
+        # An L2 term enters the gradient: g + λθ may cancel, so count |g| + λ|θ|.
+        magnitudes = magnitudes + case.hyper["weight_decay"] * np.abs(theta_path)
+    free, _ = reference(rule, convention, magnitude_case(case), theta0, magnitudes)
     update = np.abs(np.diff(np.concatenate([theta0[None], free]), axis=0))
     lrs = np.asarray(case.lrs, np.float64).reshape((-1,) + (1,) * theta0.ndim)
     with np.errstate(divide="ignore", invalid="ignore"):
