@@ -78,8 +78,10 @@ os.environ.update(torch_source.torch_environment(
 def _install_tf_keras(session: nox.Session) -> None:
     """tf-keras of the installed TensorFlow's version, without its requirement of the full ``tensorflow`` build
     (1.9 GB installed), whose modules ``tensorflow-cpu`` of that version already provides."""
-    version = session.run("python", "-c", "from importlib.metadata import version; print(version('tensorflow-cpu'))",
-                          silent=True).strip().splitlines()[-1]
+    # run_install, not run: it runs under ``nox --install-only`` too, where run returns None
+    version = session.run_install("python", "-c",
+                                  "from importlib.metadata import version; print(version('tensorflow-cpu'))",
+                                  silent=True).strip().splitlines()[-1]
     session.install("--no-deps", f"tf-keras=={'.'.join(version.split('.')[:2])}.*")
 
 
@@ -256,10 +258,10 @@ def _mindspore_python(session: nox.Session) -> str:
     """The interpreter of an environment of MindSpore's own (it needs NumPy 1, which JAX 0.10 does not take),
     made with the uv of the session's environment, for the scoreboard's MindSpore rows."""
     path = session.create_tmp() + "/mindspore-env"
-    session.run("uv", "venv", "-q", "--allow-existing", "--python", "3.11", path)
+    session.run_install("uv", "venv", "-q", "--allow-existing", "--python", "3.11", path)
     python = f"{path}/bin/python"
-    session.run("uv", "pip", "install", "-q", "--python", python, "-c", "tools/ecosystem-constraints-mindspore.txt",
-                "-e", ".[mindspore,conformance]")
+    session.run_install("uv", "pip", "install", "-q", "--python", python,
+                        "-c", "tools/ecosystem-constraints-mindspore.txt", "-e", ".[mindspore,conformance]")
     return python
 
 

@@ -34,8 +34,9 @@ class AdamaxConvention(Knobs):
 
     Attributes:
       epsilon: ``"inside"`` the maximum, :math:`u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon)`,
-        divided by as it is; or ``"outside"`` it, :math:`u_t = \max(\beta_2 u_{t-1}, |g_t|)`,
-        divided by as :math:`u_t + \epsilon`.
+        divided by as it is; ``"outside"`` it, :math:`u_t = \max(\beta_2 u_{t-1}, |g_t|)`,
+        divided by as :math:`u_t + \epsilon`; or ``"decayed"``, added to the decayed norm,
+        :math:`u_t = \max(\beta_2 u_{t-1} + \epsilon, |g_t|)`, divided by as it is.
       bias_correction: whether the step divides by :math:`1-\beta_1^t` (the
         infinity norm needs none, and no framework corrects it).
       weight_decay: ``"l2"`` adds :math:`\lambda\theta_{t-1}` to the gradient
@@ -44,7 +45,7 @@ class AdamaxConvention(Knobs):
     """
 
     KNOB_VALUES: ClassVar[Mapping[str, tuple]] = MappingProxyType({
-        "epsilon": ("inside", "outside"),
+        "epsilon": ("inside", "outside", "decayed"),
         "bias_correction": (True, False),
         "weight_decay": ("l2", "decoupled"),
     })
@@ -54,7 +55,7 @@ class AdamaxConvention(Knobs):
     weight_decay: str = "l2"
 
 
-#: Each framework's Adamax, read from its source (torch 2.13, optax 0.2.8, Keras 3.15, MLX 0.32).
+#: Each framework's Adamax, read from its source (torch 2.13, optax 0.2.8, Keras 3.15, MLX 0.32, Paddle 3.3.1).
 PRESETS: Mapping[str, AdamaxConvention] = MappingProxyType({
     #: ``torch/optim/adamax.py`` ``_single_tensor_adamax``: ``:268`` ``grad = grad.add(param,
     #: alpha=weight_decay)``; ``:277`` ``exp_avg.lerp_(grad, 1 - beta1)``; ``:280-284``
@@ -76,6 +77,11 @@ PRESETS: Mapping[str, AdamaxConvention] = MappingProxyType({
     #: ``mlx/optimizers/optimizers.py`` ``Adamax.apply_single``: ``v = mx.maximum(b2 * v, mx.abs(gradient))``;
     #: ``parameter - lr * m / (v + eps)``: no bias correction (nor weight decay).
     "mlx": AdamaxConvention("outside", False, "l2"),
+    #: ``paddle/optimizer/adamax.py:61`` (its docstring) and ``paddle/phi/kernels/impl/adamax_kernel_impl.h:63-64``
+    #: ``eigen_grad.abs().cwiseMax((beta2_ * eigen_inf_norm) + epsilon_)``; ``:65`` ``lr / (1 - beta1_pow)``;
+    #: a float ``weight_decay`` is ``L2Decay`` (``optimizer.py:269-270``), added to the gradient by
+    #: ``_create_regularization_of_grad`` (``optimizer.py:1743``).
+    "paddle": AdamaxConvention("decayed", True, "l2"),
 })
 
 
@@ -131,7 +137,10 @@ def step(
           \quad\text{(ε inside)} \\
         u_t &= \max(\beta_2 u_{t-1},\ |g_t|), \qquad
           \theta_t = \theta'_{t-1} - \frac{\mathrm{lr}_t}{1-\beta_1^t}\,\frac{m_t}{u_t + \epsilon}
-          \quad\text{(ε outside)}
+          \quad\text{(ε outside)} \\
+        u_t &= \max(\beta_2 u_{t-1} + \epsilon,\ |g_t|), \qquad
+          \theta_t = \theta'_{t-1} - \frac{\mathrm{lr}_t}{1-\beta_1^t}\,\frac{m_t}{u_t}
+          \quad\text{(ε decayed)}
 
     with :math:`m_0 = u_0 = 0` and :math:`t` 1-based; without bias correction
     the factor :math:`1/(1-\beta_1^t)` is 1.  Sources: :data:`PRESETS`.
@@ -144,6 +153,9 @@ def step(
     exp_avg = beta1 * state.exp_avg + (1 - beta1) * g
     if conv.epsilon == "inside":
         exp_inf = xp.maximum(beta2 * state.exp_inf, xp.abs(g) + eps)
+        denominator = exp_inf
+    elif conv.epsilon == "decayed":
+        exp_inf = xp.maximum(beta2 * state.exp_inf + eps, xp.abs(g))
         denominator = exp_inf
     else:
         exp_inf = xp.maximum(beta2 * state.exp_inf, xp.abs(g))

@@ -3,8 +3,10 @@ and the CPU kernels under ``paddle/phi/kernels/``), as ``docs/DEVIATIONS.md`` li
 
 AdamW decays ``p - lr*coeff*p`` before Adam's step (torch's rule); Adam's, SGD's and Momentum's float
 ``weight_decay`` is L2; RMSProp puts ε inside the root and lr inside the momentum trace (optax's knobs).  In
-float64 AdamW's ``coeff`` is a C++ ``float`` attribute: the decay is rounded to float32.  The CPU kernels are
-float64 and float32 only, SGD's also bfloat16.
+float64 AdamW's ``coeff`` is a C++ ``float`` attribute: the decay is rounded to float32.  NAdam (Dozat's schedule),
+RAdam (ε raw, threshold 5) and Adadelta follow torch, with L2 decay; Adamax adds ε to the decayed norm (the spec's
+``paddle`` preset); their β, ρ and ε are C++ ``float`` attributes too.  The CPU kernels are float64 and float32
+only, SGD's also bfloat16.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ OWN_PRESETS = {
     "paddle.optimizer.RMSProp": "optax",
     "paddle.optimizer.Adam": "torch",
     "paddle.optimizer.AdamW": "torch",
+    "paddle.optimizer.NAdam": "torch",
+    "paddle.optimizer.RAdam": "torch",
+    "paddle.optimizer.Adadelta": "torch",
+    "paddle.optimizer.Adamax": "paddle",
 }
-
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):
@@ -42,6 +47,14 @@ def test_adamw_in_float64_is_rejected_and_the_hint_names_its_float32_decay_coeff
     assert cert.failure.hint.startswith("most likely knob: weight_decay alone rounded to float32"), cert.failure
 
 
+def test_adamax_held_to_torchs_preset_is_told_that_it_adds_epsilon_to_the_decayed_norm():
+    """Paddle's u = max(|g|, b2*u + eps) (``impl/adamax_kernel_impl.h:63-64``), which only its own preset has."""
+    cert = certify(builtin_subject("paddle", "paddle.optimizer.Adamax"), convention="torch", dtype="float32",
+                   examples=5)
+    assert not cert.conforms, cert.notes
+    assert cert.failure.hint.startswith("most likely knob: epsilon=decayed"), cert.failure
+
+
 @pytest.mark.parametrize(("dtype", "applicable"), [("bfloat16", {"paddle.optimizer.SGD"}), ("float16", set())])
 def test_a_dtype_without_a_kernel_is_not_applicable_and_the_rest_conforms(dtype, applicable, capsys):
     assert main(["certify", "--framework", "paddle", "--dtype", dtype, "--examples", "5"]) == 0
@@ -52,10 +65,13 @@ def test_a_dtype_without_a_kernel_is_not_applicable_and_the_rest_conforms(dtype,
     assert all(f"(not applicable in {dtype}: the subject has no {dtype} kernel" in line for line in missing), missing
 
 
-@pytest.mark.parametrize(("impl", "preset"), [("paddle.optimizer:AdamW", "torch"),
-                                              ("paddle.optimizer:RMSProp", "optax")])
-def test_identify_names_the_preset_of_its_source(impl, preset):
-    rule = "rmsprop" if "RMSProp" in impl else "adamw"
+@pytest.mark.parametrize(("impl", "rule", "preset"), [("paddle.optimizer:AdamW", "adamw", "torch"),
+                                                      ("paddle.optimizer:RMSProp", "rmsprop", "optax"),
+                                                      ("paddle.optimizer:NAdam", "nadam", "torch"),
+                                                      ("paddle.optimizer:RAdam", "radam", "torch"),
+                                                      ("paddle.optimizer:Adadelta", "adadelta", "torch"),
+                                                      ("paddle.optimizer:Adamax", "adamax", "paddle")])
+def test_identify_names_the_preset_of_its_source(impl, rule, preset):
     (subject,) = adapters.resolve_subject("paddle", impl, rule)
     found = identify(subject, examples=10)
     assert found.fits and found.preset == preset and found.rejection is None, found.lines()

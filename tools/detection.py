@@ -1,10 +1,12 @@
 r"""``python -m tools.detection``: the smallest defect the certifier catches, per rule, dtype and knob.
 
 Each subject is torch's own optimizer of the rule (``AdamW`` for ``adamw``,
-``Adam`` for ``adam`` with L2, ``SGD``, ``Adagrad``, ``RMSprop``) with one
+``Adam`` for ``adam`` with L2, ``SGD``, ``Adagrad``, ``RMSprop``, ``Adamax``,
+``NAdam``, ``RAdam``, ``Adadelta``, ``Rprop``; torch has no Lion) with one
 value perturbed by a relative δ (``tests/plugins/perturbed.py``): a
 hyperparameter (lr, λ, ε, β1, 1−β2; momentum, dampening, 1−α, ``lr_decay``,
-the initial accumulator) or, for Adam, the continuous neighbour of a
+the initial accumulator; NAdam's ψ, Adadelta's 1−ρ, Rprop's η± and
+step-size bounds) or, for Adam, the continuous neighbour of a
 convention knob (decay scaled by :math:`\mathrm{lr}^{1+\delta}`, ε moved
 towards ε-hat by :math:`(1-\beta_2^t)^{-\delta/2}`, bias corrections at step
 :math:`t(1+\delta)`).
@@ -44,9 +46,15 @@ KNOBS = {
     "sgd": ("lr", "weight_decay", "momentum", "dampening"),
     "adagrad": ("lr", "weight_decay", "eps", "lr_decay", "initial_accumulator_value"),
     "rmsprop": ("lr", "weight_decay", "eps", "one_minus_alpha", "momentum"),
+    "adamax": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2"),
+    "nadam": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2", "momentum_decay"),
+    "radam": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2"),
+    "adadelta": ("lr", "weight_decay", "eps", "one_minus_rho"),
+    "rprop": ("lr", "eta_minus", "eta_plus", "step_size_min", "step_size_max"),
 }
 #: The perturbed class of each rule, in ``tests/plugins/perturbed.py``.
-SUBJECTS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
+SUBJECTS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+            "adamax": "Adamax", "nadam": "NAdam", "radam": "RAdam", "adadelta": "Adadelta", "rprop": "Rprop"}
 DTYPES = ("float64", "float32", "bfloat16")
 #: The smallest δ searched: below float64's unit roundoff (1.1e-16) a perturbation is lost in rounding.
 SMALLEST_DELTA = 1e-16
@@ -131,14 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     rows: list[Detection] = []
     baseline: dict[tuple[str, str], bool] = {}
-    print(f"{'rule':<7} {'dtype':<9} {'knob':<25} {'smallest δ rejected':>20} {'largest passed':>15} "
+    print(f"{'rule':<8} {'dtype':<9} {'knob':<25} {'smallest δ rejected':>20} {'largest passed':>15} "
           f"{'runs':>5} {'seconds':>8}", flush=True)
     for rule in args.rules:
         for dtype in args.dtypes:
             baseline[rule, dtype] = not rejected(rule, "lr", 0.0, dtype, args.examples, args.seed,
                                                  replay_golden=not args.no_golden)
             if not baseline[rule, dtype]:
-                print(f"{rule:<7} {dtype:<9} {'(unperturbed)':<25} {'REJECTED: a false alarm':>20}", flush=True)
+                print(f"{rule:<8} {dtype:<9} {'(unperturbed)':<25} {'REJECTED: a false alarm':>20}", flush=True)
                 continue
             for knob in args.knobs or KNOBS[rule]:
                 if knob not in KNOBS[rule]:
@@ -148,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows.append(row)
                 shown = "-" if row.smallest_rejected is None else f"{row.smallest_rejected:.2g}"
                 passed = "-" if row.largest_accepted is None else f"{row.largest_accepted:.2g}"
-                print(f"{rule:<7} {dtype:<9} {knob:<25} {shown:>20} {passed:>15} {row.certifications:>5} "
+                print(f"{rule:<8} {dtype:<9} {knob:<25} {shown:>20} {passed:>15} {row.certifications:>5} "
                       f"{row.seconds:>8.1f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,11 @@ LR = "learning_rate"
 #: Paddle's names (``paddle/optimizer/*.py``).  A float ``weight_decay`` is an L2 term added to the gradient
 #: (``L2Decay``, ``optimizer.py`` ``_create_regularization_of_grad``) everywhere but AdamW, where it is the
 #: decoupled coefficient.  SGD has no momentum (Momentum has, without dampening); Adagrad and RMSProp no
-#: ``lr_decay`` and no initial mean square; nothing has ``maximize``.
+#: ``lr_decay`` and no initial mean square; nothing has ``maximize``.  RAdam has no ``threshold`` (5, fixed in its
+#: kernel); Rprop calls ``step_sizes`` ``learning_rate_range`` and has no weight decay.  Rprop is translated for
+#: plugins (``--impl paddle.optimizer:Rprop``) but is not a built-in: its constructor refuses an lr outside
+#: ``learning_rate_range`` (``rprop.py:130-138``), which the certifier's cases need, and its step a 0-d parameter
+#: (``rprop.py:217`` indexes ``param[0]``).
 TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
     {
         "sgd": Translation({"weight_decay": "weight_decay"}, lr=LR),
@@ -42,6 +46,12 @@ TRANSLATIONS: Mapping[str, Translation] = MappingProxyType(
                              "amsgrad": "amsgrad"}, lr=LR),
         "adamw": Translation({"betas": ("beta1", "beta2"), "eps": "epsilon", "weight_decay": "weight_decay",
                               "amsgrad": "amsgrad"}, lr=LR),
+        "adamax": Translation({"betas": ("beta1", "beta2"), "eps": "epsilon", "weight_decay": "weight_decay"}, lr=LR),
+        "nadam": Translation({"betas": ("beta1", "beta2"), "eps": "epsilon", "weight_decay": "weight_decay",
+                              "momentum_decay": "momentum_decay"}, lr=LR),
+        "radam": Translation({"betas": ("beta1", "beta2"), "eps": "epsilon", "weight_decay": "weight_decay"}, lr=LR),
+        "adadelta": Translation({"rho": "rho", "eps": "epsilon", "weight_decay": "weight_decay"}, lr=LR),
+        "rprop": Translation({"etas": "etas", "step_sizes": "learning_rate_range"}, lr=LR),
     }
 )
 
@@ -126,6 +136,19 @@ BUILTINS: tuple[tuple[str, Any, Translation, str], ...] = (
     ("adam", paddle.optimizer.Adam, TRANSLATIONS["adam"], "torch"),
     # adamw.py, refer.h AdamW: p - lr*coeff*p first, then Adam's step: torch's AdamW.
     ("adamw", paddle.optimizer.AdamW, TRANSLATIONS["adamw"], "torch"),
+    # nadam.py:299, impl/nadam_kernel_impl.h:77-109: mu_t = b1*(1 - 0.5*(0.96^t)^psi) from a 0.96^t accumulator,
+    # mu_product *= mu_t, m_hat = mu_{t+1}*m/(1 - P_t*mu_{t+1}) + (1 - mu_t)*g/(1 - P_t), p -= lr*m_hat/(sqrt(v/(1 -
+    # b2^t)) + eps): Dozat's schedule with momentum_decay as psi; a float weight_decay is L2 in the gradient.
+    ("nadam", paddle.optimizer.NAdam, TRANSLATIONS["nadam"], "torch"),
+    # radam.py:295, impl/radam_kernel_impl.h:74-108: rho_t from an accumulator of t*b2^t/(1 - b2^t); where rho_t > 5,
+    # p -= lr*m_hat*r_t*sqrt(1 - b2^t)/(sqrt(v) + eps) (eps raw), else p -= lr*m_hat; the threshold 5 is fixed; L2.
+    ("radam", paddle.optimizer.RAdam, TRANSLATIONS["radam"], "torch"),
+    # adadelta.py:218, impl/adadelta_kernel_impl.h:60-82: v = rho*v + (1 - rho)*g^2, d = -sqrt(u + eps)/sqrt(v + eps)*g,
+    # p += lr*d, u = rho*u + (1 - rho)*d^2 from the previous u: torch's step; L2 decay.
+    ("adadelta", paddle.optimizer.Adadelta, TRANSLATIONS["adadelta"], "torch"),
+    # adamax.py:270, impl/adamax_kernel_impl.h:61-69: u = max(|g|, b2*u + eps), p -= lr/(1 - b1^t) * m/u: ε added
+    # to the decayed norm, the spec's own preset for it (spec/adamax.py); L2 decay.
+    ("adamax", paddle.optimizer.Adamax, TRANSLATIONS["adamax"], "paddle"),
 )
 
 

@@ -3,7 +3,8 @@ r"""torch's own optimizers with one hyperparameter, or one convention knob, pert
 The subjects of the detection-power measurement (``tools/detection.py``) and
 of the tests that hold the certifier to its published floor.  Each steps its
 ``torch.optim`` class (``AdamW``, ``Adam``, ``SGD``, ``Adagrad``,
-``RMSprop``) unchanged but for one value it is handed at every step,
+``RMSprop``, ``Adamax``, ``NAdam``, ``RAdam``, ``Adadelta``, ``Rprop``)
+unchanged but for one value it is handed at every step,
 restored afterwards so the certifier's schedule and state stay its own; the
 initial accumulator alone is perturbed once, in the state the constructor
 creates:
@@ -25,12 +26,19 @@ creates:
 ``lr_decay``                   :math:`\kappa(1+\delta)`: the step's rate :math:`\mathrm{lr}_t/(1+(t-1)\,\kappa(1+\delta))`
 ``initial_accumulator_value``  :math:`s_0 = v(1+\delta)`: every element of ``state["sum"]`` scaled once, at construction
 ``one_minus_alpha``            :math:`\alpha' = 1-(1-\alpha)(1+\delta)`: the averaging horizon of :math:`v_t`
+``momentum_decay``             NAdam's :math:`\psi(1+\delta)` in :math:`\mu_t = \beta_1(1-\tfrac12 0.96^{t\psi})`
+``one_minus_rho``              Adadelta's :math:`\rho' = 1-(1-\rho)(1+\delta)`: the horizon of both averages
+``eta_minus``, ``eta_plus``    Rprop's factors :math:`\eta_\pm(1+\delta)` on a sign change and on a kept sign
+``step_size_min``, ``_max``    Rprop's clamp bounds :math:`\Delta_{\min,\max}(1+\delta)`
 =============================  ===========================================================
 
 ``KNOBS`` names the knobs of each class: ``AdamW`` the first eight,
 ``Adam`` all of those but ``decay_scale``; ``SGD`` lr, λ, momentum and
 dampening; ``Adagrad`` lr, λ, ε, ``lr_decay`` and the initial accumulator;
-``RMSprop`` lr, λ, ε, 1−α and momentum.  A relative perturbation of a value
+``RMSprop`` lr, λ, ε, 1−α and momentum; ``Adamax``, ``RAdam`` lr, λ, ε, β1
+and 1−β2, ``NAdam`` those and ψ; ``Adadelta`` lr, λ, ε and 1−ρ; ``Rprop``
+lr (which only its first step reads, as the initial step size), η± and
+the step-size bounds.  A relative perturbation of a value
 that is 0 in a case (a momentum, dampening, ``lr_decay``, initial
 accumulator or weight decay of 0) leaves that case unchanged.
 
@@ -68,6 +76,12 @@ _PERTURB: Mapping[str, Callable[[dict, float, int], dict]] = MappingProxyType({
     "lr_decay": _relative("lr_decay"),
     "initial_accumulator_value": lambda g, delta, step: {},  # the state, at construction
     "one_minus_alpha": lambda g, delta, step: {"alpha": 1 - (1 - g["alpha"]) * (1 + delta)},
+    "momentum_decay": _relative("momentum_decay"),
+    "one_minus_rho": lambda g, delta, step: {"rho": 1 - (1 - g["rho"]) * (1 + delta)},
+    "eta_minus": lambda g, delta, step: {"etas": (g["etas"][0] * (1 + delta), g["etas"][1])},
+    "eta_plus": lambda g, delta, step: {"etas": (g["etas"][0], g["etas"][1] * (1 + delta))},
+    "step_size_min": lambda g, delta, step: {"step_sizes": (g["step_sizes"][0] * (1 + delta), g["step_sizes"][1])},
+    "step_size_max": lambda g, delta, step: {"step_sizes": (g["step_sizes"][0], g["step_sizes"][1] * (1 + delta))},
 })
 
 #: The perturbations each subject here can carry, by class name.
@@ -77,6 +91,11 @@ KNOBS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "SGD": ("lr", "weight_decay", "momentum", "dampening"),
     "Adagrad": ("lr", "weight_decay", "eps", "lr_decay", "initial_accumulator_value"),
     "RMSprop": ("lr", "weight_decay", "eps", "one_minus_alpha", "momentum"),
+    "Adamax": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2"),
+    "NAdam": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2", "momentum_decay"),
+    "RAdam": ("lr", "weight_decay", "eps", "beta1", "one_minus_beta2"),
+    "Adadelta": ("lr", "weight_decay", "eps", "one_minus_rho"),
+    "Rprop": ("lr", "eta_minus", "eta_plus", "step_size_min", "step_size_max"),
 })
 
 
@@ -140,3 +159,8 @@ Adam = _perturbed(torch.optim.Adam)
 SGD = _perturbed(torch.optim.SGD)
 Adagrad = _perturbed(torch.optim.Adagrad)
 RMSprop = _perturbed(torch.optim.RMSprop)
+Adamax = _perturbed(torch.optim.Adamax)
+NAdam = _perturbed(torch.optim.NAdam)
+RAdam = _perturbed(torch.optim.RAdam)
+Adadelta = _perturbed(torch.optim.Adadelta)
+Rprop = _perturbed(torch.optim.Rprop)
