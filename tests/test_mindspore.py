@@ -24,8 +24,12 @@ OWN_PRESETS = {
     "mindspore.experimental.optim.AdamW": "torch",
     "mindspore.nn.Adam": "keras",
     "mindspore.nn.SGD": "torch",
+    "mindspore.nn.Adadelta": "torch",
+    "mindspore.nn.Rprop": "torch",
+    "mindspore.experimental.optim.Adamax": "torch",
+    "mindspore.experimental.optim.Adadelta": "torch",
+    "mindspore.experimental.optim.Rprop": "torch",
 }
-
 
 
 def test_every_builtin_conforms_to_the_preset_of_its_source_through_the_cli(capsys):

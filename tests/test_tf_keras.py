@@ -30,6 +30,8 @@ OWN_PRESETS = {
     "tf_keras.optimizers.Adam": "keras",
     "tf_keras.optimizers.AdamW": "keras",
     "tf_keras.optimizers.Lion": "paper",
+    "tf_keras.optimizers.Adamax": "keras",
+    "tf_keras.optimizers.Adadelta": "keras",
     "tf_keras.optimizers.legacy.SGD": "keras",
     "tf_keras.optimizers.legacy.Adagrad": "torch",
     "tf_keras.optimizers.legacy.Adam": "keras",

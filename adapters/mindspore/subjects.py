@@ -41,12 +41,22 @@ NN: Mapping[str, Translation] = MappingProxyType({
                          "amsgrad": "use_amsgrad"}, lr="learning_rate"),
     "adamw": Translation({"betas": ("beta1", "beta2"), "eps": "eps", "weight_decay": "weight_decay"},
                          lr="learning_rate"),
+    "adamax": Translation({"betas": ("beta1", "beta2"), "eps": "eps", "weight_decay": "weight_decay"},
+                          lr="learning_rate"),
+    "adadelta": Translation({"rho": "rho", "eps": "epsilon", "weight_decay": "weight_decay"}, lr="learning_rate"),
+    # nn.Rprop's weight_decay (L2) has no counterpart in the spec's Rprop: left at its default, 0.
+    "rprop": Translation({"etas": "etas", "step_sizes": "step_sizes"}, lr="learning_rate"),
 })
 
 #: ``mindspore.experimental.optim`` takes torch's names.
 EXPERIMENTAL: Mapping[str, Translation] = MappingProxyType({
     "adam": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
     "adamw": Translation.same_names("betas", "eps", "weight_decay", "amsgrad", "maximize"),
+    "adamax": Translation.same_names("betas", "eps", "weight_decay", "maximize"),
+    "adadelta": Translation.same_names("rho", "eps", "weight_decay", "maximize"),
+    "nadam": Translation.same_names("betas", "eps", "weight_decay", "momentum_decay"),  # no maximize
+    "radam": Translation.same_names("betas", "eps", "weight_decay"),  # no maximize; the threshold is 5, fixed
+    "rprop": Translation.same_names("etas", "step_sizes", "maximize"),
 })
 
 #: The rules a plugin may implement, by ``nn`` names (:func:`translations` gives a plugin its family's).
@@ -117,7 +127,15 @@ AMSGRAD_REFUSES_SCALARS = ("its CPU kernel ApplyAdamWithAmsgradV2 refuses a 0-D 
 #: not tested and why), each read from its source and checked against NumPy models of it (``docs/DEVIATIONS.md``).
 #: Not among them yet, each for a failure measured and not diagnosed: ``nn.RMSProp`` (with momentum 0 it behaves
 #: as ε outside the root, with momentum as inside, as tf-keras' legacy RMSprop) and ``nn.Adagrad`` (1e-3 relative
-#: off the spec on the named case exact-zeros-and-resume).
+#: off the spec on the named case exact-zeros-and-resume).  Not among them, each diagnosed: ``nn.AdaMax`` matches
+#: no preset of Adamax: ε outside the maximum and bias-corrected as Keras', but its ``weight_decay`` is L2
+#: (``nn/optim/adamax.py:214`` ``decay_weight``, then ``ops.ApplyAdaMax``, ``var -= lr/(1 - beta1_power) *
+#: m/(v + eps)``), where Keras' is decoupled.  ``experimental.optim.NAdam`` steps as torch's, but keeps
+#: ``mu_product`` in a list of ``Parameter`` s the cell does not register (``experimental/optim/nadam.py:115``): it
+#: is in neither ``get_parameters()`` nor a checkpoint, so a resumed run starts the product again at 1.
+#: ``experimental.optim.RAdam`` computes :math:`\rho_t` in float32 (``experimental/optim/radam.py:157-164``), where
+#: :math:`\beta_2^t` near 1 loses the second-order term of :math:`1-\beta_2^t`: with :math:`\beta_2` = 0.99999 its
+#: :math:`\rho_t` is :math:`2t-1` where the exact one is :math:`t`, so the rectified step starts at step 4, not 6.
 BUILTINS: tuple[tuple[str, str, Any, Translation, str, Mapping[str, Any], Mapping[str, str]], ...] = (
     # nn/optim/adam.py AdamWeightDecay, _update_run_op: m, v without bias correction;
     # p -= lr*(m/(sqrt(v)+eps) + wd*p): BERT's rule.
@@ -130,6 +148,22 @@ BUILTINS: tuple[tuple[str, str, Any, Translation, str, Mapping[str, Any], Mappin
      {"amsgrad": AMSGRAD_REFUSES_SCALARS}),
     # nn/optim/sgd.py: torch's SGD (the first buffer is the gradient; dampening, Nesterov, L2 decay).
     ("mindspore.nn.SGD", "sgd", nn.SGD, NN["sgd"], "torch", {}, {}),
+    # nn/optim/adadelta.py:199-214: decay_weight (L2, nn/optim/optimizer.py:397-418, :862-867), then
+    # ops.ApplyAdadelta: accum = rho*accum + (1 - rho)*g^2, update = sqrt(accum_update + eps)*g/sqrt(accum + eps),
+    # accum_update = rho*accum_update + (1 - rho)*update^2, var -= lr*update: torch's.
+    ("mindspore.nn.Adadelta", "adadelta", nn.Adadelta, NN["adadelta"], "torch", {}, {}),
+    # nn/optim/rprop.py:233-265: the step sizes start at the first step's lr (:233-234), are multiplied by
+    # etaplus, etaminus or 1 by sign(g*prev) and clipped at every step (:253), the gradient kept as 0 where the sign
+    # flipped (:257-260), param -= sign(g)*step_size (:261): torch's (clamp always).
+    ("mindspore.nn.Rprop", "rprop", nn.Rprop, NN["rprop"], "torch", {}, {}),
+    # experimental/optim/adamax.py:18-26, :128-141: L2 (experimental/optim/optimizer.py:156-161, :237-240);
+    # exp_inf = max(beta2*exp_inf, |g| + eps), param -= lr/(1 - beta1**t) * exp_avg/exp_inf: torch's.
+    ("mindspore.experimental.optim.Adamax", "adamax", experimental.Adamax, EXPERIMENTAL["adamax"], "torch", {}, {}),
+    # experimental/optim/adadelta.py:128-138: L2, then ops.ApplyAdadelta as nn.Adadelta: torch's.
+    ("mindspore.experimental.optim.Adadelta", "adadelta", experimental.Adadelta, EXPERIMENTAL["adadelta"], "torch",
+     {}, {}),
+    # experimental/optim/rprop.py:26-50: nn.Rprop's step (step sizes from the first lr, clipped at every step): torch's.
+    ("mindspore.experimental.optim.Rprop", "rprop", experimental.Rprop, EXPERIMENTAL["rprop"], "torch", {}, {}),
 )
 
 

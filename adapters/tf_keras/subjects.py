@@ -10,11 +10,18 @@ which both optimizer generations evaluate before they step
 
 The conventions, read from tf-keras 2.21's source:
 
-- ``optimizers.AdamW``, ``Adam``, ``SGD``, ``Adagrad``, ``RMSprop``: Keras
-  3's (``keras`` presets; Keras 3 was written from them): ε-hat in Adam
-  (``adam.py`` ``update_step``), ε inside the root in Adagrad and RMSprop,
+- ``optimizers.AdamW``, ``Adam``, ``SGD``, ``Adagrad``, ``RMSprop``,
+  ``Adamax``, ``Adadelta``: Keras 3's (``keras`` presets; Keras 3 was
+  written from them): ε-hat in Adam (``adam.py`` ``update_step``), ε inside
+  the root in Adagrad and RMSprop, ε outside the maximum in Adamax,
   ``weight_decay`` decoupled as ``var -= var * wd * lr`` before the step
   (``optimizer.py`` ``_apply_weight_decay``).
+- ``optimizers.Nadam`` is not a built-in: its ``u_product`` (``nadam.py``
+  ``update_step``) is cached by a Python counter that a ``tf.function``
+  reads once, when traced, so with more than one variable the product is
+  multiplied by μₜ more than once in a step (from step 2 with two
+  variables, from step 1 with three); eager, or with one variable, it is
+  Keras 3's.
 - ``optimizers.legacy.Adam``: ``ResourceApplyAdam`` with
   ``lr_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` (``legacy/adam.py``
   ``_prepare_local``): ε-hat, the ``keras`` preset of Adam; AMSGrad
@@ -145,6 +152,16 @@ OPTIMIZERS: tuple[tuple[str, type, str | None], ...] = (
     ("adamw", tf_keras.optimizers.AdamW, "keras"),
     # tf_keras 2.21, tf_keras/src/optimizers/lion.py:143-148: the dense step is Keras 3's (spec/lion.py)
     ("lion", tf_keras.optimizers.Lion, "paper"),
+    # tf_keras 2.21, tf_keras/src/optimizers/adamax.py:164-168: u = max(beta_2*u, |g|),
+    # var -= lr*m / ((1 - beta_1**t) * (u + epsilon)): ε outside the max, bias-corrected; the decay is
+    # optimizer.py:1311-1322 _apply_weight_decay, var -= var*wd*lr, before the step (:729-730): Keras 3's
+    ("adamax", tf_keras.optimizers.Adamax, "keras"),
+    # tf_keras 2.21, tf_keras/src/optimizers/adadelta.py:124-152: delta = sqrt(accumulated_delta_var + eps) * g /
+    # sqrt(accumulated_grad + eps) from the new gradient average and the previous step average, var += lr*(-delta);
+    # the decay as Adamax's: Keras 3's.  Nadam is not among them: in a tf.function with more than one variable its
+    # u_product is multiplied more than once in a step (nadam.py:137-150 caches it by a Python counter, read when
+    # traced), so its steps leave Dozat's schedule.
+    ("adadelta", tf_keras.optimizers.Adadelta, "keras"),
     ("sgd", tf_keras.optimizers.legacy.SGD, "keras"),
     ("adagrad", tf_keras.optimizers.legacy.Adagrad, "torch"),
     ("adam", tf_keras.optimizers.legacy.Adam, "keras"),
