@@ -7,11 +7,15 @@ as ``UV_FIND_LINKS``.  When no find-links folder holds that wheel, uv is told
 ``UV_TORCH_BACKEND=cpu`` (``tools/torch_source.py``): PyPI's torch is the CUDA
 build.  A ``UV_TORCH_BACKEND`` set by the caller is left as it is.
 
-uv compiles what it installs to bytecode (``UV_COMPILE_BYTECODE``), as pip
-does: without it, where ``PYTHONDONTWRITEBYTECODE`` is set, every process
-compiles torch's and TensorFlow's Python from source again (``import torch``
-alone takes twice as long), and ``nox -s bench`` would not measure what a
-user of a pip install feels.
+Where ``PYTHONDONTWRITEBYTECODE`` is set, every process would compile
+torch's and TensorFlow's Python from source again (``import torch`` alone
+takes twice as long).  The sessions' commands run without it, so each
+environment writes the bytecode of the modules its processes import, once;
+compiling every module at install (uv's ``UV_COMPILE_BYTECODE``) took 35 s
+more for the tests' environment alone (40 s against 5 s, the uv cache warm,
+on a 2-core machine under load), most of it for modules no test imports.  ``nox -s bench``
+alone compiles at install, as pip does, to time what a user of a pip
+install feels.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def _pip_find_links() -> str:
 
 if "UV_FIND_LINKS" not in os.environ and (links := _pip_find_links()):
     os.environ["UV_FIND_LINKS"] = " ".join(links.split())
-os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.update(torch_source.torch_environment(
     os.environ, torch_source.local_files(os.environ.get("UV_FIND_LINKS", ""))))
 
@@ -112,9 +116,10 @@ def _check_cpu_torch(session: nox.Session) -> None:
 
 def _pytest(session: nox.Session, marker: str, *paths: str) -> None:
     profile = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
-    # Two workers, one per core: most of the time is single-threaded Python.
+    # Two workers, one per core: most of the time is single-threaded Python.  A worker that runs out of tests
+    # takes some of the other's (``worksteal``), so that a few long tests at the end do not leave a core idle.
     session.run("pytest", f"--hypothesis-profile={profile}", "-n", os.environ.get("OPTSPEC_TEST_WORKERS", "2"),
-                "-m", marker, *paths, *session.posargs)
+                "--dist", "worksteal", "-m", marker, *paths, *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -304,6 +309,7 @@ def bench(session: nox.Session) -> None:
     ``optspec certify`` end to end per framework split by stage, a case certified across 1, 2 and 4 ranks against
     one process, a quantized state's certification against a float one, and the certifier's detection power (the
     smallest defect it rejects, per dtype and knob)."""
+    session.env["UV_COMPILE_BYTECODE"] = "1"  # what a pip install leaves: no process compiles a module it imports
     session.install("-e", ALL_EXTRAS)
     _install_tf_keras(session)
     session.run("python", "-m", "tools.bench", *session.posargs)
