@@ -163,6 +163,10 @@ LOW_CONDITION_BETAS = (0.5, 0.5)
 #: - ``large-decay``: lr·λ = 0.4, so the decay, not the Adam step, moves the parameters: λ and lr
 #:   are seen directly, and decay before and after the step differ by lr·λ·step.
 #:
+#: - ``rectified-epsilon`` (RAdam only): the ε-dominated case at β2 = 0.9, where RAdam's rectification
+#:   starts (:math:`\rho_\infty = 2/(1-\beta_2) - 1 = 19`, :math:`\rho_t > 5` from step 6): at β2 = 0.5
+#:   (:math:`\rho_\infty = 3`) RAdam never divides by :math:`\sqrt{v}+\epsilon`, so ε has no effect there.
+#:
 #: Where β is not what a case measures it is :data:`LOW_CONDITION_BETAS`.
 SENSITIVE_CASES: tuple[Case, ...] = (
     _sensitive("beta2-horizon", HORIZON_STEPS, {"betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.0},
@@ -176,6 +180,9 @@ SENSITIVE_CASES: tuple[Case, ...] = (
                [1e-3, 0.05, 0.1, 0.0, 0.0, 0.1, 0.02, 0.1], gradient_scale=np.ones(8)),
     _sensitive("large-decay", 6, {"betas": LOW_CONDITION_BETAS, "eps": 1e-8, "weight_decay": 0.8}, [0.5] * 6,
                gradient_scale=np.ones(6)),
+    dataclasses.replace(_sensitive("rectified-epsilon", 10, {"betas": (0.5, 0.9), "eps": 1e-2, "weight_decay": 0.0},
+                                   [1.0] * 10, gradient_scale=np.full(10, 1e-5), theta_scale=1e-2),
+                        rules=frozenset({"radam"})),
 )
 
 def sign_ties(seed: int = 0, steps: int = 6, size: int = 12) -> Case:

@@ -51,9 +51,8 @@ def _id(value: object) -> str:
 
 #: The smallest relative defect of each hyperparameter that the default run must reject in torch's SGD,
 #: Adagrad and RMSprop, per rule and dtype: 18 to 133 times (float64) and 10 to 42 times (float32) the
-#: smallest δ measured; for Adamax, NAdam, RAdam, Adadelta and Rprop in float32, 10 to 133 times it, RAdam's
-#: ε (caught only at δ = 1) left out (docs/explanation/detection-power.md).  One test item certifies every
-#: knob of its rule and dtype.
+#: smallest δ measured; for Adamax, NAdam, RAdam, Adadelta and Rprop in float32, 10 to 133 times it
+#: (docs/explanation/detection-power.md).  One test item certifies every knob of its rule and dtype.
 RULE_THRESHOLDS = {
     ("sgd", "float64"): {"lr": 1e-12, "weight_decay": 1e-12, "momentum": 1e-12, "dampening": 1e-12},
     ("sgd", "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "momentum": 1e-4, "dampening": 1e-4},
@@ -68,7 +67,7 @@ RULE_THRESHOLDS = {
     ("adamax", "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "eps": 1e-4, "beta1": 1e-4, "one_minus_beta2": 1e-4},
     ("nadam", "float32"): {"lr": 1e-4, "weight_decay": 1e-3, "eps": 1e-4, "beta1": 1e-4, "one_minus_beta2": 1e-3,
                            "momentum_decay": 3e-3},
-    ("radam", "float32"): {"lr": 1e-4, "weight_decay": 1.0, "beta1": 1e-4, "one_minus_beta2": 1e-3},
+    ("radam", "float32"): {"lr": 1e-4, "weight_decay": 1.0, "eps": 1e-3, "beta1": 1e-4, "one_minus_beta2": 1e-3},
     ("adadelta", "float32"): {"lr": 1e-4, "weight_decay": 0.1, "eps": 1e-4, "one_minus_rho": 1e-4},
     ("rprop", "float32"): {"lr": 1e-4, "eta_minus": 3e-4, "eta_plus": 1e-4, "step_size_min": 1e-4,
                            "step_size_max": 1e-4},
