@@ -13,9 +13,9 @@ takes twice as long).  The sessions' commands run without it, so each
 environment writes the bytecode of the modules its processes import, once;
 compiling every module at install (uv's ``UV_COMPILE_BYTECODE``) took 35 s
 more for the tests' environment alone (40 s against 5 s, the uv cache warm,
-on a 2-core machine under load), most of it for modules no test imports.  ``nox -s bench``
-alone compiles at install, as pip does, to time what a user of a pip
-install feels.
+on a 2-core machine under load), most of it for modules no test imports.
+``nox -s bench`` alone compiles at install, as pip does, to time what a
+user of a pip install feels.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _pytest(session: nox.Session, marker: str, *paths: str) -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """The suite's own tests on every framework, but those of ``end_to_end`` and ``sharded`` (budget 20 minutes on
-    2 cores)."""
+    2 cores; 10 measured)."""
     _install_for_tests(session)
     _pytest(session, "not end_to_end and not conventions and not sharded")
 
@@ -136,7 +136,7 @@ def end_to_end(session: nox.Session) -> None:
     flow), the README's snippets, real optimizers from PyPI, crashes and hangs in workers, whole reduced-dtype
     certifications (``END_TO_END`` in ``tests/conftest.py``); and every built-in of the rules beyond the Adam
     family held to its own preset through the CLI in each of its dtypes, each rule's matrix, identify and hidden
-    defects (``CONVENTIONS``).  Budget 20 minutes on 2 cores."""
+    defects (``CONVENTIONS``).  Budget 20 minutes on 2 cores (10 measured)."""
     _install_for_tests(session)
     _pytest(session, "end_to_end or conventions")
 
@@ -145,7 +145,7 @@ def end_to_end(session: nox.Session) -> None:
 def sharded(session: nox.Session) -> None:
     """torch's AdamW in every form, and Adam, certified under FSDP2, ZeRO-1 and DDP across 2 and 4 ranks
     and on one and two ranks, and optax's on a mesh (``SHARDED`` in ``tests/conftest.py``; budget 12 minutes on 2
-    cores, where 4 ranks share 2 cores).  Only torch and JAX are installed."""
+    cores, where 4 ranks share 2 cores; 5 measured).  Only torch and JAX are installed."""
     session.install("-e", ".[torch,jax,conformance,test]")
     _check_cpu_torch(session)
     _pytest(session, "sharded", "tests/test_sharded.py", "tests/test_sharded_matrix.py", "tests/test_torchrun.py")
@@ -155,7 +155,7 @@ def sharded(session: nox.Session) -> None:
 @nox.parametrize("framework", SEPARATE)
 def separate(session: nox.Session, framework: str) -> None:
     """The tests of each framework that cannot share the others' environment, in one of its own: Paddle's and
-    those run on every registered framework (about 1 minute on 2 cores), MindSpore's (about 4 minutes)."""
+    those run on every registered framework (under 1 minute on 2 cores), MindSpore's (about 2 minutes)."""
     session.install("-e", f".[{framework},conformance,test]")
     _pytest(session, "not end_to_end and not conventions", "-k", framework, f"tests/test_{framework}.py",
             "tests/test_namespaces.py", "tests/test_drivers.py", "tests/test_framework_inference.py",
@@ -282,7 +282,8 @@ def ecosystem(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def ecosystem_check(session: nox.Session) -> None:
     """Runs every scoreboard row afresh and fails where a committed row no longer matches (versions, verdicts,
-    causes, identified conventions; not numbers).  Budget: 12 minutes on 2 cores, the install included (it took 6)."""
+    causes, identified conventions; not numbers).  Budget: 12 minutes on 2 cores, the install included (8 measured,
+    with DeepSpeed's op already built on the machine)."""
     _install_ecosystem(session)
     session.run("python", "-m", "tools.ecosystem", "--check", "--python", f"mindspore={_mindspore_python(session)}",
                 *session.posargs)
