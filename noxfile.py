@@ -272,7 +272,7 @@ def _mindspore_python(session: nox.Session) -> str:
 
 @nox.session(python="3.11")
 def ecosystem(session: nox.Session) -> None:
-    """The scoreboard of real AdamWs (``tools/ecosystem_rows.py``): regenerates ``docs/ecosystem``;
+    """The scoreboard of real optimizers (``tools/ecosystem_rows.py``): regenerates ``docs/ecosystem``;
     ``nox -s ecosystem -- --only NAME ...`` regenerates those rows; ``-- --check`` is ``ecosystem_check``."""
     _install_ecosystem(session)
     session.run("python", "-m", "tools.ecosystem", "--python", f"mindspore={_mindspore_python(session)}",

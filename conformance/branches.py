@@ -16,7 +16,10 @@ most
 
 where :math:`A_t` is :math:`|a_t|` evaluated on :math:`|g|` with the state of
 the rule run on :math:`|g|` (the sum of its terms' magnitudes, a running
-error bound as :mod:`optspec.conformance.tolerance` takes for the update);
+error bound as :mod:`optspec.conformance.tolerance` takes for the update),
+or the larger scale the rule declares where a correct kernel may compute
+:math:`a_t` in another form (:attr:`spec.SignArgument.magnitude`: Lion's
+interpolation :math:`m + (1-\beta_1)(g - m)` rounds on the scale of :math:`|m|`);
 :math:`K_a` rounded operations compute it from the state
 (:attr:`spec.SignArgument.operations`: Lion's 4, Rprop's product 1, whose
 rounding cannot change its sign); :math:`2t\,u_s` is the history of the
@@ -72,7 +75,8 @@ def tie_bounds(rule: str, convention: spec.Knobs | None, case: Case, grads: np.n
     reference(rule, convention, on_magnitudes, np.zeros(grads.shape[1:]), magnitudes, states=states)
     full = case_hyperparameters(spec_rule, convention, on_magnitudes)
     before = [spec_rule.init_state(np, np.zeros(grads.shape[1:]), full), *states[:-1]]
-    scale = np.stack([np.abs(argument.value(np, magnitudes[t], state, **full))
+    magnitude = argument.magnitude or argument.value
+    scale = np.stack([np.abs(magnitude(np, magnitudes[t], state, **full))
                       for t, state in enumerate(before)]) if before else np.zeros(grads.shape)
     u = tolerance.unit_roundoff(dtype)
     u_state = max(u, tolerance.unit_roundoff(state_dtype)) if state_dtype is not None else u

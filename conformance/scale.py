@@ -104,6 +104,23 @@ class _ElementBounds:
         return best[1], best[2], best[3]
 
 
+def _compile_before_the_subject(framework: str, rule: str, fed: Callable[[np.ndarray], Any], size: int,
+                                lrs: list[float], device: str | None, convention: Any,
+                                *hypers: dict[str, Any]) -> None:
+    """Two steps of a throwaway compiled spec with each of ``hypers``, before the subject's first heartbeat.
+
+    The compiled spec compiles at its first steps; a heartbeat covers the subject's step and the
+    reference's together, so a compilation slower than ``--time-limit`` (a loaded machine) would be
+    taken for the subject's hang.  Here it falls in the worker's start-up allowance, and the
+    compilations are shared with the instances that check the subject.
+    """
+    zeros = np.zeros(size, np.float32)
+    for hyper in hypers:
+        warm = CompiledStep(framework, rule, fed(zeros), device=device, convention=convention, **hyper)
+        for lr in lrs[:2]:
+            warm.step(fed(zeros), lr)
+
+
 def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100,
                      convention: str | spec.Knobs | None = None,
                      dtype: str = "float32", device: str | None = None, seed_value: int = 0,
@@ -130,9 +147,12 @@ def certify_at_scale(subject: SubjectInfo, *, size: int, steps: int = 100,
     param0 = fed(rng.standard_normal(size, dtype=np.float32))
     theta0 = adapters.to_numpy(param0).astype(np.float64)
     spec_hyper = {k: v for k, v in hyper.items() if k != "lr"}
+    magnitude_hyper = {**spec_hyper, "weight_decay": 0.0, "maximize": False}
+    _compile_before_the_subject(framework, subject.rule, fed, size, lrs, device, convention,
+                                spec_hyper, magnitude_hyper)
     reference = CompiledStep(framework, subject.rule, param0, device=device, convention=convention, **spec_hyper)
     magnitude = CompiledStep(framework, subject.rule, fed(np.zeros(size, np.float32)), device=device,
-                           convention=convention, **{**spec_hyper, "weight_decay": 0.0, "maximize": False})
+                             convention=convention, **magnitude_hyper)
     started = time.perf_counter()
     label = f"scale ({size} elements)"
     heartbeat(label, 0)

@@ -108,6 +108,21 @@ def sign_argument(xp: Any, grad: Array, state: LionState, *, betas: tuple[float,
     return beta1 * state.exp_avg + (1 - beta1) * g
 
 
+def sign_argument_magnitude(xp: Any, grad: Array, state: LionState, *, betas: tuple[float, float],
+                            **_: Any) -> Array:
+    r""":math:`|m_{t-1}| + (1-\beta_1)|g_t|`: the scale of a kernel's rounding error in :math:`c_t`, in either form.
+
+    :math:`\beta_1 m + (1-\beta_1) g` rounds on the scale of its terms; the interpolation
+    :math:`m + (1-\beta_1)(g - m)` (``torch.lerp``, as pytorch-optimizer 4.1.0 computes it,
+    ``pytorch_optimizer/optimizer/lion.py:117``) rounds on the scale of :math:`|m|`, and where
+    :math:`1-\beta_1` rounds to 1 (:math:`\beta_1` below the unit roundoff) it returns :math:`g`,
+    off by :math:`\beta_1|g - m|`.  Both are within a few unit roundoffs of this sum, which is at most
+    :math:`1/\beta_1` times the first form's (1.11 at :math:`\beta_1` = 0.9).
+    """
+    beta1, _ = betas
+    return xp.abs(state.exp_avg) + (1 - beta1) * xp.abs(grad)
+
+
 def step(
     xp: Any,
     param: Array,

@@ -34,11 +34,16 @@ class SignArgument:
       operations: the rounded operations that compute it from the state and the gradient.
       reads_moments: whether the state it reads accumulates rounding from step to step (a moment), so
         that its error grows with the step count; Rprop's kept gradient is a copy.
+      magnitude: ``f(xp, grad, state, **hyper) -> array`` on :math:`|g|` and the state's magnitudes: the
+        scale of a kernel's rounding error in the value, where a correct kernel may compute it in a form
+        whose terms are larger than ``value``'s own (Lion's :math:`m + (1-\beta_1)(g - m)`); None: ``value``
+        on those magnitudes, the sum of its terms.
     """
 
     value: Callable[..., Any]
     operations: int
     reads_moments: bool
+    magnitude: Callable[..., Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +238,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                          elementwise=True),
         "lion": Rule("lion", lion.init, lion.step, lion.DEFAULTS, lion.validate, takes_initial_lr=True,
                      weight_decay="decoupled", presets=lion.PRESETS, state_type=lion.LionState, elementwise=True,
-                     bias_corrected=False, sign_argument=SignArgument(lion.sign_argument, 4, True)),
+                     bias_corrected=False, sign_argument=SignArgument(lion.sign_argument, 4, True, lion.sign_argument_magnitude)),
         "rprop": Rule("rprop", rprop.init, rprop.step, rprop.DEFAULTS, rprop.validate, takes_initial_lr=True,
                       init_hyper=("initial_lr",), presets=rprop.PRESETS, state_type=rprop.RpropState,
                       elementwise=True, off_values=MappingProxyType({}),

@@ -1,4 +1,4 @@
-"""The committed scoreboard of real AdamWs (``docs/ecosystem``, ``nox -s ecosystem``) and its check.
+"""The committed scoreboard of real optimizers (``docs/ecosystem``, ``nox -s ecosystem``) and its check.
 
 Each row must agree with its source's reading or carry identify's own words
 as the evidence of where it differs; the check must fail when a committed

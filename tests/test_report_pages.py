@@ -109,7 +109,7 @@ def test_the_ecosystem_scoreboard_page_shows_every_row_its_plots_and_filters_by_
     rows = ecosystem.load(ecosystem.DEFAULT_DIR)
     shown = Rendered(browser, ecosystem.DEFAULT_DIR / "index.html")
     assert not shown.errors, shown.console
-    assert shown.page.get_by_role("heading", name="The AdamW ecosystem, certified").is_visible()
+    assert shown.page.get_by_role("heading", name="Real optimizers, certified").is_visible()
     for impl, row in zip(IMPLEMENTATIONS, rows):
         cells = shown.page.locator(f"#row-{impl.slug} td").all_inner_texts()
         assert cells[0] == impl.name and all(f"{v.dtype}: {v.verdict}" in cells[5] for v in row.verdicts), cells

@@ -22,7 +22,7 @@ from tools.ecosystem_rows import NOT_RUN
 
 Pair = tuple[Implementation, Measured]
 
-INTRO = ("Which AdamW am I running, and does it do what its name says? Each row is a real optimizer as it "
+INTRO = ("Which AdamW (or Lion, or RAdam) am I running, and does it do what its name says? Each row is a real optimizer as it "
          "ships, run by optspec on the CPU: `identify` finds the convention it follows (in float32), and "
          "`certify` holds it to the convention its package claims. What each source computes is read from the "
          "installed package and cited by file and line below the table; \"source agrees\" says whether "
@@ -59,7 +59,7 @@ def _md_escape(text: str) -> str:
 
 def markdown(pairs: list[Pair]) -> str:
     """``README.md``: the table, then each row's source and evidence."""
-    lines = ["# The AdamW ecosystem, certified", "", INTRO, "",
+    lines = ["# Real optimizers, certified", "", INTRO, "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for impl, row in pairs:
         cells = list(_cells(impl, row))
@@ -145,8 +145,8 @@ def html_page(pairs: list[Pair]) -> str:
                        f"({html.escape(impl.where)}); read from the source: {html.escape(impl.reading.describe())}."
                        f"</p><ul>{items}</ul>{differs}")
     style = STYLE + ".filter { font-weight: 600; }\ninput[type=radio] { margin-left: 0.6rem; }\n" + "\n".join(rules)
-    return document("optspec: the AdamW ecosystem", (
-            f"<h1>The AdamW ecosystem, certified</h1>\n<p>{html.escape(INTRO)}</p>\n<main>\n"
+    return document("optspec: real optimizers, certified", (
+            f"<h1>Real optimizers, certified</h1>\n<p>{html.escape(INTRO)}</p>\n<main>\n"
             + "".join(filters)
             + "<table>\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in HEADER) + "</tr></thead>\n"
             "<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n</main>\n"

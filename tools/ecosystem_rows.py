@@ -289,7 +289,80 @@ MINDSPORE = (
         environment="mindspore"),
 )
 
-IMPLEMENTATIONS: tuple[Implementation, ...] = (*TORCH, *TORCH_MORE, *JAX, *KERAS, *OTHERS, *MINDSPORE)
+_BNB_LION = "bitsandbytes/optim/lion.py"
+_BNB_CPU = "bitsandbytes/backends/cpu/ops.py"
+_PO_BASE = "pytorch_optimizer/base/optimizer.py"
+_PO_FOREACH = Citation(_PO_BASE, "503-506", "with foreach=None (the default) the foreach path is taken on the CPU too")
+_PO_NEG = ("maximize: torch._foreach_neg_(grads) on the p.grad tensors it was given (base/optimizer.py:537): "
+           "negated in place")
+_PO_LION = f"{_PO}/lion.py"
+_PO_LION_STEP = Citation(_PO_LION, "108-122", "p *= 1 - lr*wd before the step (base/optimizer.py:574-582), "
+                         "then p -= lr*sign(lerp(m, g, 1 - b1)); m = lerp(m, g, 1 - b2)")
+_PO_LION_LERP = Citation(_PO_LION, "117", "c = torch._foreach_lerp(m, g, weight=1 - b1): the weight, a float32 "
+                         "scalar for float32 tensors, rounds 1 - b1, so a b1 below 2^-25 counts as 0")
+_PO_RADAM = f"{_PO}/radam.py"
+
+#: Optimizers of rules other than AdamW: Lion (``spec/lion.py``) and RAdam (``spec/radam.py``).
+OTHER_RULES = (
+    Implementation(
+        "bitsandbytes Lion", "bitsandbytes", "torch", "bitsandbytes.optim:Lion", "paper", Reading("paper"),
+        (Citation(_BNB_LION, "8-52", "Lion: Optimizer1State('lion'), optim_bits=32; no maximize parameter; betas "
+                  "(0.9, 0.99), though the docstring says (0.9, 0.999)"),
+         Citation("bitsandbytes/optim/optimizer.py", "714-733", "32-bit state: F.optimizer_update_32bit"),
+         Citation(_BNB_CPU, "417-424, 448, 451", "the CPU kernel: p *= 1 - lr*wd before the step; "
+                  "p -= lr*sign(b1*m + (1-b1)*g); m = b2*m + (1-b2)*g")),
+        rule="lion"),
+    Implementation(
+        "bitsandbytes Lion8bit", "bitsandbytes", "torch", "bitsandbytes.optim:Lion8bit", "paper",
+        Reading(None, outside="the momentum quantized to 8 bits, block by block, in tensors of 4096 elements or "
+                "more (min_8bit_size); the paper's convention below"),
+        (Citation(_BNB_LION, "55-96", "Lion8bit: Optimizer1State('lion') with 8-bit state"),
+         Citation("bitsandbytes/optim/optimizer.py", "674-695", "below min_8bit_size (4096) elements float32 state; "
+                  "above, uint8 state1 with the signed dynamic map, absmax per block of 256"),
+         Citation(_BNB_CPU, "545-551", "the step in float32 from the dequantized momentum: the 32-bit kernel's")),
+        rule="lion"),
+    Implementation(
+        "pytorch-optimizer Lion", "pytorch-optimizer", "torch", "pytorch_optimizer:Lion", "paper",
+        Reading(None, outside="the paper's knobs, but maximize=True negates the gradient it was given in place, "
+                "which certify rejects"),
+        (Citation(_PO_LION, "28-39", "betas (0.9, 0.99), weight_decouple=True, fixed_decay=False, maximize, "
+                  "**kwargs"),
+         Citation(_PO_LION, "182-187", "the foreach path where _can_use_foreach"), _PO_FOREACH,
+         Citation(_PO_LION, "105-106", _PO_NEG), _PO_LION_STEP),
+        rule="lion"),
+    Implementation(
+        "pytorch-optimizer Lion (maximize off)", "pytorch-optimizer", "torch", "pytorch_optimizer:Lion[maximize=False]",
+        "paper", Reading("paper"), (_PO_FOREACH, _PO_LION_STEP, _PO_LION_LERP), rule="lion"),
+    Implementation(
+        "pytorch-optimizer Lion (fixed_decay, maximize off)", "pytorch-optimizer", "torch",
+        "pytorch_optimizer:Lion[fixed_decay=True,maximize=False]", "paper", Reading("paper", {"decay_scale": "none"}),
+        (Citation(_PO_LION, "20", "fixed_decay: decoupled weight decay not scaled by the learning rate"),
+         Citation(_PO_BASE, "574-575, 582", "with fixed_decay, p *= 1 - wd"), _PO_LION_STEP, _PO_LION_LERP),
+        rule="lion"),
+    Implementation(
+        "pytorch-optimizer RAdam", "pytorch-optimizer", "torch", "pytorch_optimizer:RAdam", "torch",
+        Reading(None, outside="no step at all (no decay either) while rho_t is below the threshold: "
+                "degenerated_to_sgd=False by default, where torch steps lr*m_hat; and maximize=True negates the "
+                "gradient it was given in place"),
+        (Citation(_PO_RADAM, "29-43", "weight_decouple=True, n_sma_threshold=5, degenerated_to_sgd=False, eps 1e-8"),
+         Citation(_PO_BASE, "337-346", "rt of the rectification (times sqrt(1 - b2^t)) where n_sma >= threshold; "
+                  "else 1 with degenerated_to_sgd, else -1"),
+         Citation(_PO_RADAM, "190-205, 221", "step_size = lr*rt/bc1; an update only where n_sma >= threshold or "
+                  "step_size > 0: with rt = -1, none"),
+         Citation(_PO_RADAM, "107-108", _PO_NEG), _PO_FOREACH),
+        rule="radam"),
+    Implementation(
+        "pytorch-optimizer RAdam (degenerated_to_sgd, maximize off)", "pytorch-optimizer", "torch",
+        "pytorch_optimizer:RAdam[degenerated_to_sgd=True,maximize=False]", "torch",
+        Reading("torch", {"weight_decay": "decoupled"}),
+        (Citation(_PO_RADAM, "34-35", "weight_decouple=True by default"),
+         Citation(_PO_RADAM, "110-118", "p *= 1 - lr*wd before the moments (base/optimizer.py:580-582)"),
+         Citation(_PO_RADAM, "125-131", "rectified: p -= lr*rt*sqrt(bc2)/bc1 * m/(sqrt(v) + eps): epsilon raw; "
+                  "else p -= lr/bc1 * m"), _PO_FOREACH),
+        rule="radam"),
+)
+
+IMPLEMENTATIONS: tuple[Implementation, ...] = (*TORCH, *TORCH_MORE, *JAX, *KERAS, *OTHERS, *MINDSPORE, *OTHER_RULES)
 
 #: What the scoreboard lacks, and why: each reason is what the install or import printed beside torch 2.13.0+cpu.
 NOT_RUN: tuple[Unrun, ...] = (
