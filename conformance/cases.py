@@ -28,6 +28,7 @@ class Case:
     on this many ranks.
     ``companion_tensors``, the tensors held in the certification dtype's :data:`COMPANION_DTYPES` entry
     rather than in that dtype (one model of several dtypes, :meth:`dtypes`).
+    ``only_in``, the dtypes a named case is run in (None: every one).
     """
 
     params0: list[np.ndarray]
@@ -40,6 +41,7 @@ class Case:
     refusable: frozenset[str] = frozenset()
     resume_world_size: int | None = None
     companion_tensors: frozenset[int] = frozenset()
+    only_in: frozenset[str] | None = None
 
     @property
     def steps(self) -> int:
@@ -115,17 +117,19 @@ def _large(label: str, sizes: tuple[int, ...], steps: int, hyper: Mapping[str, A
 
 def _sensitive(label: str, steps: int, hyper: Mapping[str, Any], lrs: list[float], *,
                gradient_scale: np.ndarray, theta_scale: float = 1.0, alternating: bool = False,
-               rules: frozenset[str] | None = None) -> Case:
+               rules: frozenset[str] | None = None, shapes: Sequence[tuple[int, ...]] = ((3,), (2, 2)),
+               only_in: frozenset[str] | None = None, seed: int = 0) -> Case:
     """A case built to make one hyperparameter move the step far more than rounding does.
 
     ``gradient_scale[t]`` is the magnitude of step ``t``'s gradients, with
     random signs, or alternating ones (``alternating``: every element flips
     sign at every step); parameters are of magnitude ``theta_scale``, so that
     the step is large against the rounding of :math:`\theta`.  ``rules``: the rules it is run for (None:
-    every rule).
+    every rule); ``only_in``: the dtypes it is run in (None: every one).  A ``seed`` other than 0 draws other
+    values of the same kind, and is appended to the label.
     """
-    rng = np.random.default_rng(sum(map(ord, label)))
-    shapes = [(3,), (2, 2)]
+    rng = np.random.default_rng(sum(map(ord, label)) + 7919 * seed)
+    label = label if seed == 0 else f"{label}-{seed}"
     params0 = [_signed(rng, s, theta_scale) for s in shapes]
     grads = []
     for shape in shapes:
@@ -135,7 +139,7 @@ def _sensitive(label: str, steps: int, hyper: Mapping[str, Any], lrs: list[float
             grads.append(signs * np.sign(rng.normal(size=shape)) * rng.uniform(0.5, 1.0, size=(steps, *shape)) * scale)
         else:
             grads.append(_signed(rng, (steps, *shape), scale))
-    return Case(params0, grads, lrs, dict(hyper), label=label, rules=rules)
+    return Case(params0, grads, lrs, dict(hyper), label=label, rules=rules, only_in=only_in)
 
 
 #: Steps of the β2-horizon case: long enough that :math:`\beta_2^{t}` departs from 1 at β2 = 0.95.
@@ -185,6 +189,56 @@ SENSITIVE_CASES: tuple[Case, ...] = (
     _sensitive("rectified-epsilon", 10, {"betas": (0.5, 0.9), "eps": 1e-2, "weight_decay": 0.0}, [1.0] * 10,
                gradient_scale=np.full(10, 1e-5), theta_scale=1e-2, rules=frozenset({"radam"})),
 )
+
+#: The elements of each :data:`BIAS_CASES` tensor: enough flips for the bias test, below the 4,096 from which
+#: bitsandbytes and torchao quantize their state.
+BIAS_ELEMENTS = 2048
+
+_LOW_PRECISION = frozenset({"bfloat16", "float16"})
+
+
+def bias_cases(seed: int = 0) -> tuple[Case, ...]:
+    """The :data:`BIAS_CASES`, their values drawn from ``seed`` (0: the named cases themselves)."""
+    size = [(BIAS_ELEMENTS,)]
+    return (
+        _sensitive("bias-decay", 3, {"betas": LOW_CONDITION_BETAS, "eps": 2.0**-7, "weight_decay": 0.5},
+                   [0.125] * 3, gradient_scale=np.full(3, 1e-5), shapes=size, only_in=_LOW_PRECISION, seed=seed),
+        _sensitive("bias-epsilon", 3, {"betas": LOW_CONDITION_BETAS, "eps": 2.0**-7, "weight_decay": 0.0},
+                   [2.0**-5] * 3, gradient_scale=np.full(3, 2.0**-12), theta_scale=1e-2, shapes=size,
+                   only_in=_LOW_PRECISION, seed=seed),
+        _sensitive("bias-first-moment", 3, {"betas": (0.875, 0.5), "eps": 1e-8, "weight_decay": 0.0},
+                   [2.0**-7] * 3, gradient_scale=np.ones(3), theta_scale=1e-2, alternating=True, shapes=size,
+                   only_in=_LOW_PRECISION, seed=seed),
+        _sensitive("bias-second-moment", 3, {"betas": (0.5, 0.125), "eps": 1e-8, "weight_decay": 0.0},
+                   [2.0**-7] * 3, gradient_scale=np.array([1.0, 1e-2, 1e-2]), theta_scale=1e-2, shapes=size,
+                   only_in=_LOW_PRECISION, seed=seed),
+    )
+
+
+#: Cases for the bias test (:mod:`optspec.conformance.bias`), run in bfloat16 and float16 only, where the
+#: per-element bounds are tens of units wide.  Each moves the parameters by many units of their rounding in
+#: its first steps, where a kernel holding its state in the parameters' dtype has not yet drifted from the
+#: spec's (the test's allowance for that drift grows with the step), so that a 1 % change in its
+#: hyperparameter moves a tenth of a unit or more, in most elements, one way:
+#:
+#: - ``bias-decay``: lr·λ = 1/16, parameters of 1 and an ε-dominated Adam step of about 1e-4: the decay is
+#:   about 8 units of bfloat16, and :math:`1 - \mathrm{lr}\lambda` is exact in bfloat16, which torch's foreach
+#:   kernel rounds it to (``_foreach_mul_`` casts its scalar to the parameters' dtype);
+#: - ``bias-epsilon``: an ε-dominated step (gradients 1/64 to 1/32 of ε = 2^-7, which is exact in bfloat16,
+#:   the dtype torch's ``add_`` rounds its scalar to), about 16 units of parameters of 1e-2.  Not smaller:
+#:   where :math:`\sqrt{\hat v}` is below half a unit of ε, a kernel adding them in bfloat16 loses it in
+#:   every element, a systematic 0.1 % (torch's for-loop and foreach kernels do);
+#: - ``bias-first-moment``: gradients that flip sign, so that the second step's :math:`\hat m_2` moves by
+#:   about :math:`2\beta_1/(1-\beta_1^2)` = 7.5 times a relative change of β1 at 0.875 (``beta1-sign-flips``);
+#: - ``bias-second-moment``: a second gradient 1e-2 of the first at β2 = 0.125, so that
+#:   :math:`\hat v_2 \approx \beta_2 g_1^2/(1+\beta_2)` moves by about 6 % for 1 % of :math:`1-\beta_2`.
+#:
+#: Every lr and β here is exact in bfloat16 and float16, and so is ε where it moves the step, so that a
+#: kernel holding them there (Keras, MLX) is allowed nothing for their rounding
+#: (:func:`optspec.conformance.bias.scalar_roundoff`).
+BIAS_CASES: tuple[Case, ...] = bias_cases()
+
+
 
 def sign_ties(seed: int = 0, steps: int = 6, size: int = 12) -> Case:
     r"""Lion's sign argument :math:`c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t` at 0 on purpose.
@@ -253,6 +307,7 @@ NAMED_CASES: tuple[Case, ...] = (
     _named("zero-accumulator", 4, {"eps": 0.0, "initial_accumulator_value": 0.0, "weight_decay": 0.0},
            zeros=True, rules=frozenset({"adagrad"}), refusable=frozenset({"eps"})),
     *SENSITIVE_CASES,
+    *BIAS_CASES,
     sign_ties(),
     step_size_bounds(),
     _large("large-tensors", LARGE_SIZES, 6, {"weight_decay": 0.1}),
@@ -306,13 +361,14 @@ def sharded_cases(sharding: Sharding) -> tuple[Case, ...]:
     return tuple(cases)
 
 
-def named_cases_for(subject: SubjectInfo) -> list[Case]:
+def named_cases_for(subject: SubjectInfo, dtype: str | None = None) -> list[Case]:
     """The named cases whose hyperparameters the subject can express (a sharded one's
     :func:`sharded_cases` first).
 
     The ``amsgrad`` and ``maximize`` cases exist only to exercise that flag, so
     they are dropped for a subject without it, and a case meant for other
-    rules (:attr:`Case.rules`) is dropped too.
+    rules (:attr:`Case.rules`) is dropped too, as is one meant for other dtypes (:attr:`Case.only_in`) where
+    ``dtype`` is given.
     """
     sharded = sharded_cases(subject.sharding) if subject.sharding is not None else ()
     return [
@@ -320,4 +376,5 @@ def named_cases_for(subject: SubjectInfo) -> list[Case]:
         for case in (*sharded, *NAMED_CASES)
         if (case.label not in ("amsgrad", "maximize") or case.label in subject.supports)
         and (case.rules is None or subject.rule in case.rules)
+        and (case.only_in is None or dtype is None or dtype in case.only_in)
     ]

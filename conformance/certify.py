@@ -99,7 +99,7 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
         notes.append(f"parameters of several dtypes: not tested: {subject.sharding.one_dtype}")
     notes += [f"{note}: the spec keeps it as given" for note in held_hyperparameters(
         explicit_hyperparameters(subject, {}), dtype)]
-    for case in named_cases_for(subject):
+    for case in named_cases_for(subject, dtype):
         try:
             case, note = fit_to_dtype(subject.rule, convention, dataclasses.replace(
                 case, hyper=explicit_hyperparameters(subject, case.hyper)), dtype,

@@ -16,7 +16,15 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import Dtypes, SubjectInfo, tensor_dtypes
-from optspec.conformance import branches, free_run, kahan, quantized_state, rounding, tolerance
+from optspec.conformance import (
+    bias,
+    branches,
+    free_run,
+    kahan,
+    quantized_state,
+    rounding,
+    tolerance,
+)
 from optspec.conformance.cases import Case
 from optspec.conformance.explain import Change, FailurePoint, explain, explain_non_finite
 from optspec.conformance.reference import initial_state, prepared, reference, resynced
@@ -288,6 +296,18 @@ def check_trajectory(subject: SubjectInfo, case: Case, params0: list[np.ndarray]
                         result.hint, result.change = diagnosis.text, diagnosis.change
                 if stop_at_failure:
                     return result
+        if (result.passed and change is None and stored is None
+                and spec.get_rule(rule).rounded_parts == 1
+                and bias.applies_to(tensor_dtype, theta0.size, spec.StateStorage(storage).param_rounding())):
+            state_roundoff = 0.0 if held is not None and set(formats) >= set(spec.get_rule(rule).state_fields) else (
+                _state_roundoff(got, float_storage, tensor_dtype))
+            biased = _bias_violation(subject, rule, expected_convention, expected_case, theta0, g, traj, resync,
+                                     previous, steps, tensor_dtype, float_storage, held, ties, state_roundoff,
+                                     _tensor_name(got, index))
+            if biased is not None:
+                _fail(result, "bias", *biased)
+                if stop_at_failure:
+                    return result
     return result
 
 
@@ -314,6 +334,37 @@ def _kahan_violation(subject: SubjectInfo, rule: str, convention: spec.Knobs | N
     decay = lrs * float(case.hyper.get("weight_decay") or 0.0) * np.abs(previous)
     return kahan.first_violation([("one step", total, total_resync, one_step), ("trajectory", total, free, trajectory)],
                                  decay, _tensor_name(got, index))
+
+
+def _bias_violation(subject: SubjectInfo, rule: str, convention: spec.Knobs | None, case: Case,
+                    theta0: np.ndarray, g: np.ndarray, traj: np.ndarray, resync: np.ndarray, previous: np.ndarray,
+                    steps: np.ndarray, dtype: str, storage: Mapping[str, str], held: Any, ties: Any,
+                    state_roundoff: float, name: str) -> tuple[int, str] | None:
+    """Where tensor ``theta0``'s steps are biased beyond the rounding a correct kernel may do
+    (:mod:`optspec.conformance.bias`), from its own parameters before each step; None where they are not."""
+    spec_rule = spec.get_rule(rule)
+
+    def run(hyper: Mapping[str, Any], lr_scale: float) -> np.ndarray:
+        moved = dataclasses.replace(case, hyper=dict(hyper), lrs=[lr * lr_scale for lr in case.lrs])
+        return reference(rule, convention, moved, theta0, g, traj, storage=storage, held_states=held,
+                         tie_bounds=ties)[1]
+
+    found = bias.directions(run, case.hyper, resync, dtype,
+                            bias.scalar_roundoff(case.hyper, case.lrs, dtype, spec_rule.bias_corrected))
+    decay = None
+    if spec_rule.decay_mode(convention) == "decoupled":
+        off = {k: v for k, v in spec_rule.off_values.items() if case.hyper.get(k, v) != v}
+        decay = resync - run({**case.hyper, **off}, 1.0) if off else None
+    exact = bias.ExactStep(previous, resync, decay,
+                           bias.allowance(previous, resync, decay, found, steps, state_roundoff))
+    return bias.first_bias(exact, traj, found, dtype, name)
+
+
+def _state_roundoff(got: adapters.Trajectory, storage: Mapping[str, str], dtype: str) -> float:
+    """The unit roundoff of the coarsest float dtype a subject may hold its state in: of those it was seen
+    holding and those declared, or its parameters' where it does not say."""
+    seen = {d for d in got.storage_dtypes if d in tolerance.UNIT_ROUNDOFF} or {dtype}
+    return max(tolerance.unit_roundoff(d) for d in seen | {d for d in storage.values() if d in tolerance.UNIT_ROUNDOFF})
 
 
 def check_run(subject: SubjectInfo, case: Case, params0: list[np.ndarray], grads: list[np.ndarray],

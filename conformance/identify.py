@@ -23,7 +23,7 @@ from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
 from optspec.adapters.frameworks import describe
 from optspec.conformance import hidden, rounding
-from optspec.conformance.cases import NAMED_CASES, SENSITIVE_CASES, Case, restricted
+from optspec.conformance.cases import BIAS_CASES, NAMED_CASES, SENSITIVE_CASES, Case, restricted
 from optspec.conformance.check import check_trajectory, refused_edge
 from optspec.conformance.reference import prepared, reference
 from optspec.conformance.state_storage import stored
@@ -273,9 +273,11 @@ def identify(subject: SubjectInfo, *, dtype: str = DEFAULT_DTYPE, examples: int 
 
 def _discriminating(subject: SubjectInfo) -> list[Case]:
     """The named cases that tell the conventions of the subject's rule apart, as the subject can run them (not
-    the :data:`~optspec.conformance.cases.SENSITIVE_CASES`, which measure hyperparameters)."""
+    the :data:`~optspec.conformance.cases.SENSITIVE_CASES` and
+    :data:`~optspec.conformance.cases.BIAS_CASES`, which measure hyperparameters)."""
+    measuring = {c.label for c in (*SENSITIVE_CASES, *BIAS_CASES)}
     return [restricted(c, subject) for c in NAMED_CASES
-            if c.label not in ("amsgrad", "maximize", *(s.label for s in SENSITIVE_CASES))
+            if c.label not in ("amsgrad", "maximize", *measuring)
             and (c.rules is None or subject.rule in c.rules)]
 
 

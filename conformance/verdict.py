@@ -18,7 +18,7 @@ from optspec.conformance.expectation import Expectation
 NOT_APPLICABLE = "not applicable"
 
 #: Checks that are not numeric: no error and bound to plot.
-NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation", "state", "rounding")
+NON_NUMERIC_CHECKS = ("crash", "hang", "raised", "non-finite", "gradient-mutation", "state", "rounding", "bias")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -103,6 +103,12 @@ class Rule:
         where not NaN replaces that sign (the branch a kernel took).  The
         certifier accepts either branch where a correct kernel's rounding of
         the value may cross 0 (:mod:`optspec.conformance.branches`).
+      rounded_parts: how many parts of its update a correct kernel may add to
+        the parameters one at a time, each rounded to their dtype (torch's
+        NAdam: the gradient's and the momentum's, in two ``addcdiv_``,
+        ``torch/optim/nadam.py`` L371-378).  The bias test
+        (:mod:`optspec.conformance.bias`) models one, with a decoupled decay
+        before or after it, and does not test a rule with more.
     """
 
     name: str
@@ -125,6 +131,7 @@ class Rule:
     elementwise: bool = False
     bias_corrected: bool = True
     sign_argument: SignArgument | None = None
+    rounded_parts: int = 1
 
     @property
     def default_preset(self) -> str | None:
@@ -230,7 +237,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "adamax": Rule("adamax", adamax.init, adamax.step, adamax.DEFAULTS, adamax.validate, presets=adamax.PRESETS,
                        state_type=adamax.AdamaxState, elementwise=True),
         "nadam": Rule("nadam", nadam.init, nadam.step, nadam.DEFAULTS, nadam.validate, second_moment="exp_avg_sq",
-                      presets=nadam.PRESETS, state_type=nadam.NAdamState, elementwise=True),
+                      presets=nadam.PRESETS, state_type=nadam.NAdamState, elementwise=True, rounded_parts=2),
         "radam": Rule("radam", radam.init, radam.step, radam.DEFAULTS, radam.validate, second_moment="exp_avg_sq",
                       presets=radam.PRESETS, state_type=radam.RAdamState, elementwise=True),
         "adadelta": Rule("adadelta", adadelta.init, adadelta.step, adadelta.DEFAULTS, adadelta.validate,

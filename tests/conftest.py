@@ -23,7 +23,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 #: certifications end to end: ``nox -s end_to_end`` runs them, ``nox -s tests`` the rest.
 END_TO_END = frozenset({
     "test_advice", "test_docs_ci", "test_isolation", "test_pytest_plugin", "test_readme", "test_real_subjects", "test_trust",
-    "test_vendor_flow", "test_wheel",
+    "test_vendor_flow", "test_wheel", "test_bias_false_alarms",
 })
 
 

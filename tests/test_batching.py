@@ -89,7 +89,7 @@ def test_a_failure_found_in_a_batch_is_shrunk_one_case_at_a_time(monkeypatch):
     from optspec.conformance import certify as certify_module
 
     (bad,) = adapters.resolve_subject("torch", "tests.plugins.torch_subjects:AdamW_decay_unscaled")
-    monkeypatch.setattr(certify_module, "named_cases_for", lambda subject: [])
+    monkeypatch.setattr(certify_module, "named_cases_for", lambda subject, dtype=None: [])
     cert = certify_module.certify(bad, convention="torch", examples=40)
     # Under a constant lr, decay scaled by lr_t/lr_0 is decay scaled by nothing: either names the knob.
     assert not cert.conforms and "decay_scale=" in cert.failure.hint, cert.failure.hint

@@ -41,7 +41,8 @@ THRESHOLDS = {
                            "one_minus_beta2": 1e-11},
     (DEFAULT, "float32"): {"lr": 1e-4, "weight_decay": 1e-4, "eps": 1e-4, "beta1": 1e-4, "one_minus_beta2": 1e-3},
     (NAMED_ALONE, "float32"): {"lr": 1e-4, "eps": 1e-4, "one_minus_beta2": 1e-3},
-    (NAMED_ALONE, "bfloat16"): {"lr": 1.0, "weight_decay": 1.0, "beta1": 1.0},
+    (NAMED_ALONE, "bfloat16"): {"lr": 1e-2, "weight_decay": 1e-2, "eps": 1e-2, "beta1": 1e-2,
+                                "one_minus_beta2": 1e-2},
 }
 
 
