@@ -29,6 +29,7 @@ class Failure:
       check: the check that failed (``one_step``, ``trajectory``, ``scale_step``,
         ``non-finite``, ``gradient-mutation``, ``state`` (a quantized state not stored in its format),
         ``rounding`` (parameters declared rounded stochastically that are not),
+        ``bias`` (a systematic error across the elements of a step, below each element's bound),
         ``crash``, ``hang``, ``raised``).
       step: the 1-based step where it failed (0: before the first step).
       detail: what was seen, in one line.
