@@ -13,7 +13,7 @@ import numpy as np
 
 from optspec import adapters, spec
 from optspec.adapters.driver import SubjectInfo
-from optspec.conformance import drawn_cache
+from optspec.conformance import bias, drawn_cache
 from optspec.conformance.batched import run_batched, run_each
 from optspec.conformance.cases import COMPANION_DTYPES, Case, named_cases_for
 from optspec.conformance.check import (
@@ -93,6 +93,9 @@ def certify(subject: SubjectInfo, *, convention: str | spec.Knobs | None = None,
     notes += amsgrad_note
     if subject.state_storage:
         notes.append(f"state stored as declared: {spec.StateStorage(subject.state_storage).describe()}")
+    if dtype in bias.TESTED_DTYPES and (parts := spec.get_rule(subject.rule).rounded_parts) > 1:
+        notes.append(f"bias test: not run: a {subject.rule} kernel may round the parameters between the {parts} "
+                     "parts of its update (docs/DEVIATIONS.md)")
     if subject.sharding is not None and subject.sharding.not_resharded:
         notes.append(f"resharded resume: not tested: {subject.sharding.not_resharded}")
     if subject.sharding is not None and subject.sharding.one_dtype:

@@ -154,3 +154,22 @@ def test_torchs_adamw_in_bfloat16_passes_the_bias_cases(form):
     for case in BIAS_CASES:
         result = run_case(subject, case, convention=spec.resolve("torch"), dtype=BF16)
         assert result.passed, f"{case.label}: {result.failure}"
+
+
+@needs("torch")
+def test_a_rule_whose_kernels_round_between_parts_of_the_update_is_not_tested_and_says_so():
+    """torch's NAdam adds its update in two ``addcdiv_`` (``Rule.rounded_parts``): the certificate says the bias
+    test did not run, where a bfloat16 certification of AdamW says nothing."""
+    from optspec import adapters
+    from optspec.conformance.certify import certify
+
+    def notes(name: str) -> list[str]:
+        (subject,) = [s for s in adapters.subjects("torch") if s.name == name]
+        cert = certify(subject, dtype=BF16, examples=0)
+        assert cert.verdict == "conforms", cert.failure
+        return [n for n in cert.notes if n.startswith("bias test")]
+
+    assert notes("torch.optim.NAdam[for-loop]") == [
+        "bias test: not run: a nadam kernel may round the parameters between the 2 parts of its update "
+        "(docs/DEVIATIONS.md)"]
+    assert notes("torch.optim.AdamW[fused]") == []
