@@ -35,7 +35,7 @@ NAMED_ALONE = Run(examples=0, replay_golden=False)
 
 #: The smallest relative defect each run must reject, per dtype.  Default run: 100 times (float64) and 4 to
 #: 40 times (float32) the smallest δ measured; named cases alone: 10 to 18 times (float32) and 1.8 to
-#: 5.6 times (bfloat16) the smallest δ measured (README, "Detection power").
+#: 2.4 times (bfloat16, with the bias test) the smallest δ measured (docs/explanation/detection-power.md).
 THRESHOLDS = {
     (DEFAULT, "float64"): {"lr": 1e-12, "weight_decay": 1e-12, "eps": 1e-12, "beta1": 1e-12,
                            "one_minus_beta2": 1e-11},
