@@ -14,7 +14,14 @@ import inspect
 
 from optspec.adapters import plugins
 from optspec.adapters.driver import Session, Sharding, SubjectInfo, Trajectory, drive, drive_batch
-from optspec.adapters.errors import SetupError, SubjectError, one_line
+from optspec.adapters.errors import (
+    InternalError,
+    SetupError,
+    SubjectError,
+    one_line,
+    raised_by_optspec,
+    where_raised,
+)
 from optspec.adapters.frameworks import (
     FRAMEWORKS,
     Launched,
@@ -32,6 +39,7 @@ from optspec.spec import get_rule
 __all__ = [
     "DTYPES",
     "FRAMEWORKS",
+    "InternalError",
     "Launched",
     "Session",
     "SetupError",
@@ -50,10 +58,12 @@ __all__ = [
     "launched",
     "load_plugin",
     "namespace",
+    "raised_by_optspec",
     "resolve_subject",
     "sharded",
     "subjects",
     "to_numpy",
+    "where_raised",
 ]
 
 

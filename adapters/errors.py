@@ -12,6 +12,38 @@ class SetupError(Exception):
     """
 
 
+class InternalError(Exception):
+    """optspec itself failed: an exception raised in its own checks or spec, not by the subject or its framework
+    (:func:`raised_by_optspec`).  No verdict is given; the CLI prints ``str(error)`` on one line and exits with
+    code 3."""
+
+
+def raised_by_optspec(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in optspec's own checks or spec: the innermost of its traceback's frames that
+    belongs to optspec is in ``optspec.conformance`` or ``optspec.spec`` (the frames below it, if any, are a
+    library it called, such as NumPy).  Where that frame is in ``optspec.adapters``, which drives the subject,
+    or no frame is optspec's, the subject or its framework raised."""
+    innermost = None
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith("optspec."):
+            innermost = module
+        tb = tb.tb_next
+    return innermost is not None and innermost.startswith(("optspec.conformance", "optspec.spec"))
+
+
+def where_raised(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame of ``exc``'s traceback that belongs to optspec, or ``""``."""
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("optspec."):
+            found = f"{tb.tb_frame.f_globals['__name__']}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return found
+
+
 class NotInstalled(SetupError):
     """A framework's modules do not import: it is not installed (as opposed to installed but misconfigured)."""
 

@@ -1,7 +1,8 @@
 """``optspec``: list, certify, identify, matrix, golden verify.
 
 Exit codes: 0 conforms (or verifies), 1 does not conform (or a golden file
-fails), 2 a usage or setup error, printed as one line.
+fails), 2 a usage or setup error, printed as one line, 3 optspec itself
+failed (a bug in optspec, printed as one line, with no verdict).
 """
 
 from __future__ import annotations
@@ -335,6 +336,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except adapters.InternalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except Exception as exc:
+        if not adapters.raised_by_optspec(exc):
+            raise
+        print(f"error: optspec itself failed: {adapters.one_line(exc)} (at {adapters.where_raised(exc)}); this is a "
+              "bug in optspec, not a verdict on the subject: please report it with the command that gave it",
+              file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return interrupted()
 

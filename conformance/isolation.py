@@ -262,6 +262,9 @@ def _worker(connection: Any, requests: list[Request], environment: dict[str, str
         except KeyboardInterrupt:
             return
         except Exception as exc:
+            if adapters.raised_by_optspec(exc):
+                connection.send(("internal", f"{adapters.one_line(exc)} (at {adapters.where_raised(exc)})", 0))
+                return
             connection.send(("raised", adapters.one_line(exc), 0))
 
 
@@ -333,6 +336,12 @@ def _run_worker(pending: list[tuple[SubjectInfo, Request]], time_limit_s: float)
             elif kind == "setup-error":
                 pending.clear()
                 raise adapters.SetupError(message[1])
+            elif kind == "internal":
+                pending.clear()
+                raise adapters.InternalError(
+                    f"optspec itself failed while certifying {subject.name}, at step {step} of case {label}: "
+                    f"{message[1]}; this is a bug in optspec, not a verdict on the subject: please report it "
+                    "with the command that gave it")
             else:  # "raised", "hang" (the worker's own time limit, where Python got control back) or "crash" (a rank)
                 yield _broken(subject, request, kind, message[2] or step, label, message[1])
             label, step, started = "the next subject's start", 0, False

@@ -48,7 +48,7 @@ def test_the_plugin_reference_lists_every_option_the_plugin_adds():
 
 
 def test_the_exit_codes_are_read_from_the_clis_docstrings():
-    assert re.findall(r"^\| `(\d+)` \|", docs_reference.exit_codes_markdown(), re.M) == ["0", "1", "2", "130"]
+    assert re.findall(r"^\| `(\d+)` \|", docs_reference.exit_codes_markdown(), re.M) == ["0", "1", "2", "3", "130"]
 
 
 def test_the_certificate_reference_lists_every_field_of_the_schema():

@@ -189,3 +189,39 @@ def test_only_a_long_golden_replay_runs_in_a_second_worker():
     assert isolation.replayed_aside(subject, request(None)), "torch's preset replays the 10 000 steps of long"
     assert not isolation.replayed_aside(subject, request("optax")), "optax's replays 50 steps"
     assert not isolation.replayed_aside(subject, request(None, size=1000)), "--size replays nothing"
+
+
+def test_an_exception_of_optspecs_own_is_told_from_the_subjects():
+    """Where the innermost of optspec's frames is in its checks or spec, optspec failed; where it is in the adapters
+    that drive the subject (which wrap what the subject raises), or there is none, the subject did."""
+    import numpy as np
+
+    from optspec import adapters
+    from optspec.conformance import bias
+
+    step = bias.ExactStep(np.zeros((1, 40)), np.zeros((1, 40)), None, np.zeros((1, 40)))
+    with pytest.raises(ValueError) as ours:  # NumPy raises, called from optspec's own check
+        bias.first_bias(step, np.zeros((1, 41)), [bias.Direction("lr", np.ones((1, 40)), 0.0)], "bfloat16", "t")
+    assert adapters.raised_by_optspec(ours.value)
+    assert adapters.where_raised(ours.value).startswith("optspec.conformance.bias:")
+
+    def framework_code():
+        raise RuntimeError("kernel launch failed")
+
+    with pytest.raises(RuntimeError) as theirs:
+        framework_code()
+    assert not adapters.raised_by_optspec(theirs.value)
+
+
+@needs("torch")
+def test_an_exception_of_optspecs_own_in_the_worker_is_no_verdict_on_the_subject():
+    """A bug in optspec, here a certify option it does not take, must not read as the subject raising (exit 1): it
+    is an :class:`~optspec.adapters.InternalError`, which the CLI prints in one line with exit code 3."""
+    from optspec import adapters
+    from optspec.conformance.isolation import Request, certify_isolated
+
+    (subject,) = [s for s in adapters.subjects("torch") if s.name == "torch.optim.AdamW[fused]"]
+    request = Request("torch", None, None, subject.name, None, {"not_an_option": 1})
+    with pytest.raises(adapters.InternalError, match=r"optspec itself failed while certifying torch.optim.AdamW"
+                       r"\[fused\].*TypeError.*not_an_option.*a bug in optspec, not a verdict on the subject"):
+        list(certify_isolated([subject], [request], time_limit_s=60))
