@@ -68,8 +68,8 @@ class LionConvention(Knobs):
 #:   ``base_optimizer.py`` ``_apply_weight_decay``, ``variable - variable * wd * lr`` before the step.
 #: - MLX: ``mlx/optimizers/optimizers.py:712-724`` ``Lion.apply_single``: ``c = b1 * m + (1 - b1) * g``,
 #:   ``m = b2 * m + (1 - b2) * g``, ``parameter = (1 - lr * wd) * parameter``, ``parameter - lr * sign(c)``.
-#: - lion-pytorch 0.2.5: ``lion_pytorch/lion_pytorch.py:15-28`` ``update_fn``: ``p *= 1 - lr * wd``, then
-#:   ``sgn(beta1 * m + (1 - beta1) * g)``; ``:74-75`` divides ``wd`` by the initial lr where
+#: - lion-pytorch 0.2.5: ``lion_pytorch/lion_pytorch.py:14-26`` ``update_fn``: ``p *= 1 - lr * wd``, then
+#:   ``sgn(beta1 * m + (1 - beta1) * g)``; ``:78-79`` divides ``wd`` by the initial lr where
 #:   ``decoupled_weight_decay=True`` (``decay_scale="schedule"``).
 PRESETS: Mapping[str, LionConvention] = MappingProxyType({
     "paper": LionConvention("lr"),

@@ -302,8 +302,23 @@ _PO_LION_LERP = Citation(_PO_LION, "117", "c = torch._foreach_lerp(m, g, weight=
                          "scalar for float32 tensors, rounds 1 - b1, so a b1 below 2^-25 counts as 0")
 _PO_RADAM = f"{_PO}/radam.py"
 
+_LION_PYTORCH = "lion_pytorch/lion_pytorch.py"
+_LION_PYTORCH_STEP = Citation(_LION_PYTORCH, "17, 21-22, 26", "update_fn: p *= 1 - lr*wd; "
+                              "p -= lr*sgn(b1*m + (1-b1)*g), sgn(0) = 0; m = b2*m + (1-b2)*g")
+
 #: Optimizers of rules other than AdamW: Lion (``spec/lion.py``) and RAdam (``spec/radam.py``).
 OTHER_RULES = (
+    Implementation(
+        "lion-pytorch Lion", "lion-pytorch", "torch", "lion_pytorch:Lion", "paper", Reading("paper"),
+        (Citation(_LION_PYTORCH, "30-39", "lr 1e-4, betas (0.9, 0.99), weight_decay 0, decoupled_weight_decay "
+                  "False; no maximize"), _LION_PYTORCH_STEP),
+        rule="lion"),
+    Implementation(
+        "lion-pytorch Lion (decoupled_weight_decay)", "lion-pytorch", "torch",
+        "lion_pytorch:Lion[decoupled_weight_decay=True]", "paper", Reading("paper", {"decay_scale": "schedule"}),
+        (Citation(_LION_PYTORCH, "43, 78-79", "decoupled_weight_decay: wd /= the lr given at construction, so "
+                  "the decay is (lr/lr0)*wd"), _LION_PYTORCH_STEP),
+        rule="lion"),
     Implementation(
         "bitsandbytes Lion", "bitsandbytes", "torch", "bitsandbytes.optim:Lion", "paper", Reading("paper"),
         (Citation(_BNB_LION, "8-52", "Lion: Optimizer1State('lion'), optim_bits=32; no maximize parameter; betas "

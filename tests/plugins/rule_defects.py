@@ -22,7 +22,7 @@ subject                           the defect
 ================================  ==================================================================
 
 :class:`Lion` is the correct base of the Lion defects, as lion-pytorch 0.2.5 computes it
-(``lion_pytorch/lion_pytorch.py:15-28``); torch has no Lion.
+(``lion_pytorch/lion_pytorch.py:14-26``); torch has no Lion.
 """
 
 from __future__ import annotations
