@@ -1,4 +1,4 @@
-"""``python -m tools.ecosystem``: the scoreboard of real optimizers (AdamWs, and Lions and RAdams) (``nox -s ecosystem``), and its check.
+"""``python -m tools.ecosystem``: the scoreboard of real optimizers (AdamWs, and Lions, NAdams and RAdams) (``nox -s ecosystem``), and its check.
 
 Each row of :data:`tools.ecosystem_rows.IMPLEMENTATIONS` runs in a process
 of its own (a framework per process, as a user's would be): ``identify``

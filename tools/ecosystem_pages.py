@@ -22,7 +22,7 @@ from tools.ecosystem_rows import NOT_RUN
 
 Pair = tuple[Implementation, Measured]
 
-INTRO = ("Which AdamW (or Lion, or RAdam) am I running, and does it do what its name says? Each row is a real optimizer as it "
+INTRO = ("Which AdamW (or Lion, NAdam or RAdam) am I running, and does it do what its name says? Each row is a real optimizer as it "
          "ships, run by optspec on the CPU: `identify` finds the convention it follows (in float32), and "
          "`certify` holds it to the convention its package claims. What each source computes is read from the "
          "installed package and cited by file and line below the table; \"source agrees\" says whether "

@@ -306,7 +306,7 @@ _LION_PYTORCH = "lion_pytorch/lion_pytorch.py"
 _LION_PYTORCH_STEP = Citation(_LION_PYTORCH, "17, 21-22, 26", "update_fn: p *= 1 - lr*wd; "
                               "p -= lr*sgn(b1*m + (1-b1)*g), sgn(0) = 0; m = b2*m + (1-b2)*g")
 
-#: Optimizers of rules other than AdamW: Lion (``spec/lion.py``) and RAdam (``spec/radam.py``).
+#: Optimizers of rules other than AdamW: Lion (``spec/lion.py``), NAdam (``spec/nadam.py``) and RAdam (``spec/radam.py``).
 OTHER_RULES = (
     Implementation(
         "lion-pytorch Lion", "lion-pytorch", "torch", "lion_pytorch:Lion", "paper", Reading("paper"),
@@ -354,6 +354,13 @@ OTHER_RULES = (
         (Citation(_PO_LION, "20", "fixed_decay: decoupled weight decay not scaled by the learning rate"),
          Citation(_PO_BASE, "574-575, 582", "with fixed_decay, p *= 1 - wd"), _PO_LION_STEP, _PO_LION_LERP),
         rule="lion"),
+    Implementation(
+        "pytorch-optimizer NAdam", "pytorch-optimizer", "torch", "pytorch_optimizer:NAdam", "torch", Reading("torch"),
+        (Citation(f"{_PO}/__init__.py", "10, 240", "from torch.optim import ... NAdam ...: torch's own NAdam, "
+                  "re-exported"),
+         Citation("torch/optim/nadam.py", "347, 371-378", "torch's step: mu_t = b1*(1 - 0.5*0.96**(t*psi)); two "
+                  "addcdiv_, the gradient's and the momentum's")),
+        rule="nadam"),
     Implementation(
         "pytorch-optimizer RAdam", "pytorch-optimizer", "torch", "pytorch_optimizer:RAdam", "torch",
         Reading(None, outside="no step at all (no decay either) while rho_t is below the threshold: "
