@@ -400,6 +400,8 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
     if (coupled := rule.l2_counterpart) is not None:
         candidate(f"weight decay applied as an L2 term in the gradient (rule {coupled})", {}, conv=convention,
                   rule_name=coupled)
+    for name, swapped, what in _averaging_rates_swapped(rule, case.hyper):
+        candidate(what, {name: swapped})
     if case.hyper.get("weight_decay"):
         candidate("weight decay not applied (as with weight_decay=0)", {"weight_decay": 0.0})
         if rule.weight_decay == "decoupled" and len(set(case.lrs)) > 1:
@@ -426,6 +428,35 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
                 candidate(f"{name} alone rounded to float32 on the way in (a float32 kernel attribute, as "
                           "Paddle's AdamW coeff)", rounded)
     return {change.name: change for change in found}
+
+
+def _averaging_rates_swapped(rule: spec.Rule, hyper: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """The swaps a kernel may make of its averaging rates, those hyperparameters whose spec default lies in
+    [0.5, 1) (β, ρ, RMSprop's α): each rate taken as its complement (:math:`1-\rho` for :math:`\rho`), and a
+    pair of rates taken in the other order (β2 for β1 and β1 for β2), as (name, swapped value, the change in
+    words)."""
+    def is_rate(default: Any) -> bool:
+        return isinstance(default, float) and 0.5 <= default < 1
+
+    def shown(value: Any) -> str:
+        return f"({', '.join(f'{v:g}' for v in value)})" if isinstance(value, tuple) else f"{value:g}"
+
+    found = []
+    for name, value in hyper.items():
+        default = rule.defaults.get(name)
+        if isinstance(value, tuple) and isinstance(default, tuple) and all(map(is_rate, default)):
+            if len(value) == 2 and value[0] != value[1]:
+                found.append((name, value[::-1], f"{name} in the other order ({shown(value[::-1])} where "
+                                                 f"{shown(value)} is given)"))
+            for k, component in enumerate(value):
+                if 0 < component < 1 and component != 0.5:
+                    swapped = (*value[:k], 1 - component, *value[k + 1:])
+                    found.append((name, swapped, f"{name}[{k}] taken as 1 - {name}[{k}] ({shown(swapped)} where "
+                                                 f"{shown(value)} is given)"))
+        elif is_rate(default) and isinstance(value, float) and 0 < value < 1 and value != 0.5:
+            found.append((name, 1 - value, f"{name} taken as 1 - {name} ({shown(1 - value)} where "
+                                           f"{shown(value)} is given)"))
+    return found
 
 
 def _hidden_change(name: str, value: Any, rule: str, convention: spec.Knobs | None) -> Change:

@@ -204,10 +204,27 @@ def test_identify_names_the_preset_of_each_builtin(framework, rule):
 
 
 @needs("torch")
-def test_identify_of_a_hidden_defect_claims_no_preset():
-    (subject,) = adapters.resolve_subject("torch", f"{DEFECTS}:RMSpropSwappedAlpha", "rmsprop")
+@pytest.mark.parametrize(("impl", "rule"), [("RMSpropSwappedAlpha", "rmsprop"), ("RAdamThresholdFour", "radam"),
+                                            ("AdadeltaSwappedRho", "adadelta"), ("LionSwappedBetas", "lion"),
+                                            ("RpropKeepsGradient", "rprop")])
+def test_identify_of_a_hidden_defect_claims_no_preset(impl, rule):
+    """The defects that are no framework's convention (SGD's damped first step is MLX's, NAdam without its
+    schedule optax's, Adamax's ε at the division Keras')."""
+    (subject,) = adapters.resolve_subject("torch", f"{DEFECTS}:{impl}", rule)
     found = identify(subject, examples=10)
     assert not found.fits and found.preset is None and found.lines()[-1] == "unfit", found
+
+
+@needs("torch")
+@pytest.mark.parametrize(("impl", "rule", "named"), [
+    ("RMSpropSwappedAlpha", "rmsprop", "alpha taken as 1 - alpha (0.01 where 0.99 is given)"),
+    ("AdadeltaSwappedRho", "adadelta", "rho taken as 1 - rho (0.1 where 0.9 is given)"),
+    ("LionSwappedBetas", "lion", "betas in the other order ((0.99, 0.9) where (0.9, 0.99) is given)"),
+])
+def test_an_averaging_rate_swapped_is_named_by_the_hint(impl, rule, named):
+    (subject,) = adapters.resolve_subject("torch", f"{DEFECTS}:{impl}", rule)
+    cert = certify(subject, dtype="float32", examples=20)
+    assert not cert.conforms and (cert.failure.hint or "").startswith(f"most likely knob: {named} "), cert.failure
 
 
 def test_a_preset_of_another_rule_is_refused_in_one_line(capsys):

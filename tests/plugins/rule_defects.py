@@ -197,9 +197,11 @@ class RpropKeepsGradient(torch.optim.Rprop):
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                if not state:
+                if not state:  # torch's own keys, so that torch's load_state_dict restores it
+                    state["step"] = torch.tensor(0.0)
                     state["prev"] = torch.zeros_like(p)
                     state["step_size"] = torch.full_like(p, group["lr"])
+                state["step"] += 1
                 g = -p.grad if group["maximize"] else p.grad
                 sign = g.mul(state["prev"]).sign()
                 factor = torch.where(sign > 0, eta_plus, torch.where(sign < 0, eta_minus, 1.0)).to(p.dtype)
