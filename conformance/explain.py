@@ -104,7 +104,9 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
     1. each single change (:func:`_candidates`): every other value of every
        convention knob, a bias correction one step late or one step early, a
        decoupled decay that reads the previous step's learning rate, L2 in
-       place of decoupled decay, no weight decay at all, an ignored
+       place of decoupled decay, no weight decay at all, an averaging rate
+       swapped (:math:`1-\rho` for :math:`\rho`, β1 for β2:
+       :func:`_averaging_rates_swapped`), an ignored
        ``amsgrad`` or ``maximize``, a hyperparameter the constructor hides at
        a plausible or a fitted value (:mod:`optspec.conformance.hidden`),
        the state stored in a coarser dtype the subject holds (judged by the
