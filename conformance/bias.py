@@ -283,8 +283,8 @@ def balancing_change(step: ExactStep, got: np.ndarray, direction: Direction, sig
                      model: int, iterations: int = 30) -> float | None:
     r"""The relative change of ``direction`` (its sign ``sigma``) at which the flips of a one-step ``got``
     no longer lean its way (:math:`S \le 0`) in the model of where a kernel rounds numbered ``model``
-    (:func:`_models`), without the allowance (an estimate of the change itself), by bisection in log space; 0 where they do not lean its way, None where even
-    :data:`LARGEST_CHANGE` leaves them leaning."""
+    (:func:`_models`), without the allowance (an estimate of the change itself), by bisection in log space;
+    0 where they do not lean its way, None where even :data:`LARGEST_CHANGE` leaves them leaning."""
     def leans(change: float) -> bool:
         return bool(_scores(step, got, direction, sigma, change, dtype, model, allowed=False)[0][0] > 0)
 
