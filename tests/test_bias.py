@@ -143,20 +143,6 @@ def test_a_tensor_too_small_to_reach_the_threshold_is_not_tested():
 
 
 @needs("torch")
-@pytest.mark.parametrize("form", ["for-loop", "foreach", "fused"])
-def test_torchs_adamw_in_bfloat16_passes_the_bias_cases(form):
-    """The three kernels of torch 2.13's AdamW, on the named cases alone, which include :data:`BIAS_CASES`."""
-    from optspec import adapters, spec
-    from optspec.conformance.cases import BIAS_CASES
-    from optspec.conformance.check import run_case
-
-    (subject,) = [s for s in adapters.subjects("torch") if s.name == f"torch.optim.AdamW[{form}]"]
-    for case in BIAS_CASES:
-        result = run_case(subject, case, convention=spec.resolve("torch"), dtype=BF16)
-        assert result.passed, f"{case.label}: {result.failure}"
-
-
-@needs("torch")
 def test_a_rule_whose_kernels_round_between_parts_of_the_update_is_not_tested_and_says_so():
     """torch's NAdam adds its update in two ``addcdiv_`` (``Rule.rounded_parts``): the certificate says the bias
     test did not run, where a bfloat16 certification of AdamW says nothing."""
