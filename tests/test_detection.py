@@ -29,8 +29,9 @@ class Run:
 
 #: As a user runs ``certify``.
 DEFAULT = Run(examples=20, replay_golden=True)
-#: The named cases alone, whose floor only the ``SENSITIVE_CASES`` reach: without them the named
-#: cases let 1-beta2 off by 0.24 pass in float32, and every knob off by a relative 1 pass in bfloat16.
+#: The named cases alone, whose floor only the ``SENSITIVE_CASES`` reach in float32 (without them the named
+#: cases let 1-beta2 off by 0.24 pass) and the ``BIAS_CASES`` with the bias test in bfloat16 (without them every
+#: knob off by a relative 1 passed).
 NAMED_ALONE = Run(examples=0, replay_golden=False)
 
 #: The smallest relative defect each run must reject, per dtype.  Default run: 100 times (float64) and 4 to
