@@ -31,7 +31,7 @@ class Run:
 DEFAULT = Run(examples=20, replay_golden=True)
 #: The named cases alone, whose floor only the ``SENSITIVE_CASES`` reach in float32 (without them the named
 #: cases let 1-beta2 off by 0.24 pass) and the ``BIAS_CASES`` with the bias test in bfloat16 (before them, lr, λ
-#: and β1 were caught at 0.18 to 0.56, and ε and 1-beta2 not even off by a relative 1).
+#: and β1 were caught at 0.18 to 0.56, ε at 1, and 1-beta2 not even off by a relative 1).
 NAMED_ALONE = Run(examples=0, replay_golden=False)
 
 #: The smallest relative defect each run must reject, per dtype.  Default run: 100 times (float64) and 4 to
