@@ -34,7 +34,7 @@ def raised_by_optspec(exc: BaseException) -> bool:
 
 
 def where_raised(exc: BaseException) -> str:
-    """``file:line`` of the innermost frame of ``exc``'s traceback that belongs to optspec, or ``""``."""
+    """``module:line`` of the innermost frame of ``exc``'s traceback that belongs to optspec, or ``""``."""
     found = ""
     tb = exc.__traceback__
     while tb is not None:

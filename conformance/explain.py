@@ -105,8 +105,8 @@ def explain(subject: SubjectInfo, convention: spec.Knobs | None, case: Case, the
        convention knob, a bias correction one step late or one step early, a
        decoupled decay that reads the previous step's learning rate, L2 in
        place of decoupled decay, no weight decay at all, an averaging rate
-       swapped (:math:`1-\rho` for :math:`\rho`, β1 for β2:
-       :func:`_averaging_rates_swapped`), an ignored
+       swapped (1−ρ for ρ, β1 for β2: :func:`_averaging_rates_swapped`), an
+       ignored
        ``amsgrad`` or ``maximize``, a hyperparameter the constructor hides at
        a plausible or a fitted value (:mod:`optspec.conformance.hidden`),
        the state stored in a coarser dtype the subject holds (judged by the
@@ -434,7 +434,7 @@ def _candidates(subject: SubjectInfo, convention: spec.Knobs | None, case: Case,
 
 def _averaging_rates_swapped(rule: spec.Rule, hyper: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     """The swaps a kernel may make of its averaging rates, those hyperparameters whose spec default lies in
-    [0.5, 1) (β, ρ, RMSprop's α): each rate taken as its complement (:math:`1-\rho` for :math:`\rho`), and a
+    [0.5, 1) (β, ρ, RMSprop's α): each rate taken as its complement (1−ρ for ρ), and a
     pair of rates taken in the other order (β2 for β1 and β1 for β2), as (name, swapped value, the change in
     words)."""
     def is_rate(default: Any) -> bool:

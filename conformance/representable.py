@@ -163,7 +163,7 @@ def unrepresentable(rule: str, convention: spec.Knobs | None, case: Any, dtype: 
 
     ``case`` is a :class:`conformance.cases.Case` with explicit hyperparameters;
     the check follows the float64 reference (:func:`conformance.reference.reference`).
-    ``holds_betas``: the subject holds :math:`\beta` in its dtype.
+    ``holds_betas``: the subject holds :math:`\\beta` in its dtype.
     """
     if dtype == "float64":
         return None

@@ -36,7 +36,7 @@ class SignArgument:
         that its error grows with the step count; Rprop's kept gradient is a copy.
       magnitude: ``f(xp, grad, state, **hyper) -> array`` on :math:`|g|` and the state's magnitudes: the
         scale of a kernel's rounding error in the value, where a correct kernel may compute it in a form
-        whose terms are larger than ``value``'s own (Lion's :math:`m + (1-\beta_1)(g - m)`); None: ``value``
+        whose terms are larger than ``value``'s own (Lion's :math:`m + (1-\\beta_1)(g - m)`); None: ``value``
         on those magnitudes, the sum of its terms.
     """
 
@@ -60,9 +60,9 @@ class Rule:
         schedule-scaled decay.
       init_hyper: the hyperparameters that :attr:`init` needs.
       weight_decay: how ``weight_decay`` acts where the convention has no
-        ``weight_decay`` knob of its own (:meth:`decay_mode`): ``"l2"`` adds :math:`\\lambda\theta`
+        ``weight_decay`` knob of its own (:meth:`decay_mode`): ``"l2"`` adds :math:`\\lambda\\theta`
         to the gradient (so it passes through the moments and any adaptive
-        denominator); ``"decoupled"`` shrinks :math:`\theta` directly, and
+        denominator); ``"decoupled"`` shrinks :math:`\\theta` directly, and
         its step also takes ``decay_lr``, the learning rate the decay reads in
         place of :math:`\\mathrm{lr}_t`.
       second_moment: the state field holding the running second moment that
@@ -93,7 +93,7 @@ class Rule:
         (the certifier's reference steps the free-running and the re-synced
         parameters so, and its drawn cases share one subject).  A rule that
         reads a whole tensor (a norm, a factored moment) is not.
-      bias_corrected: whether its step divides by :math:`1-\beta^t` for its
+      bias_corrected: whether its step divides by :math:`1-\\beta^t` for its
         ``betas`` (the tolerance model's condition-number term,
         :func:`optspec.conformance.tolerance.bias_condition`); Lion's reads
         β only in its moments.
