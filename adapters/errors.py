@@ -23,23 +23,24 @@ def raised_by_optspec(exc: BaseException) -> bool:
     belongs to optspec is in ``optspec.conformance`` or ``optspec.spec`` (the frames below it, if any, are a
     library it called, such as NumPy).  Where that frame is in ``optspec.adapters``, which drives the subject,
     or no frame is optspec's, the subject or its framework raised."""
-    innermost = None
-    tb = exc.__traceback__
-    while tb is not None:
-        module = tb.tb_frame.f_globals.get("__name__", "")
-        if module.startswith("optspec."):
-            innermost = module
-        tb = tb.tb_next
-    return innermost is not None and innermost.startswith(("optspec.conformance", "optspec.spec"))
+    innermost = _innermost_optspec_frame(exc)
+    return innermost is not None and innermost[0].startswith(("optspec.conformance", "optspec.spec"))
 
 
 def where_raised(exc: BaseException) -> str:
     """``module:line`` of the innermost frame of ``exc``'s traceback that belongs to optspec, or ``""``."""
-    found = ""
+    innermost = _innermost_optspec_frame(exc)
+    return "" if innermost is None else f"{innermost[0]}:{innermost[1]}"
+
+
+def _innermost_optspec_frame(exc: BaseException) -> tuple[str, int] | None:
+    """(module, line) of the innermost frame of ``exc``'s traceback in an ``optspec.`` module, or None."""
+    found = None
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_globals.get("__name__", "").startswith("optspec."):
-            found = f"{tb.tb_frame.f_globals['__name__']}:{tb.tb_lineno}"
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith("optspec."):
+            found = (module, tb.tb_lineno)
         tb = tb.tb_next
     return found
 
