@@ -174,7 +174,7 @@ def scalar_roundoff(hyper: Mapping[str, object], lrs: Sequence[float], dtype: st
         factors = [[off(lr, held) for held in rounded(lr)]] if lr else []
         for h in fractions:
             held = rounded(h)
-            factors += [[off(h, c) for c in held],
+            factors += [[held_roundoff(h, dtype)],
                         [off(1 - h, 1 - c) for c in held] + [off(1 - h, c) for c in rounded(1 - h)]]
             if bias_corrected:
                 factors.append([off(1 - h**t, 1 - c**t) for c in held]
